@@ -1,0 +1,31 @@
+# blalm: the two set-up commands are `make demo` and `make test`; both install what they need.
+PYTHON ?= python3
+VENV ?= .venv
+# The CPU build of torch (on this project's machines it lies on disk); override for a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+DATA ?= ../shared/data
+OUT ?= out/demo
+BIN = $(VENV)/bin
+
+.PHONY: install demo test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+## The main job on the embedded default data: corpus -> tokenizer (DATA=path to use other data).
+demo: install
+	$(BIN)/blalm corpus configs/corpus/demo.toml --data-dir $(DATA) --out $(OUT)/corpus
+	$(BIN)/blalm tokenizer $(OUT)/corpus --vocab-size 15000 --out $(OUT)/tokenizer
+
+## The whole test suite (uses ../shared/data, or $BLALM_DATA_DIR).
+test: install
+	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,1 @@
+"""Token-mixer kernels: each op sits behind a small registry with a pure-PyTorch reference."""

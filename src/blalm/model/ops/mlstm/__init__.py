@@ -1,0 +1,30 @@
+"""The mLSTM token mixer (guide §2) in three pure-PyTorch forms behind a registry.
+
+- :func:`mlstm_parallel` — quadratic, attention-like; the reference.
+- :func:`mlstm_chunkwise` — chunked; the training path.
+- :func:`mlstm_recurrent` / :func:`mlstm_step` — token by token; decoding.
+
+All are numerically stabilised the same way (see ``parallel.py``) and agree to float64 precision,
+with or without an initial state.
+"""
+
+from blalm.model.ops.mlstm.chunkwise import mlstm_chunkwise
+from blalm.model.ops.mlstm.common import MLSTMState
+from blalm.model.ops.mlstm.parallel import mlstm_parallel
+from blalm.model.ops.mlstm.recurrent import mlstm_recurrent, mlstm_step
+from blalm.model.ops.mlstm.registry import (
+    available_mlstm_kernels,
+    get_mlstm_kernel,
+    register_mlstm_kernel,
+)
+
+__all__ = [
+    "MLSTMState",
+    "available_mlstm_kernels",
+    "get_mlstm_kernel",
+    "mlstm_chunkwise",
+    "mlstm_parallel",
+    "mlstm_recurrent",
+    "mlstm_step",
+    "register_mlstm_kernel",
+]

@@ -1,0 +1,53 @@
+"""``blalm tokenizer``: train the byte-level BPE tokenizer on a corpus folder's train.txt."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tokenizer",
+        help="train the byte-level BPE tokenizer on a corpus (train.txt only)",
+        description="Train a byte-level BPE tokenizer (special tokens <|bos|>, <|eos|>, <|pad|> = ids 0, 1, 2) "
+                    "on CORPUS_DIR/train.txt and save it as a Hugging Face fast tokenizer in --out, with "
+                    "tokenizer_report.json (tokens per word on dev.txt, round-trip check). Encoding adds no "
+                    "BOS/EOS: training and evaluation place them.")
+    parser.add_argument("corpus_dir", metavar="CORPUS_DIR", type=Path,
+                        help="corpus folder written by 'blalm corpus' (train.txt, dev.txt, manifest.json)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="output folder for the tokenizer; built beside it and renamed into place, "
+                             "replacing a previous tokenizer there only once training succeeded")
+    parser.add_argument("--vocab-size", type=int, default=15000, metavar="N",
+                        help="vocabulary size including the 256 byte symbols and 3 special tokens "
+                             "(at least 259; default 15000 as in the paper)")
+    parser.add_argument("--min-frequency", type=int, default=2, metavar="N",
+                        help="merge only pairs seen at least N times in train.txt (default 2)")
+    parser.add_argument("--no-progress", dest="show_progress", action="store_false",
+                        help="do not show the trainer's progress bars")
+    parser.set_defaults(func=run_tokenizer)
+
+
+def run_tokenizer(args: argparse.Namespace) -> int:
+    from blalm.tokenizer.train import REPORT_FILE, train_tokenizer
+
+    report = train_tokenizer(args.corpus_dir, args.out, vocab_size=args.vocab_size,
+                             min_frequency=args.min_frequency, show_progress=args.show_progress)
+    print(f"tokenizer: vocab size {report['vocab_size']}"
+          + (f" (asked {report['vocab_size_requested']}: train.txt has too few frequent pairs for more)"
+             if report["vocab_size"] < report["vocab_size_requested"] else ""))
+    train = report["train"]
+    print(f"  trained on {train['path']}: {train['lines']} lines, {train['words']} words")
+    dev = report["dev"]
+    if dev is None:
+        print("  dev.txt: not found, tokens/word measured on a train sample only: "
+              f"{report['tokens_per_word_train_sample']}")
+    else:
+        rt = dev["round_trip"]
+        print(f"  tokens/word on dev.txt: {dev['tokens_per_word']} ({dev['tokens']} tokens / {dev['words']} words); "
+              f"train sample: {report['tokens_per_word_train_sample']}")
+        print(f"  round trip on dev.txt: {rt['lines_checked'] - rt['failures']}/{rt['lines_checked']} lines exact"
+              + (f"; FAILED lines {rt['first_failed_lines']}" if rt["failures"] else ""))
+    print(f"  wrote {report['out_dir']} (report: {REPORT_FILE})")
+    return 1 if dev is not None and dev["round_trip"]["failures"] else 0
