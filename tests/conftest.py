@@ -22,3 +22,17 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory, data_dir) -> Path:
+    """The demo corpus at a 200k-word budget, built once per test session (worker)."""
+    from blalm.config import load_config
+    from blalm.data.config import CorpusConfig
+    from blalm.data.corpus import build_corpus
+
+    out = tmp_path_factory.mktemp("demo_corpus")
+    cfg = load_config(CorpusConfig, REPO_ROOT / "configs" / "corpus" / "demo.toml",
+                      ["budget_words=200000", "dev_words=10000", f"data_dir={str(data_dir)!r}"])
+    build_corpus(cfg, out, progress=False)
+    return out

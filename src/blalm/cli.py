@@ -16,6 +16,8 @@ from blalm.errors import BlalmError
 
 STAGE_CLIS = [
     "blalm.data.cli",
+    "blalm.tokenizer.cli",
+    "blalm.model.cli",
 ]
 
 

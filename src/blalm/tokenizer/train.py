@@ -93,8 +93,8 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = 15000, mi
         show_progress=show_progress,
     )
     stats = _TrainStats(sample_step=max(1, math.ceil(n_train_lines / TRAIN_SAMPLE_LINES)))
-    tokenizer.train_from_iterator(stats.batches(train_path), trainer=trainer,
-                                  length=math.ceil(n_train_lines / BATCH_LINES))
+    # ``length`` is counted in lines (sequences), not batches: it sizes the progress bar.
+    tokenizer.train_from_iterator(stats.batches(train_path), trainer=trainer, length=n_train_lines)
     if stats.words == 0:  # only possible if the pre-check was fooled by non-breaking spaces and the like
         raise InputError(f"{train_path}: no words to train on (every line is blank); "
                          f"run 'blalm corpus' first to build the corpus")

@@ -7,7 +7,8 @@ the chunk) and the state ``(C', n', m')`` at the chunk's start, the output at lo
 the parallel form plus one extra term of log weight ``b_t + m'``::
 
     m_t = max(b_t + m', max_{j≤t} D_tj)
-    h_t = [exp(b_t+m'−m_t) C'ᵀq_t + Σ_j exp(D_tj−m_t)(q_t·k_j) v_j] / (max(|same with n'|, exp(−m_t)) + eps)
+    h_t = [exp(b_t+m'−m_t) C'ᵀq_t + Σ_j exp(D_tj−m_t)(q_t·k_j) v_j]
+          / (max(|the same with n' and 1 for v_j|, exp(−m_t)) + eps)
 
 and the state at the chunk's end is ``m = max(b_L + m', a)``, ``C = exp(b_L+m'−m) C' + exp(a−m) K``
 where ``K = Σ_j exp(D_Lj − a) k_j v_jᵀ`` and ``a = max_j D_Lj`` come from the chunk alone.

@@ -18,7 +18,7 @@ _KERNELS: dict[str, Callable] = {}
 
 
 def register_mlstm_kernel(name: str, fn: Callable) -> None:
-    """Make ``fn`` available as ``get_mlstm_kernel(name)``; a name already taken by another function is refused."""
+    """Make ``fn`` available as ``get_mlstm_kernel(name)``; a name taken by another function is refused."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"an mLSTM kernel name must be a non-empty string; got {name!r}")
     if not callable(fn):

@@ -1,0 +1,48 @@
+"""Light cleaning for the ``plain`` kind (OneStopEnglish, NLTK corpora, any text) and the ``babylm``
+kind (the official BabyLM corpus ``*.train`` files).
+
+``plain``: ``drop_level_tag`` removes OneStopEnglish's reading-level tag when it is alone on the
+first line (``Intermediate``/``Elementary``/``Advanced`` or ``Int``/``Ele``/``Adv``, any case);
+``plain_paragraphs`` then unwraps hard-wrapped lines into paragraphs (Brown's one sentence a line
+becomes running text; a Reuters all-capitals headline stays apart) and drops title-like lines
+(all capitals, or up to 8 words without sentence punctuation: headlines, datelines, headings).
+
+``babylm``: one line one segment. ``clean_babylm_line`` gives a line with a CHILDES speaker tag
+(``*CHI:\\tmore cookie .``) the CHILDES treatment (tag removed, CHAT markup cleaned); every other
+line is kept as it is (whitespace collapsed). The speaker is returned so the caller can drop the
+child's lines or apply a word minimum.
+"""
+
+from __future__ import annotations
+
+from blalm.data.filters.childes import clean_chat, split_speaker
+from blalm.data.filters.gutenberg import drop_headings
+from blalm.data.filters.text import collapse_spaces, normalise_whitespace, unwrap_paragraphs
+
+__all__ = ["LEVEL_TAGS", "drop_level_tag", "plain_paragraphs", "clean_babylm_line"]
+
+LEVEL_TAGS = frozenset({"intermediate", "elementary", "advanced", "int", "ele", "adv"})
+
+
+def drop_level_tag(text: str) -> str:
+    """Remove a first line that is only a reading-level tag."""
+    text = normalise_whitespace(text).lstrip("\n")
+    first, sep, rest = text.partition("\n")
+    if first.strip().rstrip(".:").lower() in LEVEL_TAGS:
+        return rest
+    return text
+
+
+def plain_paragraphs(text: str) -> list[str]:
+    """Level tag dropped, lines unwrapped into paragraphs, title-like paragraphs dropped."""
+    return drop_headings(unwrap_paragraphs(drop_level_tag(text)))
+
+
+def clean_babylm_line(line: str) -> tuple[str | None, str]:
+    """``(speaker, text)``: a tagged CHILDES line cleaned, any other line as it is (speaker ``None``)."""
+    speaker, rest = split_speaker(line)
+    if speaker is None:
+        return None, collapse_spaces(line)
+    return speaker, clean_chat(rest)
+
+

@@ -1,0 +1,164 @@
+"""BLaLM's token mixer: an mLSTM layer in the xLSTM-7B style, fitted into a Qwen block, with the
+paper's Table 6 mechanisms as switches.
+
+Data flow for ``x (B, S, D)`` (D = hidden, H heads of d = D / H)::
+
+    q, k, v   = W_q x, W_k x, W_v x                         (D -> H·d each, no bias)
+    q, k, v   = conv(q), conv(k), conv(v)                   if short_conv (causal depthwise)
+    ĩ, f̃      = cap·tanh((W_i x + b_i) / cap), same for f   (D -> H each, with bias; cap = gate_soft_cap)
+    q', k'    = φ_q(q), φ_k(k)                               if hedgehog (width d -> 2d), else q, k
+    h         = HeadNorm(mLSTM(q', k', v, ĩ, f̃))            (kernel from the ops registry; per-head RMSNorm)
+    h         = h + c · SWA(rope(q), rope(k), v)            if swa != "none"
+    y         = W_out(σ(W_o x) ⊙ h)                          (output gate D -> D, out projection D -> D)
+
+Decisions (the paper does not state them):
+
+- **The SWA branch shares q, k and v** with the mLSTM (after the short conv, before Hedgehog),
+  so switching SWA on adds no projections and keeps the parameter count comparable: "the input
+  is passed through both modules and added together" (§4.1). RoPE is applied to the SWA's q and
+  k only; the mLSTM itself has no positional encoding.
+- **Where the branches meet**: the SWA output is added to the *normalised* mLSTM cell output,
+  before the output gate and out projection: ``h_total = h_LA + c·h_SWA`` (the poster), with
+  ``c = 1`` ("add", "memory"), ``c = α`` ("dynmod") or ``c = tanh(α)`` ("dynmod_bounded").
+  The head norm makes h_LA O(1) per head whatever the mLSTM normaliser did, and the SWA output
+  is a convex combination of values, so the two are on comparable scales and the output gate
+  and out projection see their sum.
+- **DynMod α** is one scalar parameter per layer (``swa_alpha``), initialised to
+  ``dynmod_init`` (default 0: each layer starts as the plain mLSTM and learns how much local
+  attention to add; the paper's App. G reports α growing during training). With α = 0 the SWA
+  branch contributes nothing at step 0, but α's own gradient ``<∂L/∂h, h_SWA>`` is non-zero, so
+  α leaves 0 on the first update and the branch starts to train.
+- **Memory slots** ("SWA with Memory"): ``swa_memory_slots`` learned key/value pairs per head
+  that every query sees besides its window; they carry no position (scored with un-rotated q).
+- **Gates** follow xLSTM-7B: gate weights start at zero, the input-gate bias at
+  ``igate_bias_init`` (-10) and the forget-gate biases at ``linspace(3, 6)`` over the heads
+  (f = 0.95..0.998: long memories at step 0), gate pre-activations soft-capped at 15.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+from torch import Tensor, nn
+
+from blalm.errors import ConfigError
+from blalm.model.config import ModelConfig
+from blalm.model.layers import (
+    CausalDepthwiseConv1d,
+    HedgehogFeatureMap,
+    MultiHeadRMSNorm,
+    RopeTables,
+    apply_rope,
+    merge_heads,
+    sliding_window_attention,
+    split_heads,
+)
+from blalm.model.ops.mlstm import get_mlstm_kernel
+
+
+class MLSTMMixer(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d_model, heads = config.hidden_size, config.num_heads
+        self.num_heads, self.head_dim = heads, config.head_dim
+        self.q_proj = nn.Linear(d_model, d_model, bias=False)
+        self.k_proj = nn.Linear(d_model, d_model, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.igate = nn.Linear(d_model, heads, bias=True)
+        self.fgate = nn.Linear(d_model, heads, bias=True)
+        self.ogate = nn.Linear(d_model, d_model, bias=False)
+        self.out_proj = nn.Linear(d_model, d_model, bias=False)
+        self.head_norm = MultiHeadRMSNorm(heads, self.head_dim, config.norm_eps)
+
+        self.conv_q = self.conv_k = self.conv_v = None
+        if config.short_conv:
+            self.conv_q = CausalDepthwiseConv1d(d_model, config.conv_kernel)
+            self.conv_k = CausalDepthwiseConv1d(d_model, config.conv_kernel)
+            self.conv_v = CausalDepthwiseConv1d(d_model, config.conv_kernel)
+        self.hedgehog_q = self.hedgehog_k = None
+        if config.hedgehog:
+            self.hedgehog_q = HedgehogFeatureMap(heads, self.head_dim)
+            self.hedgehog_k = HedgehogFeatureMap(heads, self.head_dim)
+
+        self.swa = config.swa
+        self.swa_window = config.swa_window
+        self.memory_k = self.memory_v = None
+        if config.swa == "memory":
+            self.memory_k = nn.Parameter(torch.empty(heads, config.swa_memory_slots, self.head_dim))
+            self.memory_v = nn.Parameter(torch.empty(heads, config.swa_memory_slots, self.head_dim))
+        self.swa_alpha = None
+        if config.swa in ("dynmod", "dynmod_bounded"):
+            self.swa_alpha = nn.Parameter(torch.full((), float(config.dynmod_init)))
+
+        self.gate_soft_cap = config.gate_soft_cap
+        self.mlstm_eps = config.mlstm_eps
+        self.kernel_name = config.mlstm_kernel
+        try:
+            self.kernel = get_mlstm_kernel(config.mlstm_kernel)
+        except ConfigError as exc:
+            raise ConfigError(f"mlstm_kernel = {config.mlstm_kernel!r}: {exc}") from None
+        self.kernel_options: dict = {}
+        if "chunk_size" in inspect.signature(self.kernel).parameters:
+            self.kernel_options["chunk_size"] = config.chunk_size
+        self._config = config
+
+    def reset_parameters(self) -> None:
+        """Gate and mechanism init (the decoder has already drawn every Linear weight)."""
+        cfg = self._config
+        with torch.no_grad():
+            for gate in (self.igate, self.fgate):
+                gate.weight.zero_()
+            self.igate.bias.fill_(cfg.igate_bias_init)
+            self.fgate.bias.copy_(torch.linspace(cfg.fgate_bias_init_min, cfg.fgate_bias_init_max,
+                                                 self.num_heads, device=self.fgate.bias.device))
+            if self.memory_k is not None:
+                self.memory_k.normal_(0.0, cfg.init_std)
+                self.memory_v.normal_(0.0, cfg.init_std)
+            if self.swa_alpha is not None:
+                self.swa_alpha.fill_(cfg.dynmod_init)
+        for module in (self.conv_q, self.conv_k, self.conv_v, self.hedgehog_q, self.hedgehog_k, self.head_norm):
+            if module is not None:
+                module.reset_parameters()
+
+    def swa_coefficient(self) -> Tensor | float:
+        """The weight c of the SWA branch: 1 ("add", "memory"), α ("dynmod"), tanh(α) ("dynmod_bounded")."""
+        if self.swa == "dynmod":
+            return self.swa_alpha
+        if self.swa == "dynmod_bounded":
+            return torch.tanh(self.swa_alpha)
+        return 1.0
+
+    def _gate(self, linear: nn.Linear, x: Tensor) -> Tensor:
+        pre = linear(x).float().transpose(1, 2)              # (B, H, S), float32
+        if self.gate_soft_cap > 0:
+            pre = self.gate_soft_cap * torch.tanh(pre / self.gate_soft_cap)
+        return pre
+
+    def forward(self, x: Tensor, rope: RopeTables) -> Tensor:
+        """``x (B, S, D)`` -> ``(B, S, D)``; causal: output t depends on inputs ≤ t only.
+
+        (A decoding cache will keep the kernel's last state, the last ``conv_kernel - 1`` conv
+        inputs and the last ``swa_window - 1`` rotated keys/values; the pieces below are kept
+        separate for that reason.)
+        """
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        if self.conv_q is not None:
+            q, k, v = self.conv_q(q), self.conv_k(k), self.conv_v(v)
+        q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))
+        i_pre, f_pre = self._gate(self.igate, x), self._gate(self.fgate, x)
+
+        q_mix, k_mix = q, k
+        if self.hedgehog_q is not None:
+            q_mix, k_mix = self.hedgehog_q(q), self.hedgehog_k(k)
+        h = self.kernel(q_mix, k_mix, v, i_pre, f_pre, eps=self.mlstm_eps, **self.kernel_options)
+        h = self.head_norm(h)
+
+        if self.swa != "none":
+            h_swa = sliding_window_attention(
+                apply_rope(q, rope), apply_rope(k, rope), v, self.swa_window,
+                memory_k=self.memory_k, memory_v=self.memory_v, memory_q=q if self.memory_k is not None else None)
+            h = h + self.swa_coefficient() * h_swa.to(h.dtype)
+
+        out = torch.sigmoid(self.ogate(x)) * merge_heads(h).to(x.dtype)
+        return self.out_proj(out)

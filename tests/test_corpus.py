@@ -1,0 +1,121 @@
+"""``blalm corpus`` end to end on the real data: budget, accounting, cleanliness, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+import lzma
+import re
+from pathlib import Path
+
+import pytest
+
+from blalm.cli import main
+from blalm.config import load_config
+from blalm.data.config import CorpusConfig
+from blalm.data.corpus import build_corpus
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "corpus"
+SPEAKER_TAG = re.compile(r"\*[A-Z]{2,4}:")
+
+
+def _manifest(folder: Path) -> dict:
+    return json.loads((folder / "manifest.json").read_text())
+
+
+def test_demo_corpus_fills_the_budget_and_accounts_for_every_document(demo_corpus):
+    m = _manifest(demo_corpus)
+    train = (demo_corpus / "train.txt").read_text(encoding="utf-8")
+    dev = (demo_corpus / "dev.txt").read_text(encoding="utf-8")
+    assert m["budget_words"] == 200_000
+    assert 0.99 * 200_000 <= m["train_words"] <= 200_000
+    assert m["train_words"] == len(train.split()), "manifest words must be the file's whitespace words"
+    assert m["dev_words"] == len(dev.split()) and 0 < m["dev_words"] <= 10_000
+    for name, s in m["sources"].items():
+        assert s["docs_read"] == s["docs_train"] + s["docs_dev"] + sum(s["dropped"].values()), name
+        assert s["words"] <= s["available_words"]
+    assert sum(s["words"] for s in m["sources"].values()) == m["train_words"]
+    # the sources that exist here are read; the paper's missing ones are reported as such
+    assert m["sources"]["childes"]["status"] == "ok" and m["sources"]["childes"]["docs_read"] == 973
+    assert m["sources"]["tinystories"]["status"] == "no input" and m["sources"]["tinystories"]["words"] == 0
+    assert m["seed"] == 0 and m["config"]["budget_words"] == 200_000
+    assert m["run_info"]["versions"]["python"]
+
+
+def test_demo_corpus_is_clean(demo_corpus):
+    train = (demo_corpus / "train.txt").read_text(encoding="utf-8").splitlines()
+    dev = (demo_corpus / "dev.txt").read_text(encoding="utf-8").splitlines()
+    for line in train + dev:
+        assert line.strip() == line and line, repr(line)
+        assert not SPEAKER_TAG.search(line), line
+        assert "gutenberg" not in line.lower(), line
+    assert not set(train) & set(dev), "dev and train must not share a line"
+    assert len(set(train)) == len(train), "exact duplicates must be removed"
+
+
+def test_same_seed_same_corpus_other_seed_other_corpus(tmp_path, data_dir, demo_corpus):
+    overrides = ["budget_words=200000", "dev_words=10000", f"data_dir={str(data_dir)!r}"]
+    cfg = load_config(CorpusConfig, CONFIGS / "demo.toml", overrides)
+    build_corpus(cfg, tmp_path / "again", progress=False)
+    assert (tmp_path / "again" / "train.txt").read_bytes() == (demo_corpus / "train.txt").read_bytes()
+    assert (tmp_path / "again" / "dev.txt").read_bytes() == (demo_corpus / "dev.txt").read_bytes()
+    other = load_config(CorpusConfig, CONFIGS / "demo.toml", overrides + ["seed=1"])
+    build_corpus(other, tmp_path / "other", progress=False)
+    assert (tmp_path / "other" / "train.txt").read_bytes() != (demo_corpus / "train.txt").read_bytes()
+
+
+def _small_source_config(tmp_path: Path, path: Path, extra: str = "") -> Path:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'budget_words = 300\ndev_words = 20\n{extra}\n'
+                   f'[sources.x]\nkind = "plain"\nshare = 1.0\npaths = ["{path}"]\n'
+                   f'[sources.x.filters]\nmin_words = 1\nsegment_words = 0\n')
+    return cfg
+
+
+def test_malformed_line_is_named_or_counted(tmp_path, capsys):
+    good = json.dumps({"id": "a", "text": "one two three four five six seven"})
+    src = tmp_path / "bad.jsonl"
+    src.write_text("\n".join([good, '{"id": "b", "text": "broken', good.replace('"a"', '"c"').replace("one", "uno")]) + "\n")
+    cfg = _small_source_config(tmp_path, src)
+    code = main(["corpus", str(cfg), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(src) in err and "line 2" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "manifest.json").exists()
+    code = main(["corpus", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--set", "on_error=skip"])
+    assert code == 0
+    s = _manifest(tmp_path / "o")["sources"]["x"]
+    assert s["dropped"].get("malformed_json") == 1 and s["docs_read"] == 3
+
+
+@pytest.mark.parametrize("override, needle", [
+    ('sources.x.paths=["/nonexistent/none-*.jsonl"]', "/nonexistent/none-*.jsonl"),
+    ('sources.x.kind="newspaper"', "allowed values"),
+])
+def test_bad_sources_are_clear_errors(tmp_path, capsys, override, needle):
+    src = tmp_path / "ok.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": "one two three"}) + "\n")
+    code = main(["corpus", str(_small_source_config(tmp_path, src)), "--out", str(tmp_path / "o"),
+                 "--quiet", "--set", override])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_empty_file_is_an_error_naming_it(tmp_path, capsys):
+    src = tmp_path / "empty.jsonl.xz"
+    with lzma.open(src, "wt") as fh:
+        fh.write("")
+    code = main(["corpus", str(_small_source_config(tmp_path, src)), "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "empty.jsonl.xz" in err
+
+
+def test_budget_larger_than_the_sources_reports_the_shortfall(tmp_path, capsys):
+    lines = [json.dumps({"id": str(i), "text": f"word{i} " * (5 + i % 7)}) for i in range(40)]
+    src = tmp_path / "few.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    cfg = _small_source_config(tmp_path, src)
+    code = main(["corpus", str(cfg), "--out", str(tmp_path / "o"), "--quiet", "--set", "budget_words=1000000"])
+    out = capsys.readouterr().out
+    m = _manifest(tmp_path / "o")
+    total = sum(5 + i % 7 for i in range(40))
+    assert code == 0 and "short" in out
+    assert m["train_words"] + m["dev_words"] == total and m["shortfall_words"] == 1_000_000 - m["train_words"]
