@@ -251,16 +251,17 @@ def fit_curve(f: Callable[..., np.ndarray], x: Sequence[float], y: Sequence[floa
         g = J.T @ r
         improved = False
         while lam < 1e12:
-            try:
-                step = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), -g)
-            except np.linalg.LinAlgError:
+            step = _bounded_step(A, g, lam, p, lo, hi)
+            if step is None:
                 lam *= 10
                 continue
             q = np.clip(p + step, lo, hi)
             rq = residual(q)
             cq = float(rq @ rq) if np.all(np.isfinite(rq)) else np.inf
             if cq < cost:
-                done = cost - cq <= 1e-12 * max(cost, 1e-300) or np.allclose(q, p, rtol=1e-10, atol=1e-12)
+                # scipy's defaults: stop on a relative cost or parameter change below 1e-8; we use 1e-10
+                done = (cost - cq <= 1e-10 * cost
+                        or float(np.linalg.norm(q - p)) <= 1e-10 * (1e-10 + float(np.linalg.norm(p))))
                 p, r, cost = q, rq, cq
                 lam = max(lam / 10, 1e-12)
                 improved = True
@@ -269,6 +270,29 @@ def fit_curve(f: Callable[..., np.ndarray], x: Sequence[float], y: Sequence[floa
         if not improved or done:
             break
     return p if np.all(np.isfinite(p)) else None
+
+
+def _bounded_step(A: np.ndarray, g: np.ndarray, lam: float, p: np.ndarray, lo: np.ndarray,
+                  hi: np.ndarray) -> np.ndarray | None:
+    """The damped Gauss-Newton step, with parameters held at a bound the step would cross fixed
+    (solved again over the free ones), so the fit slides along the bound instead of stalling."""
+    free = np.ones(len(p), dtype=bool)
+    step = np.zeros(len(p))
+    for _ in range(len(p) + 1):
+        idx = np.flatnonzero(free)
+        if len(idx) == 0:
+            return step
+        sub = A[np.ix_(idx, idx)]
+        try:
+            step = np.zeros(len(p))
+            step[idx] = np.linalg.solve(sub + lam * np.diag(np.diag(sub) + 1e-12), -g[idx])
+        except np.linalg.LinAlgError:
+            return None
+        blocked = free & (((p <= lo) & (step < 0)) | ((p >= hi) & (step > 0)))
+        if not blocked.any():
+            return step
+        free &= ~blocked
+    return step
 
 
 def sigmoid_crossing(a: float, b: float, c: float, d: float, level: float) -> float | None:

@@ -9,6 +9,10 @@ Padding: ``attention_mask`` (1 real, 0 padding) must be *right* padding. Every m
 (attention by its causal mask; the mLSTM, the short conv and the sliding window by
 construction), so padding placed after a sequence's real tokens can never reach them; no mask is
 needed inside the mixers. Left padding is refused rather than silently mis-handled.
+
+Decoding: ``model(ids, cache=model.new_cache())`` runs the prompt and leaves each layer's state in
+the cache (see :mod:`blalm.model.cache`); ``model(next_ids, cache=cache)`` then continues from it,
+one token (or several) at a time, with the same results as re-running the whole sequence.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from blalm.errors import ConfigError, InputError
+from blalm.model.cache import DecodingCache, new_decoding_cache
 from blalm.model.config import ModelConfig
 from blalm.model.layers import CausalSelfAttention, RMSNorm, RotaryEmbedding, SwiGLU
 from blalm.model.mlstm_layer import MLSTMMixer
@@ -31,6 +36,7 @@ IGNORE_INDEX = -100
 class ModelOutput:
     logits: Tensor               # (B, S, V)
     loss: Tensor | None = None   # mean cross-entropy of next-token prediction, when labels are given
+    cache: DecodingCache | None = None   # the decoding cache passed in, updated to include input_ids
 
 
 class DecoderLayer(nn.Module):
@@ -46,8 +52,8 @@ class DecoderLayer(nn.Module):
         self.ffn_norm = RMSNorm(config.hidden_size, config.norm_eps)
         self.ffn = SwiGLU(config.hidden_size, config.intermediate_size)
 
-    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor]) -> Tensor:
-        x = x + self.mixer(self.mixer_norm(x), rope)
+    def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], cache=None) -> Tensor:
+        x = x + self.mixer(self.mixer_norm(x), rope, cache=cache)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -55,8 +61,8 @@ class BlalmForCausalLM(nn.Module):
     """Causal LM of the blalm decoder family (see the module docstring).
 
     Build on the ``meta`` device for a free parameter count (``with torch.device("meta"): ...``);
-    a model moved off ``meta`` with ``to_empty`` needs ``init_weights()`` (which also refills the
-    RoPE tables).
+    a model moved off ``meta`` with ``to_empty`` needs ``init_weights()`` or a checkpoint's
+    weights (the model has no buffers: RoPE tables are computed per call).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -75,7 +81,7 @@ class BlalmForCausalLM(nn.Module):
         """Qwen-like init: every Linear and the embedding ~ N(0, init_std), biases 0, norms 1;
         the projections into the residual stream (attention ``o_proj``, mLSTM ``out_proj``, FFN
         ``down_proj``) follow ``residual_init``; then each module's own ``reset_parameters``
-        (mLSTM gates, conv, Hedgehog, memory slots, DynMod α, RoPE tables)."""
+        (mLSTM gates, conv, Hedgehog, memory slots, DynMod α)."""
         cfg = self.config
         std = cfg.init_std
         residual_std = {"normal": std, "scaled": std / (2 * cfg.num_layers) ** 0.5, "zero": 0.0}[cfg.residual_init]
@@ -96,22 +102,37 @@ class BlalmForCausalLM(nn.Module):
                 module.reset_parameters()
 
     # -- forward -------------------------------------------------------------------------------
+    def new_cache(self) -> DecodingCache:
+        """An empty decoding cache for this model (pass it to ``forward`` as ``cache``)."""
+        return new_decoding_cache(len(self.layers), attention=self.config.mixer == "attention")
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                labels: Tensor | None = None) -> ModelOutput:
+                labels: Tensor | None = None, cache: DecodingCache | None = None) -> ModelOutput:
         """``input_ids (B, S)`` -> logits ``(B, S, V)``, and the loss when ``labels (B, S)`` are
         given: mean cross-entropy of predicting ``labels[:, t + 1]`` from position t, ignoring
         ``-100`` and (when ``attention_mask`` is given) padded positions.
 
         ``attention_mask (B, S)``: 1 for real tokens, 0 for right padding (see the module docstring).
+        ``cache``: a :class:`DecodingCache` from :meth:`new_cache`; ``input_ids`` then continue the
+        tokens the cache has seen (positions shift by ``cache.seen_tokens``) and the cache is
+        updated in place. Cached input must be unpadded (every row the same length).
         """
         if input_ids.dim() != 2:
             raise InputError(f"input_ids must be (batch, sequence); got shape {tuple(input_ids.shape)}")
         if attention_mask is not None:
             check_right_padding(attention_mask, input_ids.shape)
+        offset = 0
+        layer_caches = [None] * len(self.layers)
+        if cache is not None:
+            self._check_cache(cache, input_ids, attention_mask)
+            offset, layer_caches = cache.seen_tokens, cache.layers
         x = self.embed_tokens(input_ids)
-        rope = self.rotary(input_ids.shape[1])
-        for layer in self.layers:
-            x = layer(x, rope)
+        rope = self.rotary(input_ids.shape[1], offset, device=input_ids.device)
+        for layer, layer_cache in zip(self.layers, layer_caches):
+            x = layer(x, rope, cache=layer_cache)
+        if cache is not None:
+            cache.seen_tokens += input_ids.shape[1]
+            cache.batch_size = input_ids.shape[0]
         x = self.norm(x)
         logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.embed_tokens.weight)
         loss = None
@@ -125,7 +146,18 @@ class BlalmForCausalLM(nn.Module):
             shifted = shifted if shifted.dtype == torch.float64 else shifted.float()  # at least float32
             loss = F.cross_entropy(shifted.reshape(-1, logits.shape[-1]),
                                    labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
-        return ModelOutput(logits=logits, loss=loss)
+        return ModelOutput(logits=logits, loss=loss, cache=cache)
+
+    def _check_cache(self, cache: DecodingCache, input_ids: Tensor, attention_mask: Tensor | None) -> None:
+        if not isinstance(cache, DecodingCache) or len(cache.layers) != len(self.layers):
+            raise InputError(f"cache must be a DecodingCache from model.new_cache() ({len(self.layers)} layers); "
+                             f"got {cache!r}")
+        if cache.batch_size is not None and cache.batch_size != input_ids.shape[0]:
+            raise InputError(f"the cache holds {cache.batch_size} sequences but input_ids has "
+                             f"{input_ids.shape[0]} rows")
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            raise InputError("the decoding cache takes unpadded input (every row the same length): "
+                             "generate padded prompts one at a time")
 
     def swa_coefficients(self) -> list[float]:
         """The SWA weight of every layer (1 for "add"/"memory", α or tanh(α) for DynMod; empty

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from blalm.model.cache import AttentionCache
+
 RopeTables = tuple[Tensor, Tensor]
 """``(cos, sin)``, each ``(S, head_dim / 2)`` float32, for the positions of the current input."""
 
@@ -83,30 +85,23 @@ def rope_tables(positions: Tensor, head_dim: int, theta: float) -> RopeTables:
 
 
 class RotaryEmbedding(nn.Module):
-    """Holds a precomputed RoPE table for ``max_positions`` positions (non-persistent buffers, so
-    checkpoints do not carry them); positions past the table are computed on the fly, so the
-    table size never limits the input length."""
+    """RoPE tables for the positions of each call, computed on the fly (``S × head_dim/2`` cos/sin,
+    negligible next to the model). No buffers: nothing to save, move or refill, so a model built
+    on the ``meta`` device and loaded from a checkpoint (ours or Hugging Face's loader) is complete,
+    and no table size limits the input length. ``max_positions`` is the nominal context
+    (``ModelConfig.max_position_embeddings``), kept for reference only."""
 
-    def __init__(self, head_dim: int, theta: float, max_positions: int) -> None:
+    def __init__(self, head_dim: int, theta: float, max_positions: int | None = None) -> None:
         super().__init__()
         self.head_dim, self.theta, self.max_positions = head_dim, theta, max_positions
-        self.register_buffer("cos", torch.empty(max_positions, head_dim // 2), persistent=False)
-        self.register_buffer("sin", torch.empty(max_positions, head_dim // 2), persistent=False)
-        self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        cos, sin = rope_tables(torch.arange(self.max_positions, device=self.cos.device), self.head_dim, self.theta)
-        with torch.no_grad():
-            self.cos.copy_(cos)
-            self.sin.copy_(sin)
-
-    def forward(self, seq_len: int, offset: int = 0) -> RopeTables:
+    def forward(self, seq_len: int, offset: int = 0, device: torch.device | str | None = None) -> RopeTables:
         """Tables for positions ``offset .. offset + seq_len - 1`` (offset: tokens already decoded)."""
-        end = offset + seq_len
-        if end <= self.max_positions:
-            return self.cos[offset:end], self.sin[offset:end]
-        positions = torch.arange(offset, end, device=self.cos.device)
+        positions = torch.arange(offset, offset + seq_len, device=device)
         return rope_tables(positions, self.head_dim, self.theta)
+
+    def extra_repr(self) -> str:
+        return f"head_dim={self.head_dim}, theta={self.theta}, max_positions={self.max_positions}"
 
 
 def apply_rope(x: Tensor, rope: RopeTables) -> Tensor:
@@ -138,16 +133,33 @@ class CausalSelfAttention(nn.Module):
         self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
 
-    def forward(self, x: Tensor, rope: RopeTables, key_padding_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, rope: RopeTables, key_padding_mask: Tensor | None = None,
+                cache: AttentionCache | None = None) -> Tensor:
         """``x (B, S, D)`` -> ``(B, S, D)``. ``key_padding_mask (B, S)`` (1 = real, 0 = padding)
         hides padded keys from every query; not needed for right padding, which causality already
-        keeps away from real positions (the decoder therefore does not pass it)."""
+        keeps away from real positions (the decoder therefore does not pass it).
+
+        ``cache``: the keys and values of the tokens before ``x`` (``rope`` then holds the tables of
+        ``x``'s positions after them); ``x``'s keys and values are appended to it."""
         b, s, _ = x.shape
         q, k, v = (split_heads(proj(x), self.num_heads) for proj in (self.q_proj, self.k_proj, self.v_proj))
         if self.q_norm is not None:
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, rope), apply_rope(k, rope)
-        if key_padding_mask is None:
+        past = 0
+        if cache is not None:
+            if key_padding_mask is not None:
+                raise ValueError("the attention KV cache takes unpadded input (no key_padding_mask)")
+            if cache.k is not None:
+                past = cache.k.shape[2]
+                k, v = torch.cat((cache.k, k), dim=2), torch.cat((cache.v, v), dim=2)
+            cache.k, cache.v = k, v
+        if past:
+            # query i sits at position past + i and sees keys 0 .. past + i
+            visible = None if s == 1 else (torch.arange(past + s, device=x.device)[None, :]
+                                           <= past + torch.arange(s, device=x.device)[:, None])
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+        elif key_padding_mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
             causal = torch.ones(s, s, dtype=torch.bool, device=x.device).tril()
@@ -230,6 +242,56 @@ def sliding_window_attention(
     return out.reshape(b, h, nb * w, d)[:, :, :s]
 
 
+def sliding_window_attention_with_past(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    window: int,
+    past_k: Tensor | None,
+    past_v: Tensor | None,
+    *,
+    memory_k: Tensor | None = None,
+    memory_v: Tensor | None = None,
+    memory_q: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`sliding_window_attention` for new tokens that follow earlier ones (decoding).
+
+    ``past_k, past_v (B, H, P, d)``: the rotated keys and values of the ``P ≤ window - 1`` tokens
+    just before ``q``'s (None or P = 0 at the start). Returns ``(out, keep_k, keep_v)``, where
+    ``keep_*`` are the last ``window - 1`` keys/values of past + new: all that a later token can
+    still see, so the cache never holds more than the window.
+    """
+    p = 0 if past_k is None else past_k.shape[2]
+    s, d = q.shape[2], q.shape[3]
+    w = int(window)
+    keys = torch.cat((past_k, k), dim=2) if p else k
+    values = torch.cat((past_v, v), dim=2) if p else v
+    if p == 0:
+        out = sliding_window_attention(q, k, v, w, memory_k=memory_k, memory_v=memory_v, memory_q=memory_q)
+    elif s <= w:
+        # a few queries (one per decoding step): the band-masked softmax written out
+        position = p + torch.arange(s, device=q.device)[:, None]          # of query i among the keys
+        j = torch.arange(p + s, device=q.device)[None, :]
+        visible = (j <= position) & (j > position - w)
+        scores = (q @ keys.transpose(-1, -2)) / math.sqrt(d)
+        scores = scores.masked_fill(~visible, float("-inf"))
+        if memory_k is not None:
+            mq = q if memory_q is None else memory_q
+            mem_scores = (mq @ memory_k.to(mq.dtype).transpose(-1, -2)) / math.sqrt(d)   # (B, H, S, M)
+            scores = torch.cat((mem_scores, scores), dim=-1)
+            values = torch.cat((memory_v.to(values.dtype).expand(q.shape[0], -1, -1, -1), values), dim=2)
+        out = torch.softmax(scores, dim=-1) @ values
+        values = values[:, :, values.shape[2] - (p + s):]                   # drop the memory values again
+    else:
+        # many queries: the blockwise kernel over past + new, with zero queries for the past tokens
+        pad = q.new_zeros(q.shape[0], q.shape[1], p, d)
+        mq = None if memory_k is None else torch.cat((pad, q if memory_q is None else memory_q), dim=2)
+        out = sliding_window_attention(torch.cat((pad, q), dim=2), keys, values, w,
+                                       memory_k=memory_k, memory_v=memory_v, memory_q=mq)[:, :, p:]
+    keep = min(w - 1, p + s)
+    return out, keys[:, :, p + s - keep:], values[:, :, p + s - keep:]
+
+
 # ----------------------------------------------------------------------------------------------
 # Mechanisms of the mLSTM mixer
 # ----------------------------------------------------------------------------------------------
@@ -254,6 +316,15 @@ class CausalDepthwiseConv1d(nn.Module):
         xt = F.pad(x.transpose(1, 2), (self.kernel_size - 1, 0))   # (B, C, K-1+S): left padding only
         y = F.conv1d(xt, self.weight.to(x.dtype), groups=self.weight.shape[0])
         return y.transpose(1, 2)
+
+    def forward_with_past(self, x: Tensor, past: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``forward`` for inputs that follow ``past (B, kernel - 1, C)`` (the previous inputs; None
+        = the start, i.e. zeros). Returns the output and the last ``kernel - 1`` inputs."""
+        if past is None:
+            past = x.new_zeros(x.shape[0], self.kernel_size - 1, x.shape[2])
+        full = torch.cat((past.to(x.dtype), x), dim=1)                       # (B, K-1+S, C)
+        y = F.conv1d(full.transpose(1, 2), self.weight.to(x.dtype), groups=self.weight.shape[0])
+        return y.transpose(1, 2), full[:, full.shape[1] - (self.kernel_size - 1):]
 
 
 class HedgehogFeatureMap(nn.Module):

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from blalm.errors import ConfigError
+from blalm.model.cache import MLSTMCache
 from blalm.model.config import ModelConfig
 from blalm.model.layers import (
     CausalDepthwiseConv1d,
@@ -52,9 +53,10 @@ from blalm.model.layers import (
     apply_rope,
     merge_heads,
     sliding_window_attention,
+    sliding_window_attention_with_past,
     split_heads,
 )
-from blalm.model.ops.mlstm import get_mlstm_kernel
+from blalm.model.ops.mlstm import get_mlstm_kernel, mlstm_step
 
 
 class MLSTMMixer(nn.Module):
@@ -135,29 +137,48 @@ class MLSTMMixer(nn.Module):
             pre = self.gate_soft_cap * torch.tanh(pre / self.gate_soft_cap)
         return pre
 
-    def forward(self, x: Tensor, rope: RopeTables) -> Tensor:
+    def forward(self, x: Tensor, rope: RopeTables, cache: MLSTMCache | None = None) -> Tensor:
         """``x (B, S, D)`` -> ``(B, S, D)``; causal: output t depends on inputs ≤ t only.
 
-        (A decoding cache will keep the kernel's last state, the last ``conv_kernel - 1`` conv
-        inputs and the last ``swa_window - 1`` rotated keys/values; the pieces below are kept
-        separate for that reason.)
+        ``cache`` (decoding): what the tokens before ``x`` left behind — the kernel's state, the
+        last ``conv_kernel - 1`` conv inputs, the last ``swa_window - 1`` rotated keys/values —
+        updated in place. One new token runs :func:`mlstm_step`; several (the prompt) run the
+        configured kernel from the cached state and keep its last state.
         """
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.conv_q is not None:
-            q, k, v = self.conv_q(q), self.conv_k(k), self.conv_v(v)
+            if cache is None:
+                q, k, v = self.conv_q(q), self.conv_k(k), self.conv_v(v)
+            else:
+                q, cache.conv_q = self.conv_q.forward_with_past(q, cache.conv_q)
+                k, cache.conv_k = self.conv_k.forward_with_past(k, cache.conv_k)
+                v, cache.conv_v = self.conv_v.forward_with_past(v, cache.conv_v)
         q, k, v = (split_heads(t, self.num_heads) for t in (q, k, v))
         i_pre, f_pre = self._gate(self.igate, x), self._gate(self.fgate, x)
 
         q_mix, k_mix = q, k
         if self.hedgehog_q is not None:
             q_mix, k_mix = self.hedgehog_q(q), self.hedgehog_k(k)
-        h = self.kernel(q_mix, k_mix, v, i_pre, f_pre, eps=self.mlstm_eps, **self.kernel_options)
+        if cache is None:
+            h = self.kernel(q_mix, k_mix, v, i_pre, f_pre, eps=self.mlstm_eps, **self.kernel_options)
+        elif x.shape[1] == 1:
+            h, cache.state = mlstm_step(q_mix[:, :, 0], k_mix[:, :, 0], v[:, :, 0], i_pre[:, :, 0], f_pre[:, :, 0],
+                                        cache.state, eps=self.mlstm_eps)
+            h = h.unsqueeze(2)
+        else:
+            h, cache.state = self.kernel(q_mix, k_mix, v, i_pre, f_pre, initial_state=cache.state,
+                                         return_last_state=True, eps=self.mlstm_eps, **self.kernel_options)
         h = self.head_norm(h)
 
         if self.swa != "none":
-            h_swa = sliding_window_attention(
-                apply_rope(q, rope), apply_rope(k, rope), v, self.swa_window,
-                memory_k=self.memory_k, memory_v=self.memory_v, memory_q=q if self.memory_k is not None else None)
+            memory = dict(memory_k=self.memory_k, memory_v=self.memory_v,
+                          memory_q=q if self.memory_k is not None else None)
+            q_rot, k_rot = apply_rope(q, rope), apply_rope(k, rope)
+            if cache is None:
+                h_swa = sliding_window_attention(q_rot, k_rot, v, self.swa_window, **memory)
+            else:
+                h_swa, cache.swa_k, cache.swa_v = sliding_window_attention_with_past(
+                    q_rot, k_rot, v, self.swa_window, cache.swa_k, cache.swa_v, **memory)
             h = h + self.swa_coefficient() * h_swa.to(h.dtype)
 
         out = torch.sigmoid(self.ogate(x)) * merge_heads(h).to(x.dtype)

@@ -18,23 +18,25 @@ by blank lines). In order:
    ``LIST OF ILLUSTRATIONS`` heading and the blocks after it up to the first block of prose:
    12+ words, at least half of them starting in lower case); chapter headings alone on a line
    (``CHAPTER IV.``, ``Chapter 1. Polly Arrives``, ``BOOK II``, ``STAVE ONE``, a lone roman numeral);
-   ``THE END``; production credits (``Produced by ...``, ``E-text prepared by ...``, ``Transcribed
-   from ...``); transcriber's notes (the heading and the block after it); and, as the last safety
-   net, every block that still mentions Project Gutenberg, ``gutenberg.org``/``.net``, ``pgdp.net``
-   or Distributed Proofreaders.
+   ``THE END``; production credits and notices (``Produced by ...``, ``E-text prepared by ...``,
+   ``Transcribed from ...``, ``Copyright ...``); blocks holding a URL; transcriber's notes (the
+   heading and the block after it); and, as the last safety net, every block that still mentions
+   Project Gutenberg, ``gutenberg.org``/``.net``, ``pgdp.net`` or Distributed Proofreaders.
 
-Short title lines left over (``A MYSTERIOUS DOG``, ``Polly Arrives``) are removed after unwrapping
-by ``drop_headings``. Publishers' advertisements at the end of some books are not recognised.
+``gutenberg_paragraphs`` then unwraps the lines into paragraphs, drops the front matter before
+the first paragraph of prose (``drop_front_matter``: title pages, "Author of ..." lists) and the
+short title lines left over (``drop_headings``: ``A MYSTERIOUS DOG``, ``Polly Arrives``).
+Publishers' advertisements at the end of some books are not recognised.
 """
 
 from __future__ import annotations
 
 import re
 
-from blalm.data.filters.text import collapse_spaces, is_heading, normalise_whitespace
+from blalm.data.filters.text import collapse_spaces, is_heading, normalise_whitespace, unwrap_paragraphs
 
-__all__ = ["strip_boilerplate", "body_bounds", "remove_markup", "drop_headings", "mentions_gutenberg",
-           "is_chapter_heading"]
+__all__ = ["strip_boilerplate", "body_bounds", "remove_markup", "drop_headings", "drop_front_matter",
+           "gutenberg_paragraphs", "mentions_gutenberg", "is_chapter_heading"]
 
 _START = re.compile(r"\*{3}\s*START\s+OF\b", re.IGNORECASE)
 _SMALL_PRINT_END = re.compile(r"^.*\*\s*END\s*\*?\s*THE\s+SMALL\s+PRINT.*$", re.IGNORECASE | re.MULTILINE)
@@ -75,7 +77,8 @@ _CREDITS = re.compile(
     r"This\s+(?:e-?text|e-?book|etext|file|book)\s+was\s+(?:produced|prepared|created|scanned|"
     r"transcribed|made)|Transcribed\s+(?:from|by)|Digitized\s+by|Scanned\s+by|Modified\s+for|"
     r"HTML\s+version\s+by|Proofread\s+by|Updated\s+editions\s+will|Images\s+of\s+the\s+original|"
-    r"Note:\s+Project|Special\s+thanks)", re.IGNORECASE)
+    r"Note:\s+(?:Project|Images|This)|Special\s+thanks|Copyright\b|All\s+rights\s+reserved)", re.IGNORECASE)
+_URL = re.compile(r"https?://|www\.\w", re.IGNORECASE)
 _TRANSCRIBER = re.compile(r"^\s*\[?\s*Transcriber['’]?s?\s+(?:Notes?|comments?|remarks?)", re.IGNORECASE)
 _TERMINAL = re.compile(r"[.!?][\"'”’)\]]*$")
 
@@ -159,7 +162,7 @@ def strip_boilerplate(text: str) -> str:
         if _TRANSCRIBER.match(first):
             i += 2 if len(collapse_spaces(block).split()) <= 4 else 1
             continue
-        if _CREDITS.match(first) or (check_mentions and mentions_gutenberg(block)):
+        if _CREDITS.match(first) or _URL.search(block) or (check_mentions and mentions_gutenberg(block)):
             i += 1
             continue
         lines = [ln for ln in lines if not is_chapter_heading(ln)]
@@ -167,6 +170,15 @@ def strip_boilerplate(text: str) -> str:
             kept.append("\n".join(lines))
         i += 1
     return "\n\n".join(kept)
+
+
+def drop_front_matter(paragraphs: list[str], max_scan: int = 60) -> list[str]:
+    """Drop what comes before the first paragraph of prose (title pages, "Author of ..." lists,
+    publishers' lines), looking at most ``max_scan`` paragraphs ahead; unchanged if none is prose."""
+    for k, par in enumerate(paragraphs[:max_scan]):
+        if _is_prose(par):
+            return paragraphs[k:]
+    return paragraphs
 
 
 def drop_headings(paragraphs: list[str], max_title_words: int = 8) -> list[str]:
@@ -181,3 +193,8 @@ def drop_headings(paragraphs: list[str], max_title_words: int = 8) -> list[str]:
             continue
         out.append(p)
     return out
+
+
+def gutenberg_paragraphs(text: str) -> list[str]:
+    """The full Gutenberg cleaning: ``strip_boilerplate``, unwrap lines, drop front matter and headings."""
+    return drop_headings(drop_front_matter(unwrap_paragraphs(strip_boilerplate(text))))

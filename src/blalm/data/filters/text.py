@@ -6,8 +6,10 @@ All functions are pure (text in, text or numbers out). The conventions the other
   ...) into plain spaces and strips trailing spaces; blank lines (paragraph breaks) are kept.
 - ``unwrap_paragraphs`` turns hard-wrapped text (Project Gutenberg, Reuters, one sentence a line
   as in Brown) into one string per paragraph. Paragraphs are separated by blank lines; inside a
-  block of lines, a new paragraph also starts at a heading line (all capitals) and at a line that
-  is indented deeper than the previous one right after a sentence end (Reuters style).
+  block of lines, a new paragraph also starts at a heading line (all capitals), at a line that
+  is indented deeper than the previous one right after a sentence end (Reuters style), and after
+  a short unpunctuated first line over longer ones (a title: ``PM denies knowledge of AWB
+  kickbacks`` above its article).
 - ``lines_as_paragraphs`` is the other reading: every non-empty line is a paragraph (web text,
   Wikipedia, Cosmopedia).
 - ``group_segments`` packs paragraphs into segments of about N words: paragraphs are never split
@@ -92,6 +94,14 @@ def _join_lines(lines: list[str]) -> str:
     return _MULTI_SPACE.sub(" ", out)
 
 
+def _is_title_line(first: str, second: str, width: int) -> bool:
+    """A block's first line that is a title over its text (``PM denies knowledge of AWB kickbacks``):
+    short, no punctuation at its end, clearly shorter than the block's lines, next line capitalised."""
+    f = first.strip()
+    return (len(f.split()) <= 10 and not re.search(r"[.!?:;,\-—][\"'”’)\]]*$", f)
+            and len(f) < 0.7 * width and second.strip()[:1].isupper())
+
+
 def unwrap_paragraphs(text: str) -> list[str]:
     """Hard-wrapped text -> paragraphs (one string each, single-spaced, no newlines)."""
     text = normalise_whitespace(text)
@@ -102,7 +112,8 @@ def unwrap_paragraphs(text: str) -> list[str]:
             continue
         current: list[str] = []
         prev: str | None = None
-        for line in lines:
+        width = max(len(ln.strip()) for ln in lines)
+        for k, line in enumerate(lines):
             heading = is_heading(line)
             new_par = False
             if prev is not None:
@@ -111,6 +122,8 @@ def unwrap_paragraphs(text: str) -> list[str]:
                 if heading or prev_heading:
                     new_par = True
                 elif ended and _indent(line) > _indent(prev) + 1:
+                    new_par = True
+                elif k == 1 and _is_title_line(prev, line, width):
                     new_par = True
             if new_par and current:
                 paragraphs.append(_join_lines(current))

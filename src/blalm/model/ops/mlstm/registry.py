@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from blalm.errors import ConfigError
 from blalm.model.ops.mlstm.chunkwise import mlstm_chunkwise
+from blalm.model.ops.mlstm.compiled import mlstm_parallel_compiled
 from blalm.model.ops.mlstm.parallel import mlstm_parallel
 from blalm.model.ops.mlstm.recurrent import mlstm_recurrent
 
@@ -45,3 +46,11 @@ def get_mlstm_kernel(name: str) -> Callable:
 register_mlstm_kernel("parallel", mlstm_parallel)
 register_mlstm_kernel("chunkwise", mlstm_chunkwise)
 register_mlstm_kernel("recurrent", mlstm_recurrent)
+register_mlstm_kernel("parallel_compiled", mlstm_parallel_compiled)  # GPU: torch.compile of the reference
+
+try:  # the GPU kernel needs triton (CUDA builds of torch ship it; the CPU build does not)
+    from blalm.model.ops.mlstm.triton_parallel import mlstm_parallel_triton
+except ImportError:
+    pass
+else:
+    register_mlstm_kernel("triton", mlstm_parallel_triton)

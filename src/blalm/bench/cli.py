@@ -1,0 +1,43 @@
+"""``blalm bench``: benchmarks that print JSON lines (speed targets are checked here, not in unit tests)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="benchmarks printing JSON lines (tokens/s, ms, memory, device, versions)",
+                       description="Benchmarks. Each prints one JSON object per line.")
+    verbs = p.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    m = verbs.add_parser("mixer", help="forward+backward time of the token mixers at one shape",
+                         description="Times flash SDPA (causal), sliding-window attention and the mLSTM "
+                                     "kernels at one (batch, heads, seq, head dim), forward + backward.")
+    m.add_argument("--batch", type=int, default=32, help="batch size (default 32, the paper's micro-batch)")
+    m.add_argument("--heads", type=int, default=16, help="heads (default 16)")
+    m.add_argument("--seq", type=int, default=512, help="sequence length (default 512)")
+    m.add_argument("--head-dim", type=int, default=64, help="head dimension (default 64)")
+    m.add_argument("--window", type=int, default=128, help="sliding window of the SWA mixer (default 128)")
+    m.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                   help="dtype of q, k, v (gates stay float32)")
+    m.add_argument("--kernels", default="parallel,chunkwise,parallel_compiled",
+                   help="comma-separated mLSTM kernel names from the registry")
+    m.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    m.add_argument("--reps", type=int, default=20, help="timed repetitions (median reported)")
+    m.add_argument("--warmup", type=int, default=5, help="untimed warm-up repetitions")
+    m.add_argument("--check", action="store_true",
+                   help="also compare each mLSTM kernel with the float64 reference (outputs and gradients)")
+    m.set_defaults(func=run_mixer)
+
+
+def run_mixer(args: argparse.Namespace) -> int:
+    import torch
+
+    from blalm.bench.mixer import MixerShape, bench_mixers
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    shape = MixerShape(args.batch, args.heads, args.seq, args.head_dim, args.dtype, args.window)
+    kernels = [k for k in args.kernels.split(",") if k]
+    for row in bench_mixers(shape, kernels, device, args.warmup, args.reps, args.check):
+        print(json.dumps(row), flush=True)
+    return 0

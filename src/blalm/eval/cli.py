@@ -1,0 +1,76 @@
+"""``blalm eval``: score a model on the BabyLM 2025 zero-shot suite (fast or full)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from blalm.eval.config import TASK_ALIASES, TASKS
+
+    p = subparsers.add_parser(
+        "eval", help="score a model on the BabyLM 2025 zero-shot suite",
+        description="Score MODEL (a Hugging Face causal-LM folder) with the official BabyLM 2025 pipeline's "
+                    "definitions: BLiMP, BLiMP supplement, EWoK, entity tracking, WUG, eye tracking and "
+                    "self-paced reading. Prints the paper's row (BLiMP | B. Suppl. | Entity | EWoK | Eye | "
+                    "Reading | Avg.) and, with --out, writes DIR/results.json with per-paradigm and per-split "
+                    "detail. A task whose data is missing is reported as skipped, never as 0.")
+    p.add_argument("model", metavar="MODEL", type=Path,
+                   help="model folder (config.json, weights and tokenizer files, as save_pretrained writes)")
+    p.add_argument("--suite", choices=("fast", "full"), default="fast",
+                   help="fast: the official fast subsets, for checkpoint selection (default); full: the full sets")
+    p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK",
+                   choices=list(TASKS) + list(TASK_ALIASES),
+                   help=f"tasks to run (default all): {', '.join(TASKS)}; 'reading' = eye_tracking + "
+                        f"self_paced_reading")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="folder for results.json (created if missing; the file is replaced atomically)")
+    p.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
+                   help="evaluation data folder in the official layout (fast_eval/, full_eval/, aoa/); "
+                        "default: $BLALM_DATA_DIR/eval, else ../shared/data/eval")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N",
+                   help="sequences per forward pass (default 64; lower it if memory runs out)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the model runs (default auto: cuda when available)")
+    p.add_argument("--prepend-bos", action="store_true",
+                   help="put the tokenizer's BOS token before every text when the tokenizer does not add "
+                        "it itself, so that the first token is scored too (default off: exactly as the "
+                        "official pipeline, which uses only what the tokenizer adds)")
+    p.add_argument("--entity-fast-items", type=int, default=100, metavar="N",
+                   help="fast suite: entity-tracking items kept per (split, numops) group, the first N in "
+                        "file order (default 100)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
+    p.set_defaults(func=run_eval_cli)
+
+
+def config_from_args(args: argparse.Namespace):
+    from blalm.config import from_dict
+    from blalm.eval.config import EvalConfig
+
+    data = {"suite": args.suite, "tasks": list(args.tasks), "batch_size": args.batch_size,
+            "device": args.device, "prepend_bos": bool(args.prepend_bos),
+            "entity_fast_per_group": args.entity_fast_items, "progress": not args.quiet}
+    if args.data_dir is not None:
+        data["data_dir"] = str(args.data_dir)
+    return from_dict(EvalConfig, data, where="blalm eval")
+
+
+def run_eval_cli(args: argparse.Namespace) -> int:
+    from blalm.eval.suite import RESULTS_FILE, evaluate_model, format_table
+
+    cfg = config_from_args(args)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        from blalm.errors import BlalmError
+        raise BlalmError(f"{args.out}: exists and is not a folder; choose another --out")
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr)
+
+    report = evaluate_model(args.model, cfg, out_dir=args.out, log=log)
+    print(format_table(report))
+    if args.out is not None:
+        print(f"wrote {args.out / RESULTS_FILE}")
+    return 0

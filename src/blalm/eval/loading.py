@@ -1,0 +1,83 @@
+"""Load a model and its tokenizer for evaluation: ``load_for_eval(path) -> (model, tokenizer)``.
+
+This is the one place that knows model formats. Today it reads any Hugging Face causal-LM folder
+(``config.json`` + weights + tokenizer files), as the official pipeline does:
+``AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`` and
+``AutoTokenizer.from_pretrained(path, trust_remote_code=True)``. blalm checkpoints and run folders
+will be recognised here too (the lead adds them); the rest of the stage only sees the pair.
+
+Checks, each an :class:`~blalm.errors.InputError` naming the folder:
+
+* the folder exists and holds a ``config.json``;
+* the tokenizer is a *fast* tokenizer (scoring needs character offsets);
+* the tokenizer's vocabulary fits the model: every id it can produce (``len(tokenizer)``) has a row
+  in the input embedding and a column in the output logits. A model may have more rows than the
+  tokenizer has tokens (padded vocabularies), never fewer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from blalm.errors import InputError
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` → ``"cuda"`` when a GPU is visible, else ``"cpu"``; ``"cuda"`` without one is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA device is visible (use --device cpu)")
+    return device
+
+
+def load_for_eval(path: str | Path, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
+    """The model (on ``device``, in eval mode) and its tokenizer from the folder at ``path``.
+
+    ``dtype``: a torch dtype (or ``"auto"``) to load the weights in; None keeps transformers' default.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise InputError(f"{folder}: model folder not found")
+    if not (folder / "config.json").is_file():
+        raise InputError(f"{folder}: not a Hugging Face model folder (no config.json); "
+                         f"give the folder written by save_pretrained")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=True)
+    except Exception as exc:  # transformers raises many kinds here
+        raise InputError(f"{folder}: cannot load the tokenizer: {exc}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise InputError(f"{folder}: the tokenizer is not a fast (Rust) tokenizer; evaluation needs "
+                         f"its character offsets (save a tokenizer.json)")
+    kwargs: dict[str, Any] = {"trust_remote_code": True}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    except Exception as exc:
+        raise InputError(f"{folder}: cannot load the model: {exc}") from None
+    check_vocab(model, tokenizer, folder)
+    model.to(resolve_device(device))
+    model.eval()
+    return model, tokenizer
+
+
+def check_vocab(model: Any, tokenizer: Any, where: str | Path = "model") -> None:
+    """InputError unless every token id of ``tokenizer`` is inside the model's vocabulary."""
+    n_tok = len(tokenizer)
+    emb = model.get_input_embeddings()
+    rows = getattr(emb, "num_embeddings", None)
+    if rows is None and hasattr(emb, "weight"):
+        rows = emb.weight.shape[0]
+    out = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    cols = getattr(out, "out_features", None) if out is not None else None
+    cfg_vocab = getattr(getattr(model, "config", None), "vocab_size", None)
+    for what, size in (("input embedding", rows), ("output layer", cols), ("config vocab_size", cfg_vocab)):
+        if size is not None and n_tok > size:
+            raise InputError(f"{where}: the tokenizer has {n_tok} tokens but the model's {what} has "
+                             f"only {size}; this tokenizer does not belong to this model")

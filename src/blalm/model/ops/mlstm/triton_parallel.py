@@ -1,0 +1,226 @@
+"""``triton``: the mLSTM parallel form as a tiled GPU kernel (forward and backward), like flash attention.
+
+The guide (§2) notes that the stabiliser is a prefix maximum computable before the kernel. With
+``F_t = Σ_{s≤t} log f_s`` and ``b_j = ĩ_j − F_j``, the parallel form's weights are
+
+    exp(D_ij − m_i) = exp(b_j − M_i),   M_i = max_{j'≤i} b_j',   m_i = F_i + M_i,
+
+so one O(S) ``cummax`` in PyTorch gives every row's stabiliser, and the kernel tiles the
+``(S, S)`` score matrix exactly as flash attention does, with no online rescaling:
+
+    c_ij = scale·(q_i·k_j)·exp(b_j − M_i)   (j ≤ i)
+    h_i  = Σ_j c_ij v_j / (max(|Σ_j c_ij|, exp(−m_i)) + eps)
+
+The backward recomputes the tiles: one kernel per query block gives dq and the row sums of
+``dD_ij = dc_ij·c_ij``, one per key block gives dk, dv and the column sums; the gate gradients
+(through ``D_ij = F_i − F_j + ĩ_j`` and through the stabiliser ``m``, which the eps term makes
+matter slightly) are O(S) PyTorch around the kernels. The result is the exact gradient of the
+reference, not the "normaliser treated as constant" shortcut some kernels take.
+
+Training-only: no initial or last state (decoding and prefill use the chunkwise and step forms).
+Head dims must be powers of two ≥ 16; other shapes fall back to the chunkwise form.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from blalm.model.ops.mlstm.chunkwise import mlstm_chunkwise
+from blalm.model.ops.mlstm.common import check_sequence_inputs, default_scale
+
+
+@triton.jit
+def _fwd_kernel(Q, K, V, Bv, Mx, Mneg, Hout, Nout, S, scale, eps,
+                DK: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                PREC: tl.constexpr):
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_dk = tl.arange(0, DK)
+    offs_dv = tl.arange(0, DV)
+    row_ok = offs_m < S
+    q = tl.load(Q + bh * S * DK + offs_m[:, None] * DK + offs_dk[None, :], mask=row_ok[:, None], other=0.0)
+    mx = tl.load(Mx + bh * S + offs_m, mask=row_ok, other=0.0)
+    acc = tl.zeros((BLOCK_M, DV), dtype=tl.float32)
+    nsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    hi = tl.minimum((pid_m + 1) * BLOCK_M, S)
+    for start_n in range(0, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        col_ok = offs_n < S
+        k = tl.load(K + bh * S * DK + offs_n[:, None] * DK + offs_dk[None, :], mask=col_ok[:, None], other=0.0)
+        v = tl.load(V + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], mask=col_ok[:, None], other=0.0)
+        b = tl.load(Bv + bh * S + offs_n, mask=col_ok, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
+        causal = (offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :]
+        w = tl.where(causal, tl.exp(b[None, :] - mx[:, None]), 0.0)
+        c = s * w
+        acc += tl.dot(c.to(v.dtype), v, input_precision=PREC)
+        nsum += tl.sum(c, axis=1)
+    mneg = tl.load(Mneg + bh * S + offs_m, mask=row_ok, other=0.0)  # exp(-m_i)
+    den = tl.maximum(tl.abs(nsum), mneg) + eps
+    h = acc / den[:, None]
+    tl.store(Hout + bh * S * DV + offs_m[:, None] * DV + offs_dv[None, :], h.to(Hout.dtype.element_ty),
+             mask=row_ok[:, None])
+    tl.store(Nout + bh * S + offs_m, nsum, mask=row_ok)
+
+
+@triton.jit
+def _bwd_dq_kernel(Q, K, V, Bv, Mx, DAcc, DN, DQ, Rsum, S, scale,
+                   DK: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                PREC: tl.constexpr):
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_dk = tl.arange(0, DK)
+    offs_dv = tl.arange(0, DV)
+    row_ok = offs_m < S
+    q = tl.load(Q + bh * S * DK + offs_m[:, None] * DK + offs_dk[None, :], mask=row_ok[:, None], other=0.0)
+    dacc = tl.load(DAcc + bh * S * DV + offs_m[:, None] * DV + offs_dv[None, :], mask=row_ok[:, None], other=0.0)
+    dn = tl.load(DN + bh * S + offs_m, mask=row_ok, other=0.0)
+    mx = tl.load(Mx + bh * S + offs_m, mask=row_ok, other=0.0)
+    dq = tl.zeros((BLOCK_M, DK), dtype=tl.float32)
+    rsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
+    hi = tl.minimum((pid_m + 1) * BLOCK_M, S)
+    for start_n in range(0, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        col_ok = offs_n < S
+        k = tl.load(K + bh * S * DK + offs_n[:, None] * DK + offs_dk[None, :], mask=col_ok[:, None], other=0.0)
+        v = tl.load(V + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], mask=col_ok[:, None], other=0.0)
+        b = tl.load(Bv + bh * S + offs_n, mask=col_ok, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
+        causal = (offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :]
+        w = tl.where(causal, tl.exp(b[None, :] - mx[:, None]), 0.0)
+        dc = tl.dot(dacc.to(v.dtype), tl.trans(v), input_precision=PREC) + dn[:, None]
+        ds = dc * w
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
+        rsum += tl.sum(ds * s, axis=1)
+    tl.store(DQ + bh * S * DK + offs_m[:, None] * DK + offs_dk[None, :], (dq * scale).to(DQ.dtype.element_ty),
+             mask=row_ok[:, None])
+    tl.store(Rsum + bh * S + offs_m, rsum, mask=row_ok)
+
+
+@triton.jit
+def _bwd_dkv_kernel(Q, K, V, Bv, Mx, DAcc, DN, DK_, DV_, Csum, S, scale,
+                    DK: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                PREC: tl.constexpr):
+    pid_n = tl.program_id(0)
+    bh = tl.program_id(1).to(tl.int64)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_dk = tl.arange(0, DK)
+    offs_dv = tl.arange(0, DV)
+    col_ok = offs_n < S
+    k = tl.load(K + bh * S * DK + offs_n[:, None] * DK + offs_dk[None, :], mask=col_ok[:, None], other=0.0)
+    v = tl.load(V + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], mask=col_ok[:, None], other=0.0)
+    b = tl.load(Bv + bh * S + offs_n, mask=col_ok, other=0.0)
+    dk = tl.zeros((BLOCK_N, DK), dtype=tl.float32)
+    dv = tl.zeros((BLOCK_N, DV), dtype=tl.float32)
+    csum = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    lo = (pid_n * BLOCK_N) // BLOCK_M * BLOCK_M
+    for start_m in range(lo, S, BLOCK_M):
+        offs_m = start_m + tl.arange(0, BLOCK_M)
+        row_ok = offs_m < S
+        q = tl.load(Q + bh * S * DK + offs_m[:, None] * DK + offs_dk[None, :], mask=row_ok[:, None], other=0.0)
+        dacc = tl.load(DAcc + bh * S * DV + offs_m[:, None] * DV + offs_dv[None, :], mask=row_ok[:, None],
+                       other=0.0)
+        dn = tl.load(DN + bh * S + offs_m, mask=row_ok, other=0.0)
+        mx = tl.load(Mx + bh * S + offs_m, mask=row_ok, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
+        causal = (offs_n[None, :] <= offs_m[:, None]) & row_ok[:, None] & col_ok[None, :]
+        w = tl.where(causal, tl.exp(b[None, :] - mx[:, None]), 0.0)
+        c = s * w
+        dc = tl.dot(dacc.to(v.dtype), tl.trans(v), input_precision=PREC) + dn[:, None]
+        dv += tl.dot(tl.trans(c).to(v.dtype), dacc.to(v.dtype), input_precision=PREC)
+        ds = dc * w
+        dk += tl.dot(tl.trans(ds).to(q.dtype), q, input_precision=PREC)
+        csum += tl.sum(ds * s, axis=0)
+    tl.store(DK_ + bh * S * DK + offs_n[:, None] * DK + offs_dk[None, :], (dk * scale).to(DK_.dtype.element_ty),
+             mask=col_ok[:, None])
+    tl.store(DV_ + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], dv.to(DV_.dtype.element_ty),
+             mask=col_ok[:, None])
+    tl.store(Csum + bh * S + offs_n, csum, mask=col_ok)
+
+
+def _precision(q: Tensor) -> str:
+    """fp32 inputs get exact fp32 products (the tests); bf16/fp16 use the tensor cores as they are."""
+    return "ieee" if q.dtype == torch.float32 else "tf32"
+
+
+def _blocks(dk: int, dv: int) -> tuple[int, int, int]:
+    width = max(dk, dv)
+    return (64, 64, 4) if width <= 64 else (64, 32, 4)
+
+
+class _MLSTMParallelTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, i_pre, f_pre, scale, eps):
+        batch, heads, length, dk = q.shape
+        dv = v.shape[-1]
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        # O(S) gate arithmetic in float64: b and its prefix max grow like S·|log f|, and float32
+        # cumulative sums would cost precision in exp(b_j - M_i); the kernel gets them in float32
+        log_f = F.logsigmoid(f_pre.double())
+        cum = log_f.cumsum(-1)
+        b64 = i_pre.double() - cum
+        mx64, argmax = torch.cummax(b64, dim=-1)
+        b, mx = b64.float().contiguous(), mx64.float().contiguous()
+        mneg = torch.exp(-(cum + mx64)).float().contiguous()
+        h = torch.empty(batch, heads, length, dv, device=q.device, dtype=v.dtype)
+        nsum = torch.empty(batch, heads, length, device=q.device, dtype=torch.float32)
+        bm, bn, warps = _blocks(dk, dv)
+        grid = (triton.cdiv(length, bm), batch * heads)
+        _fwd_kernel[grid](q, k, v, b, mx, mneg, h, nsum, length, scale, eps,
+                          DK=dk, DV=dv, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), num_warps=warps, num_stages=2)
+        ctx.save_for_backward(q, k, v, h, nsum, b, mx, argmax, mneg, f_pre)
+        ctx.scale, ctx.eps, ctx.i_dtype = scale, eps, i_pre.dtype
+        return h
+
+    @staticmethod
+    def backward(ctx, dh):
+        q, k, v, h, nsum, b, mx, argmax, mneg, f_pre = ctx.saved_tensors
+        scale, eps = ctx.scale, ctx.eps
+        batch, heads, length, dk = q.shape
+        dv_dim = v.shape[-1]
+        dh = dh.float()
+        exp_branch = mneg >= nsum.abs()
+        den = torch.where(exp_branch, mneg, nsum.abs()) + eps
+        dh_dot_h = (dh * h.float()).sum(-1)
+        dacc = (dh / den.unsqueeze(-1)).contiguous()
+        dden = -dh_dot_h / den
+        dn = torch.where(exp_branch, torch.zeros_like(dden), dden * torch.sign(nsum)).contiguous()
+        dq, dk_, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+        rsum = torch.empty_like(nsum)
+        csum = torch.empty_like(nsum)
+        bm, bn, warps = _blocks(dk, dv_dim)
+        _bwd_dq_kernel[(triton.cdiv(length, bm), batch * heads)](
+            q, k, v, b, mx, dacc, dn, dq, rsum, length, scale,
+            DK=dk, DV=dv_dim, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), num_warps=warps, num_stages=2)
+        _bwd_dkv_kernel[(triton.cdiv(length, bn), batch * heads)](
+            q, k, v, b, mx, dacc, dn, dk_, dv, csum, length, scale,
+            DK=dk, DV=dv_dim, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), num_warps=warps, num_stages=2)
+        # the stabiliser m_i = F_i + max_{j<=i} b_j enters through the weights exp(D - m) (acc and
+        # the normaliser scale by exp(-m); dacc·acc = dh·h) and through exp(-m) in the denominator
+        dm = -dh_dot_h - dn * nsum - torch.where(exp_branch, dden * mneg, torch.zeros_like(dden))
+        dm = dm.double()
+        db = csum.double() + torch.zeros_like(dm).scatter_add_(-1, argmax, dm)  # D_ij = F_i + b_j
+        dcum = rsum.double() + dm - db                                          # b_j = ĩ_j - F_j
+        dlog_f = dcum.flip(-1).cumsum(-1).flip(-1)
+        df_pre = dlog_f * torch.sigmoid(-f_pre.double())
+        return dq, dk_, dv, db.to(ctx.i_dtype), df_pre.to(f_pre.dtype), None, None
+
+
+def mlstm_parallel_triton(q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, f_pre: Tensor, *,
+                          initial_state=None, return_last_state: bool = False, eps: float = 1e-6,
+                          scale: float | None = None):
+    """The registry's ``triton`` kernel (same signature as the other forms; CUDA tensors)."""
+    check_sequence_inputs(q, k, v, i_pre, f_pre)
+    dk, dv = q.shape[-1], v.shape[-1]
+    usable = (q.is_cuda and initial_state is None and not return_last_state
+              and all(d >= 16 and d & (d - 1) == 0 for d in (dk, dv)) and q.dtype != torch.float64)
+    if not usable:
+        return mlstm_chunkwise(q, k, v, i_pre, f_pre, initial_state=initial_state,
+                               return_last_state=return_last_state, eps=eps, scale=scale)
+    return _MLSTMParallelTriton.apply(q, k, v, i_pre, f_pre, default_scale(scale, dk), eps)

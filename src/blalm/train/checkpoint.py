@@ -1,0 +1,273 @@
+"""Checkpoints: safetensors for tensors, JSON for the rest; no pickle, no ``torch.save``.
+
+A checkpoint is a folder ``RUN_DIR/checkpoints/NAME/`` holding
+
+- ``model.safetensors``      the model's ``state_dict`` (float32 weights, names as in the model);
+- ``optimizer.safetensors``  every optimizer state tensor, keyed ``OPTIMIZER/PARAM_NAME/STATE_KEY``
+                             (e.g. ``adamw/lm_head.weight/exp_avg``, ``muon/layers.0.ffn.up_proj.weight/momentum_buffer``);
+                             kept in the latest checkpoint only unless ``keep_optimizer_state = "all"``;
+- ``model_config.json``      the ``ModelConfig`` (with the tokenizer's vocab size), enough to rebuild the model;
+- ``state.json``             step, epoch, position in the epoch, tokens and words seen, the learning
+                             rates, the RNG states (torch CPU/CUDA as hex, numpy and python as lists),
+                             the count of skipped non-finite steps, the data key, validation metrics.
+
+**Atomicity.** A checkpoint is written into ``checkpoints/.tmp-NAME-<id>/``, every file and the
+folder are fsynced, the folder is renamed to ``NAME`` and the parent fsynced; only then is the
+pointer file ``checkpoints/latest`` (one line: the folder name) replaced atomically the same way.
+A crash at any moment therefore leaves ``latest`` naming a complete checkpoint (or no ``latest``
+at all before the first one); leftover ``.tmp-*`` folders are removed at the next start.
+
+``BLALM_TRAIN_FAULT`` (tests only) kills the process with SIGKILL at a named point of the save
+or of a training step, to test exactly this (see :func:`fault_point`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from blalm.errors import InputError
+from blalm.runinfo import write_json_atomic
+
+MODEL_FILE = "model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FILE = "state.json"
+MODEL_CONFIG_FILE = "model_config.json"
+LATEST_FILE = "latest"
+
+FAULT_ENV = "BLALM_TRAIN_FAULT"
+_fault_counts: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Test hook: with ``BLALM_TRAIN_FAULT="NAME@N"`` (comma-separated for several) the process
+    SIGKILLs itself the N-th time it reaches point NAME. Points: ``step_backward`` (after a
+    micro-batch's backward, before the optimizer step), ``save_written`` (checkpoint files
+    written in the temporary folder, not yet renamed), ``save_renamed`` (checkpoint in place,
+    ``latest`` not yet updated)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    for item in spec.split(","):
+        point, _, count = item.strip().partition("@")
+        if point == name and _fault_counts[name] == int(count or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+# ----------------------------------------------------------------------------------------------
+# file helpers
+
+
+def fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+
+
+def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path), device=str(device))
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=1)
+        fh.write("\n")
+
+
+def cleanup_stale(root: Path) -> list[str]:
+    """Remove temporary folders left by a crash during a save (``.tmp-*``, ``.old-*``, ``.latest.*``)."""
+    removed = []
+    if root.is_dir():
+        for entry in root.iterdir():
+            if entry.name.startswith((".tmp-", ".old-", f".{LATEST_FILE}.")):
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+                removed.append(entry.name)
+    return removed
+
+
+def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
+                    optimizer_state: dict[str, torch.Tensor] | None, state: dict[str, Any],
+                    model_config: dict[str, Any]) -> Path:
+    """Write checkpoint ``root/name`` atomically and point ``root/latest`` at it (see the module docstring)."""
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / name
+    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        _save_tensors(model_state, tmp / MODEL_FILE, metadata={"format": "pt"})
+        if optimizer_state is not None:
+            _save_tensors(optimizer_state, tmp / OPTIMIZER_FILE, metadata={"format": "pt"})
+        _write_json(tmp / MODEL_CONFIG_FILE, model_config)
+        _write_json(tmp / STATE_FILE, {**state, "name": name})
+        for entry in tmp.iterdir():
+            fsync_path(entry)
+        fsync_path(tmp)
+        fault_point("save_written")
+        if target.exists():   # an orphan of a crash between rename and 'latest' (never the latest itself)
+            old = root / f".old-{name}-{uuid.uuid4().hex[:12]}"
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+        fsync_path(root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    fault_point("save_renamed")
+    write_latest(root, name)
+    return target
+
+
+def write_latest(root: Path, name: str) -> None:
+    tmp = root / f".{LATEST_FILE}.{uuid.uuid4().hex[:12]}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / LATEST_FILE)
+    fsync_path(root)
+
+
+def read_latest(root: Path) -> Path | None:
+    """The checkpoint folder ``root/latest`` names, or None when there is none yet."""
+    pointer = root / LATEST_FILE
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    path = root / name
+    if not name or not (path / STATE_FILE).is_file():
+        raise InputError(f"{pointer}: names checkpoint '{name}', which is missing or incomplete; "
+                         f"the run folder was changed by hand. Point it at a complete checkpoint folder "
+                         f"or start a new run with another --out")
+    return path
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    return json.loads((Path(path) / STATE_FILE).read_text(encoding="utf-8"))
+
+
+def list_checkpoints(root: Path) -> list[dict[str, Any]]:
+    """The complete checkpoints under ``root`` (their state.json), by step."""
+    out = []
+    if Path(root).is_dir():
+        for entry in Path(root).iterdir():
+            if entry.is_dir() and not entry.name.startswith(".") and (entry / STATE_FILE).is_file():
+                out.append({**read_state(entry), "path": str(entry)})
+    return sorted(out, key=lambda s: (s["step"], s["name"]))
+
+
+def load_model_state(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    return _load_tensors(Path(path) / MODEL_FILE, device)
+
+
+def load_checkpoint_model(path: Path, device: str | torch.device = "cpu"):
+    """A model rebuilt from a checkpoint folder (``model_config.json`` + ``model.safetensors``), in eval mode."""
+    from blalm.config import from_dict
+    from blalm.model.config import ModelConfig
+    from blalm.model.decoder import build_model
+
+    path = Path(path)
+    if not (path / MODEL_FILE).is_file() or not (path / MODEL_CONFIG_FILE).is_file():
+        raise InputError(f"{path}: not a blalm checkpoint (needs {MODEL_FILE} and {MODEL_CONFIG_FILE})")
+    config = from_dict(ModelConfig, json.loads((path / MODEL_CONFIG_FILE).read_text(encoding="utf-8")),
+                       where=str(path / MODEL_CONFIG_FILE))
+    model = build_model(config, device)
+    model.load_state_dict(load_model_state(path, device))
+    return model.eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# optimizer state
+
+
+def optimizer_tensors(optimizers: dict[str, torch.optim.Optimizer], names: dict[str, list[list[str]]]
+                      ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Every optimizer state tensor keyed ``OPT/PARAM/KEY``, and the non-tensor state (JSON)."""
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, dict[str, Any]]] = {}
+    for opt_name, opt in optimizers.items():
+        for group, group_names in zip(opt.param_groups, names[opt_name]):
+            for param, pname in zip(group["params"], group_names):
+                for key, value in opt.state.get(param, {}).items():
+                    if isinstance(value, torch.Tensor):
+                        tensors[f"{opt_name}/{pname}/{key}"] = value
+                    else:
+                        scalars.setdefault(opt_name, {}).setdefault(pname, {})[key] = value
+    return tensors, scalars
+
+
+def load_optimizer_state(optimizers: dict[str, torch.optim.Optimizer], names: dict[str, list[list[str]]],
+                         tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> None:
+    """Fill freshly built optimizers with the state saved by :func:`optimizer_tensors`."""
+    for opt_name, opt in optimizers.items():
+        sd = opt.state_dict()
+        state: dict[int, dict[str, Any]] = {}
+        index = 0
+        saved: dict[str, dict[str, Any]] = {}
+        for key, tensor in tensors.items():
+            owner, pname, state_key = key.split("/")   # parameter names hold no '/'
+            if owner == opt_name:
+                saved.setdefault(pname, {})[state_key] = tensor
+        for group_names in names[opt_name]:
+            for pname in group_names:
+                entry = dict(saved.get(pname, {}))
+                entry.update(scalars.get(opt_name, {}).get(pname, {}))
+                if entry:
+                    state[index] = entry
+                index += 1
+        sd["state"] = state
+        opt.load_state_dict(sd)
+
+
+# ----------------------------------------------------------------------------------------------
+# RNG state (JSON)
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    out = {
+        "torch": torch.get_rng_state().numpy().tobytes().hex(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = [s.numpy().tobytes().hex() for s in torch.cuda.get_rng_state_all()]
+    return out
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(torch.frombuffer(bytearray.fromhex(state["torch"]), dtype=torch.uint8).clone())
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        saved = [torch.frombuffer(bytearray.fromhex(s), dtype=torch.uint8).clone() for s in state["cuda"]]
+        if len(saved) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(saved)
+
+
+def write_json(path: Path, data: Any) -> None:
+    write_json_atomic(Path(path), data)

@@ -1,0 +1,35 @@
+"""``blalm train``: train (or resume) a model on a curated corpus."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    from blalm.cli import add_config_args
+
+    p = subparsers.add_parser(
+        "train", help="train a model (paper §5); re-running the same command resumes the run",
+        description="Train the model of CONFIG (configs/train/*.toml) on its corpus and tokenizer, writing "
+                    "RUN_DIR/config.json, run_info.json, metrics.jsonl and checkpoints/ (safetensors + JSON) at "
+                    "the BabyLM milestones (words seen) and every epoch end. Re-running the same command on the "
+                    "same RUN_DIR resumes from RUN_DIR/checkpoints/latest. Under 'torchrun --nproc_per_node N' "
+                    "the same command trains with DDP (global batch kept).")
+    add_config_args(p, "training")
+    p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR",
+                   help="run folder (created if missing; an existing run there is resumed)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (same as --set progress=false)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from blalm.train.config import load_train_config
+    from blalm.train.trainer import train
+
+    overrides = list(args.overrides) + (["progress=false"] if args.quiet else [])
+    cfg = load_train_config(args.config, overrides)
+    summary = train(cfg, args.out)
+    if summary.get("final_loss") is not None:
+        print(f"final training loss {summary['final_loss']:.4f} after {summary['steps']} steps")
+    return 0

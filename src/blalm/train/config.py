@@ -1,0 +1,210 @@
+"""The training stage's typed config (``configs/train/*.toml``).
+
+A training config names the corpus folder (``blalm corpus``), the tokenizer folder
+(``blalm tokenizer``) and the model, and sets the recipe of the paper's §5: context 512, global
+batch 64 (gradient accumulation over micro-batches), cosine decay with 10% linear warm-up,
+Muon for the blocks' matrices + AdamW for the rest (or AdamW alone), at most 10 epochs.
+
+The model is given by a model config file, a ``[model]`` table, or both::
+
+    model_config = "configs/model/tiny_blalm.toml"   # read first (its ``extends`` resolved)
+    [model]                                          # then these keys override it
+    hidden_size = 32
+
+``model_config`` is resolved against the current folder first, then against the repository
+root (so the shipped configs work from anywhere). ``corpus_dir`` and ``tokenizer_dir`` are
+resolved against the current folder. ``model.vocab_size`` is always set by the trainer from the
+tokenizer, whatever the config says.
+
+Load with :func:`load_train_config` (``blalm.config.load_config`` alone would not merge the
+model config file into ``[model]``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from blalm.config import check, deep_merge, from_dict, parse_override, read_toml, set_dotted, to_dict
+from blalm.errors import ConfigError
+from blalm.model.config import ModelConfig
+from blalm.runinfo import REPO_ROOT
+
+Track = Literal["strict-small", "strict", "none"]
+
+TRACK_WORD_BUDGET = {"strict-small": 10_000_000, "strict": 100_000_000}
+"""BabyLM 2025: at most this many words of training text per track."""
+
+TRACK_MAX_EPOCHS = 10
+"""BabyLM 2025: at most 10 passes over the training text (both tracks)."""
+
+# Keys that may change between a run and its resumption: they change how the run is executed
+# or logged, not what it computes (bit-identity of a resumed run still needs the same micro_batch,
+# device, precision and compile setting). Everything else must match (see ``config_differences``).
+RESUME_FREE_KEYS = frozenset({
+    "corpus_dir", "tokenizer_dir", "model_config",  # paths; the data is compared by content hash
+    "micro_batch", "device", "precision", "compile",
+    "progress", "log_every", "eval_max_blocks", "eval_batch", "keep_optimizer_state",
+    "max_nonfinite_steps", "token_cache",
+})
+
+
+@dataclass
+class TrainConfig:
+    # --- inputs -------------------------------------------------------------------------------
+    corpus_dir: Path                   # folder written by 'blalm corpus' (train.txt, dev.txt, manifest.json)
+    tokenizer_dir: Path                # folder written by 'blalm tokenizer' (tokenizer.json)
+    model_config: Path | None = None   # model config file (configs/model/*.toml); [model] overrides it
+    model: ModelConfig = field(default_factory=ModelConfig)  # vocab_size is set from the tokenizer
+
+    # --- BabyLM rules -------------------------------------------------------------------------
+    track: Track = "none"              # "strict-small" (10M words), "strict" (100M words) or "none"
+    epochs: int = 10                   # passes over train.txt (a track allows at most 10)
+    max_steps: int = 0                 # stop after this many optimizer steps (0 = epochs decide);
+    #                                    the learning-rate schedule spans the steps actually run
+
+    # --- batching -----------------------------------------------------------------------------
+    context_length: int = 512          # tokens per block (the stream is cut into fixed blocks)
+    global_batch: int = 64             # blocks per optimizer step = micro_batch x accumulation x GPUs
+    micro_batch: int = 8               # blocks per forward/backward pass on one device
+
+    # --- optimisation -------------------------------------------------------------------------
+    optimizer: Literal["muon", "adamw"] = "muon"  # "muon": Muon for the blocks' matrices + AdamW for the rest
+    lr: float = 7e-4                   # peak learning rate (AdamW; Muon too unless muon_lr is set)
+    muon_lr: float | None = None       # Muon's peak learning rate (default: lr)
+    muon_adjust_lr: Literal["match_rms_adamw", "original"] = "match_rms_adamw"  # torch Muon adjust_lr_fn:
+    #                                    "match_rms_adamw" scales Muon's step to AdamW's RMS, so one lr serves both
+    muon_momentum: float = 0.95
+    muon_nesterov: bool = True
+    muon_ns_steps: int = 5             # Newton-Schulz iterations
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.1          # decoupled weight decay on 2-D weights only (none on norms,
+    #                                    biases, DynMod alpha, conv kernels, Hedgehog maps, memory slots)
+    warmup_fraction: float = 0.1       # linear warm-up over this share of the steps, then cosine decay
+    min_lr_fraction: float = 0.0       # the cosine ends at lr x this
+    grad_clip: float = 1.0             # clip the global gradient norm to this (0 = no clipping)
+    max_nonfinite_steps: int = 10      # a non-finite loss or gradient skips the step; stop after this many in a row
+    seed: int = 0
+
+    # --- execution ----------------------------------------------------------------------------
+    device: str = "auto"               # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # "auto": bf16 autocast on GPU, fp32 on CPU
+    compile: bool = False              # torch.compile the model for training
+    token_cache: Literal["corpus", "run"] = "corpus"  # where the tokenized corpus is cached (corpus
+    #                                    folder, else the run folder when the corpus folder is read-only)
+
+    # --- checkpoints, validation, logging -----------------------------------------------------
+    milestone_scale: float = 1.0       # BabyLM milestones (1M, 2M, .. 10M, 20M, .. 100M, 200M, ..
+    #                                    words seen) times this; e.g. 0.02 for a 200k-word demo corpus
+    #                                    gives a checkpoint every 20k words
+    keep_optimizer_state: Literal["latest", "all"] = "latest"  # optimizer state in the latest checkpoint
+    #                                    only (older ones keep weights + state.json), or in all
+    eval_max_blocks: int = 0           # validate on the first N dev blocks (0 = the whole dev split)
+    eval_batch: int = 0                # blocks per validation forward pass (0 = micro_batch)
+    log_every: int = 10                # a training record in metrics.jsonl every N optimizer steps
+    progress: bool = True              # tqdm progress bar
+
+    def validate(self) -> None:
+        for name in ("epochs", "context_length", "global_batch", "micro_batch", "muon_ns_steps",
+                     "log_every", "max_nonfinite_steps"):
+            value = getattr(self, name)
+            check(value >= 1, f"{name} must be >= 1, got {value}")
+        for name in ("max_steps", "eval_max_blocks", "eval_batch"):
+            value = getattr(self, name)
+            check(value >= 0, f"{name} must be >= 0 (0 = off/default), got {value}")
+        check(self.context_length >= 2, f"context_length must be >= 2, got {self.context_length}")
+        check(self.global_batch % self.micro_batch == 0,
+              f"global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch}); "
+              f"e.g. micro_batch = {largest_divisor_at_most(self.global_batch, self.micro_batch)}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.muon_lr is None or self.muon_lr > 0, f"muon_lr must be > 0, got {self.muon_lr}")
+        check(0 <= self.muon_momentum < 1, f"muon_momentum must be in [0, 1), got {self.muon_momentum}")
+        check(0 <= self.adam_beta1 < 1 and 0 <= self.adam_beta2 < 1,
+              f"adam_beta1 and adam_beta2 must be in [0, 1), got {self.adam_beta1}, {self.adam_beta2}")
+        check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
+        check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        check(0 <= self.warmup_fraction < 1, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        check(0 <= self.min_lr_fraction <= 1, f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
+        check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        check(self.milestone_scale > 0, f"milestone_scale must be > 0, got {self.milestone_scale}")
+        check(bool(self.device), "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        if self.track != "none":
+            check(self.epochs <= TRACK_MAX_EPOCHS,
+                  f"epochs = {self.epochs} breaks the BabyLM rules: the {self.track} track allows at most "
+                  f"{TRACK_MAX_EPOCHS} epochs; set epochs <= {TRACK_MAX_EPOCHS} (or track = \"none\" for "
+                  f"runs outside the challenge)")
+
+
+def largest_divisor_at_most(n: int, limit: int) -> int:
+    return max(d for d in range(1, max(1, min(n, limit)) + 1) if n % d == 0)
+
+
+def load_train_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a training config (TOML, ``extends`` allowed), apply ``key=value`` overrides, merge the
+    model config file named by ``model_config`` under the ``[model]`` table, and build the typed
+    :class:`TrainConfig` (unknown keys and bad values raise :class:`ConfigError`).
+
+    ``--set model_config=...`` and ``--set model.hidden_size=...`` both work: overrides are applied
+    before the model file is merged, and ``[model]`` keys win over the file's.
+    """
+    data: dict[str, Any] = read_toml(Path(path)) if path is not None else {}
+    for item in overrides:
+        key, value = parse_override(item)
+        set_dotted(data, key, value)
+    where = str(path) if path is not None else "config"
+    model_path = data.get("model_config")
+    if model_path is not None:
+        if not isinstance(model_path, str):
+            raise ConfigError(f"{where}: bad value for 'model_config': expected a path string, got {model_path!r}")
+        resolved = resolve_model_config_path(Path(model_path), where)
+        data["model_config"] = str(resolved)
+        inline = data.get("model", {})
+        if not isinstance(inline, dict):
+            raise ConfigError(f"{where}: 'model' must be a table of model config keys, got {inline!r}")
+        data["model"] = deep_merge(read_toml(resolved), inline)
+    return from_dict(TrainConfig, data, where=where)
+
+
+def resolve_model_config_path(path: Path, where: str = "config") -> Path:
+    """``path`` as given if absolute or present under the current folder, else under the repository root."""
+    path = path.expanduser()
+    if path.is_absolute() or path.is_file():
+        if not path.is_file():
+            raise ConfigError(f"{where}: model_config {path} not found")
+        return path
+    candidate = REPO_ROOT / path
+    if candidate.is_file():
+        return candidate
+    raise ConfigError(f"{where}: model_config '{path}' not found (looked in {Path.cwd()} and {REPO_ROOT}); "
+                      f"give a path to a configs/model/*.toml file")
+
+
+def with_vocab_size(cfg: TrainConfig, vocab_size: int) -> TrainConfig:
+    """``cfg`` with ``model.vocab_size`` set to the tokenizer's vocabulary."""
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab_size))
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any], free: frozenset[str] = RESUME_FREE_KEYS,
+                       prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(key, old value, new value)`` for every key (dotted) whose value differs between two
+    ``to_dict`` views of a TrainConfig, ignoring the top-level keys in ``free``."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        if not prefix and key in free:
+            continue
+        a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
+        name = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out.extend(config_differences(a, b, free, prefix=f"{name}."))
+        elif a != b:
+            out.append((name, a, b))
+    return out
+
+
+def config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """The JSON view of a config (paths as strings)."""
+    return to_dict(cfg)

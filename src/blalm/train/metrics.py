@@ -1,0 +1,121 @@
+"""Training metrics: ``RUN_DIR/metrics.jsonl`` always, TensorBoard event files when available.
+
+One JSON object a line, each with a ``kind``:
+
+- ``setup``:  the run's shape (parameters, optimizer split, steps, tokens, words per token);
+- ``train``:  every ``log_every`` optimizer steps: ``step``, ``epoch``, ``loss`` (mean over the
+  steps since the last record), ``lr`` (per optimizer), ``grad_norm`` (before clipping),
+  ``tokens_per_s``, ``tokens_seen``, ``words_seen``, ``nonfinite_steps``, ``swa_coefficients``
+  (the DynMod α of every layer: ``model.swa_coefficients()``, empty without SWA);
+- ``nonfinite``: a skipped step (loss or gradient not finite);
+- ``eval``:   at every checkpoint: ``val_loss`` (nats/token), ``val_ppl``, ``val_bpb`` (bits per
+  byte of dev text), ``val_tokens``, and the checkpoint's name;
+- ``resume``: where a resumed run picked up.
+
+TensorBoard files (``RUN_DIR/tensorboard/``) are written only when ``torch.utils.tensorboard``
+imports (it needs the ``tensorboard`` package, not a blalm dependency); the JSONL file holds the
+same numbers. On resume, records past the checkpoint's step are dropped from the JSONL file, so
+that it reads as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as strings ("nan", "inf", "-inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+class MetricsLogger:
+    def __init__(self, run_dir: Path, tensorboard: bool = True) -> None:
+        self.path = Path(run_dir) / METRICS_FILE
+        self.tb = None
+        self.tensorboard_available = False
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                pass
+            else:
+                self.tb = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+                self.tensorboard_available = True
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(_clean(record), allow_nan=False) + "\n")
+        self._fh.flush()
+        if self.tb is not None:
+            self._to_tensorboard(record)
+
+    def _to_tensorboard(self, record: dict[str, Any]) -> None:
+        step = record.get("step")
+        kind = record.get("kind")
+        if step is None or kind not in ("train", "eval"):
+            return
+        for key, value in record.items():
+            if key in ("step", "kind", "epoch"):
+                continue
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.tb.add_scalar(f"{kind}/{key}", value, step)
+            elif isinstance(value, dict):
+                for sub, v in value.items():
+                    if isinstance(v, (int, float)):
+                        self.tb.add_scalar(f"{kind}/{key}_{sub}", v, step)
+            elif key == "swa_coefficients" and isinstance(value, list):
+                for i, v in enumerate(value):
+                    self.tb.add_scalar(f"swa_alpha/layer_{i:02d}", v, step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop the records of steps after ``step`` (left by a run killed after its last checkpoint)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return
+    kept = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:   # a line cut by the kill
+                continue
+            if record.get("step", 0) <= step:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.writelines(kept)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            record = json.loads(line)
+            if kind is None or record.get("kind") == kind:
+                out.append(record)
+    return out

@@ -1,0 +1,140 @@
+"""Optimizers and the learning-rate schedule (paper §5).
+
+**The split** (``optimizer = "muon"``): ``torch.optim.Muon`` takes the 2-D weight matrices of
+the decoder blocks: the mixers' q/k/v, output-gate and output projections (attention's q/k/v/o)
+and the SwiGLU FFN's gate/up/down projections. AdamW takes everything else: the token
+embedding and the LM head (matrices, but not hidden-layer ones: Muon is for hidden layers),
+RMSNorm weights, biases, the mLSTM's input and forget gates (one scalar per head: their
+``(heads, hidden)`` weights are read as gates, not as hidden projections), the short
+convolutions' kernels, the Hedgehog maps, the SWA memory slots and the DynMod α. With
+``optimizer = "adamw"`` AdamW takes everything.
+
+**Learning rates.** Muon runs with ``adjust_lr_fn = "match_rms_adamw"`` by default (Moonshot's
+scaling, ``0.2·sqrt(max(A, B))``), which makes its updates as large (RMS) as AdamW's, so the
+paper's single learning rate (7e-4 strict-small, 5.5e-4 strict) serves both optimizers;
+``muon_lr`` sets Muon's apart. Both follow the same schedule: linear warm-up over
+``warmup_fraction`` of the steps, then cosine decay to ``min_lr_fraction`` of the peak.
+
+**Weight decay** (decoupled) applies to 2-D weights only (Muon's matrices, embeddings, LM head,
+gate weights), never to norms, biases, α, conv kernels, Hedgehog maps or memory slots.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from blalm.train.config import TrainConfig
+
+SCALAR_GATES = ("igate", "fgate")   # per-head scalar gate projections (mLSTM input/forget gates)
+
+
+@dataclass
+class ParamSplit:
+    """Which optimizer holds which parameter (names as in ``model.named_parameters()``)."""
+
+    muon: list[tuple[str, nn.Parameter]] = field(default_factory=list)
+    adamw_decay: list[tuple[str, nn.Parameter]] = field(default_factory=list)
+    adamw_no_decay: list[tuple[str, nn.Parameter]] = field(default_factory=list)
+
+    @property
+    def adamw(self) -> list[tuple[str, nn.Parameter]]:
+        return self.adamw_decay + self.adamw_no_decay
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        def count(items):
+            return {"tensors": len(items), "parameters": sum(p.numel() for _, p in items)}
+        return {"muon": count(self.muon), "adamw": count(self.adamw),
+                "adamw_decay": count(self.adamw_decay), "adamw_no_decay": count(self.adamw_no_decay)}
+
+    def describe(self) -> str:
+        s = self.summary()
+        lines = []
+        if self.muon:
+            lines.append(f"  Muon : {s['muon']['tensors']:4d} tensors {s['muon']['parameters']:>14,} parameters "
+                         f"(2-D matrices of the blocks: q/k/v, output gate, out projections, FFN)")
+        lines.append(f"  AdamW: {s['adamw']['tensors']:4d} tensors {s['adamw']['parameters']:>14,} parameters "
+                     f"({'embeddings, LM head, norms, biases, gates, conv kernels, Hedgehog maps, memory, DynMod alpha' if self.muon else 'all parameters'}; "
+                     f"weight decay on {s['adamw_decay']['tensors']} 2-D of them)")
+        return "optimizer split:\n" + "\n".join(lines)
+
+
+def is_block_matrix(name: str, param: torch.Tensor) -> bool:
+    """True for a 2-D weight of a decoder block that is a hidden projection (Muon's share)."""
+    if param.ndim != 2 or not name.startswith("layers."):
+        return False
+    module_path = name.rsplit(".", 1)[0]
+    return module_path.rsplit(".", 1)[-1] not in SCALAR_GATES
+
+
+def split_parameters(model: nn.Module, optimizer: str = "muon") -> ParamSplit:
+    """Put every trainable parameter of ``model`` in exactly one group (see the module docstring)."""
+    split = ParamSplit()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if optimizer == "muon" and is_block_matrix(name, param):
+            split.muon.append((name, param))
+        elif param.ndim == 2:
+            split.adamw_decay.append((name, param))
+        else:
+            split.adamw_no_decay.append((name, param))
+    return split
+
+
+def build_optimizers(model: nn.Module, cfg: TrainConfig, fused: bool = False
+                     ) -> tuple[dict[str, torch.optim.Optimizer], ParamSplit]:
+    """``{"muon": Muon, "adamw": AdamW}`` (Muon only when ``cfg.optimizer == "muon"``) and the split.
+    Every group records its peak learning rate as ``base_lr`` (the schedule scales it)."""
+    split = split_parameters(model, cfg.optimizer)
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    if split.muon:
+        muon_lr = cfg.muon_lr if cfg.muon_lr is not None else cfg.lr
+        optimizers["muon"] = torch.optim.Muon(
+            [{"params": [p for _, p in split.muon], "base_lr": muon_lr}],
+            lr=muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum, nesterov=cfg.muon_nesterov,
+            ns_steps=cfg.muon_ns_steps, adjust_lr_fn=cfg.muon_adjust_lr)
+    groups = []
+    if split.adamw_decay:
+        groups.append({"params": [p for _, p in split.adamw_decay], "weight_decay": cfg.weight_decay,
+                       "base_lr": cfg.lr})
+    if split.adamw_no_decay:
+        groups.append({"params": [p for _, p in split.adamw_no_decay], "weight_decay": 0.0, "base_lr": cfg.lr})
+    extra = {"fused": True} if fused else {}
+    optimizers["adamw"] = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                            eps=cfg.adam_eps, **extra)
+    return optimizers, split
+
+
+def param_names(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[list[str]]:
+    """The parameter names of each group of ``optimizer``, in the optimizer's order."""
+    by_id = {id(p): n for n, p in model.named_parameters()}
+    return [[by_id[id(p)] for p in group["params"]] for group in optimizer.param_groups]
+
+
+def warmup_steps(total_steps: int, warmup_fraction: float) -> int:
+    return math.ceil(warmup_fraction * total_steps)
+
+
+def lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.1, min_lr_fraction: float = 0.0) -> float:
+    """Multiplier of the peak learning rate for the optimizer step ``step`` (0-based) of ``total_steps``:
+    ``(step + 1) / W`` during the ``W = ceil(warmup_fraction * total_steps)`` warm-up steps, then
+    cosine from 1 down to ``min_lr_fraction`` over the remaining steps (reached at the last step's end)."""
+    w = warmup_steps(total_steps, warmup_fraction)
+    if step < w:
+        return (step + 1) / w
+    progress = (step - w) / max(1, total_steps - w)
+    return min_lr_fraction + (1.0 - min_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> dict[str, float]:
+    """Scale every group's ``base_lr`` by ``factor``; return each optimizer's current peak-group lr."""
+    out = {}
+    for name, opt in optimizers.items():
+        for group in opt.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        out[name] = opt.param_groups[0]["lr"]
+    return out
