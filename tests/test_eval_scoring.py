@@ -84,6 +84,16 @@ def build_tiny_lm(folder: Path, data_dir: Path, add_bos: bool = False, vocab_siz
     return folder
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny model's ops are too small to gain from threads, and on a busy 2-core machine the
+    threads' spin-waits cost more than the work; restored after this module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def eval_dir(data_dir: Path) -> Path:
     return data_dir / "eval"
@@ -250,7 +260,7 @@ def test_wug_past_tense_reads_the_encrypted_zip_with_three_candidates(tiny, eval
 # Reading
 # ---------------------------------------------------------------------------------------------
 
-def brute_word_surprisal(model, tok, context: str, word: str) -> float:
+def brute_word_surprisal(model, tok, context: str, word: str, bos: bool = False) -> float:
     """The pipeline's get_p2, one forward per subword: -ln prod P(piece | re-tokenized context)."""
     target = tok(word, add_special_tokens=False)["input_ids"]
     total = 0.0
@@ -258,7 +268,7 @@ def brute_word_surprisal(model, tok, context: str, word: str) -> float:
     for k, t in enumerate(target):
         if k > 0:
             t = tok(tok.decode(t), add_special_tokens=False)["input_ids"][0]
-        ids = tok(text)["input_ids"]
+        ids = ([tok.bos_token_id] if bos else []) + tok(text)["input_ids"]
         with torch.no_grad():
             lp = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1].float(), dim=-1)
         total -= float(lp[t])
@@ -286,6 +296,11 @@ def test_reading_surprisals_and_regressions_match_brute_force(tiny, eval_dir):
             assert math.isnan(q)
         else:
             assert q == pytest.approx(brute_word_surprisal(model, tok, r.prev_item, r.prev_word), abs=TOL)
+    few = sub[:8]                                      # the BOS switch applies to the contexts too
+    pred_bos, _ = reading_surprisals(model, tok, few, prepend_bos=True)
+    for r, p, q in zip(few, pred_bos, pred):
+        assert p == pytest.approx(brute_word_surprisal(model, tok, r.item, r.word, bos=True), abs=TOL)
+        assert abs(p - q) > 1e-4
     res = reading_results(sub, pred, prev)
 
     def col(name):

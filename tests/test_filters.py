@@ -530,6 +530,7 @@ def test_drop_level_tag():
     assert plain.drop_level_tag("Introduction of a law\nA text.") == "Introduction of a law\nA text."
     assert plain.plain_paragraphs("Int\nHEADLINE HERE\nThe story starts here and goes on.\n") == [
         "The story starts here and goes on."]
+    assert plain.plain_paragraphs("word word word\n\nSome line\n") == ["word word word", "Some line"]
 
 
 def test_clean_babylm_line():

@@ -41,7 +41,7 @@ The kinds' readers:
   grouped.
 - ``fineweb_edu``: lines are paragraphs (web text).
 - ``plain``: OneStopEnglish level tag dropped, lines unwrapped (Brown's one sentence a line
-  becomes running text), title lines dropped.
+  becomes running text), all-capitals heading lines dropped.
 """
 
 from __future__ import annotations

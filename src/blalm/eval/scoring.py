@@ -161,9 +161,11 @@ def sequence_logprobs(model: Any, seqs: Sequence[Encoded], batch_size: int = 64,
                     pick[j, [p - 1 for p in r.scored]] = True
                 logits = forward_logits(model, ids[:, :-1].to(device), mask[:, :-1].to(device))
                 _check_ids(int(ids.max()), logits.shape[-1])
-                logp = torch.log_softmax(logits.float(), dim=-1)
-                target = logp.gather(-1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1)
-                target = torch.where(pick.to(device), target, torch.zeros_like(target))
+                # only positions from the batch's first scored one on enter the float32 log-softmax
+                first = min(r.scored[0] for r in rows) - 1
+                logp = torch.log_softmax(logits[:, first:].float(), dim=-1)
+                target = logp.gather(-1, ids[:, 1 + first:].to(device).unsqueeze(-1)).squeeze(-1)
+                target = torch.where(pick[:, first:].to(device), target, torch.zeros_like(target))
                 sums = target.double().sum(dim=1).cpu().tolist()
                 for r, v in zip(rows, sums):
                     results[r] = float(v)

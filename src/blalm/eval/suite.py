@@ -137,9 +137,9 @@ def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None
     if not eval_dir.is_dir():
         raise InputError(f"{eval_dir}: evaluation data folder not found (give --data-dir, or set BLALM_DATA_DIR)")
     t0 = time.perf_counter()
-    info = run_info(config=to_dict(cfg))
     device = resolve_device(cfg.device)
-    model, tokenizer = load_for_eval(model_path, device=device)
+    model, tokenizer = _load_quietly(model_path, device) if not cfg.progress else load_for_eval(model_path, device)
+    info = run_info(config=to_dict(cfg))   # after torch is loaded, so that it names the GPU
     log(f"loaded {model_path} on {device} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     results = run_tasks(model, tokenizer, cfg, log)
     report = {
@@ -154,6 +154,21 @@ def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None
     if out_dir is not None:
         write_json_atomic(Path(out_dir) / RESULTS_FILE, report)
     return report
+
+
+def _load_quietly(model_path: str | Path, device: str) -> tuple[Any, Any]:
+    """``load_for_eval`` without transformers' weight-loading progress bar."""
+    from transformers.utils import logging as hf_logging
+
+    from blalm.eval.loading import load_for_eval
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return load_for_eval(model_path, device=device)
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _adds_bos(tokenizer: Any) -> bool:

@@ -1,4 +1,5 @@
-"""``blalm model ...`` verbs. torch is imported inside the functions so ``blalm --help`` stays fast."""
+"""The model stage's verbs: ``blalm model summary``, ``blalm export`` and ``blalm generate``.
+torch and transformers are imported inside the functions so ``blalm --help`` stays fast."""
 
 from __future__ import annotations
 
@@ -79,6 +80,33 @@ def run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_export(args: argparse.Namespace) -> int:
+    from blalm.model.export import export_hf
+
+    out = export_hf(args.checkpoint, args.out, tokenizer_dir=args.tokenizer)
+    print(f"exported {args.checkpoint} to {out}; load it with "
+          f"AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
+    return 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from blalm.model.generate import generate_text
+
+    device = args.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    result = generate_text(args.checkpoint, args.prompt, args.max_new_tokens, temperature=args.temperature,
+                           top_k=args.top_k, seed=args.seed, tokenizer_dir=args.tokenizer,
+                           start_token=args.start_token, device=device)
+    if args.json:
+        print(json.dumps(result, indent=2, ensure_ascii=False))
+    else:
+        print(result["prompt"] + result["completion"])
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     from blalm.cli import add_config_args
 
@@ -94,3 +122,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_config_args(summary, "model")
     summary.add_argument("--json", action="store_true", help="print the summary as JSON (includes the full config)")
     summary.set_defaults(func=run_summary)
+
+    export = subparsers.add_parser(
+        "export", help="write a model checkpoint as a self-contained Hugging Face folder",
+        description="Write CHECKPOINT as a Hugging Face model folder: safetensors weights, config.json, the "
+                    "tokenizer, and modelling code generated from blalm's own sources, so that "
+                    "AutoModelForCausalLM.from_pretrained(DIR, trust_remote_code=True) loads it without blalm "
+                    "(transformers 4.51 or 5.x).")
+    export.add_argument("checkpoint", metavar="CHECKPOINT",
+                        help="model checkpoint folder (model.safetensors + model_config.json), e.g. one "
+                             "written by training")
+    export.add_argument("--out", required=True, metavar="DIR",
+                        help="output folder (new, empty, or an earlier export, which is replaced)")
+    export.add_argument("--tokenizer", metavar="DIR", default=None,
+                        help="tokenizer folder (default: the tokenizer copied into the checkpoint)")
+    export.set_defaults(func=run_export)
+
+    gen = subparsers.add_parser(
+        "generate", help="continue a prompt with a model checkpoint",
+        description="Continue --prompt with the model in CHECKPOINT (greedy by default), using the decoding "
+                    "cache: the mLSTM's recurrent state, the SWA window, the attention KV cache. Stops at EOS.")
+    gen.add_argument("checkpoint", metavar="CHECKPOINT", help="model checkpoint folder")
+    gen.add_argument("--prompt", required=True, help="the text to continue")
+    gen.add_argument("--max-new-tokens", type=int, default=50, metavar="N",
+                     help="generate at most N tokens (default 50)")
+    gen.add_argument("--temperature", type=float, default=0.0, metavar="T",
+                     help="0 = greedy (default); > 0 samples from softmax(logits / T)")
+    gen.add_argument("--top-k", type=int, default=None, metavar="K",
+                     help="when sampling, only from the K most likely tokens (default: all)")
+    gen.add_argument("--seed", type=int, default=0, metavar="S", help="random seed for sampling (default 0)")
+    gen.add_argument("--tokenizer", metavar="DIR", default=None,
+                     help="tokenizer folder (default: the tokenizer copied into the checkpoint)")
+    gen.add_argument("--start-token", choices=("eos", "bos", "none"), default="eos",
+                     help="token put before the prompt: eos (default; training streams end every line with "
+                          "EOS, so this starts a new line as in training), bos, or none")
+    gen.add_argument("--device", default="auto", help="cpu, cuda, or auto (default: cuda when available)")
+    gen.add_argument("--json", action="store_true", help="print the result as JSON (with the new token ids)")
+    gen.set_defaults(func=run_generate)

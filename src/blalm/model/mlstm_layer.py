@@ -56,7 +56,7 @@ from blalm.model.layers import (
     sliding_window_attention_with_past,
     split_heads,
 )
-from blalm.model.ops.mlstm import get_mlstm_kernel, mlstm_step
+from blalm.model.ops.mlstm import get_mlstm_kernel, mlstm_chunkwise, mlstm_step
 
 
 class MLSTMMixer(nn.Module):
@@ -100,6 +100,7 @@ class MLSTMMixer(nn.Module):
             self.kernel = get_mlstm_kernel(config.mlstm_kernel)
         except ConfigError as exc:
             raise ConfigError(f"mlstm_kernel = {config.mlstm_kernel!r}: {exc}") from None
+        self.chunk_size = config.chunk_size
         self.kernel_options: dict = {}
         if "chunk_size" in inspect.signature(self.kernel).parameters:
             self.kernel_options["chunk_size"] = config.chunk_size
@@ -142,8 +143,9 @@ class MLSTMMixer(nn.Module):
 
         ``cache`` (decoding): what the tokens before ``x`` left behind — the kernel's state, the
         last ``conv_kernel - 1`` conv inputs, the last ``swa_window - 1`` rotated keys/values —
-        updated in place. One new token runs :func:`mlstm_step`; several (the prompt) run the
-        configured kernel from the cached state and keep its last state.
+        updated in place. One new token runs :func:`mlstm_step`; several (the prompt) run
+        :func:`mlstm_chunkwise` from the cached state and keep its last state (whatever the
+        training kernel: the GPU kernels need not support states).
         """
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.conv_q is not None:
@@ -165,9 +167,9 @@ class MLSTMMixer(nn.Module):
             h, cache.state = mlstm_step(q_mix[:, :, 0], k_mix[:, :, 0], v[:, :, 0], i_pre[:, :, 0], f_pre[:, :, 0],
                                         cache.state, eps=self.mlstm_eps)
             h = h.unsqueeze(2)
-        else:
-            h, cache.state = self.kernel(q_mix, k_mix, v, i_pre, f_pre, initial_state=cache.state,
-                                         return_last_state=True, eps=self.mlstm_eps, **self.kernel_options)
+        else:   # a prompt: the chunkwise form, which every device runs and which returns its last state
+            h, cache.state = mlstm_chunkwise(q_mix, k_mix, v, i_pre, f_pre, initial_state=cache.state,
+                                             return_last_state=True, eps=self.mlstm_eps, chunk_size=self.chunk_size)
         h = self.head_norm(h)
 
         if self.swa != "none":

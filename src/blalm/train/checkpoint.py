@@ -7,6 +7,11 @@ A checkpoint is a folder ``RUN_DIR/checkpoints/NAME/`` holding
                              (e.g. ``adamw/lm_head.weight/exp_avg``, ``muon/layers.0.ffn.up_proj.weight/momentum_buffer``);
                              kept in the latest checkpoint only unless ``keep_optimizer_state = "all"``;
 - ``model_config.json``      the ``ModelConfig`` (with the tokenizer's vocab size), enough to rebuild the model;
+- ``tokenizer.json``, ``tokenizer_config.json``  copies of the run's tokenizer;
+The weights, config and tokenizer files are the model stage's checkpoint format
+(``blalm.model.checkpoint``): ``load_model(folder)``, ``blalm export`` and the evaluation read a
+training checkpoint directly.
+
 - ``state.json``             step, epoch, position in the epoch, tokens and words seen, the learning
                              rates, the RNG states (torch CPU/CUDA as hex, numpy and python as lists),
                              the count of skipped non-finite steps, the data key, validation metrics.
@@ -38,10 +43,12 @@ import torch
 from blalm.errors import InputError
 from blalm.runinfo import write_json_atomic
 
-MODEL_FILE = "model.safetensors"
+from blalm.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
+from blalm.model.checkpoint import FORMAT_METADATA, load_model
+from blalm.model.checkpoint import WEIGHTS_FILE as MODEL_FILE
+
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
-MODEL_CONFIG_FILE = "model_config.json"
 LATEST_FILE = "latest"
 
 FAULT_ENV = "BLALM_TRAIN_FAULT"
@@ -107,17 +114,19 @@ def cleanup_stale(root: Path) -> list[str]:
 
 def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
                     optimizer_state: dict[str, torch.Tensor] | None, state: dict[str, Any],
-                    model_config: dict[str, Any]) -> Path:
+                    model_config: dict[str, Any], tokenizer_files: list[Path] = ()) -> Path:
     """Write checkpoint ``root/name`` atomically and point ``root/latest`` at it (see the module docstring)."""
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        _save_tensors(model_state, tmp / MODEL_FILE, metadata={"format": "pt"})
+        _save_tensors(model_state, tmp / MODEL_FILE, metadata=dict(FORMAT_METADATA))
         if optimizer_state is not None:
             _save_tensors(optimizer_state, tmp / OPTIMIZER_FILE, metadata={"format": "pt"})
         _write_json(tmp / MODEL_CONFIG_FILE, model_config)
+        for source in tokenizer_files:
+            shutil.copyfile(source, tmp / Path(source).name)
         _write_json(tmp / STATE_FILE, {**state, "name": name})
         for entry in tmp.iterdir():
             fsync_path(entry)
@@ -182,19 +191,8 @@ def load_model_state(path: Path, device: str | torch.device = "cpu") -> dict[str
 
 
 def load_checkpoint_model(path: Path, device: str | torch.device = "cpu"):
-    """A model rebuilt from a checkpoint folder (``model_config.json`` + ``model.safetensors``), in eval mode."""
-    from blalm.config import from_dict
-    from blalm.model.config import ModelConfig
-    from blalm.model.decoder import build_model
-
-    path = Path(path)
-    if not (path / MODEL_FILE).is_file() or not (path / MODEL_CONFIG_FILE).is_file():
-        raise InputError(f"{path}: not a blalm checkpoint (needs {MODEL_FILE} and {MODEL_CONFIG_FILE})")
-    config = from_dict(ModelConfig, json.loads((path / MODEL_CONFIG_FILE).read_text(encoding="utf-8")),
-                       where=str(path / MODEL_CONFIG_FILE))
-    model = build_model(config, device)
-    model.load_state_dict(load_model_state(path, device))
-    return model.eval()
+    """The model of a checkpoint folder, in eval mode (the model stage's ``load_model``)."""
+    return load_model(path, device)
 
 
 # ----------------------------------------------------------------------------------------------

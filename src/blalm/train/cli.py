@@ -30,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides) + (["progress=false"] if args.quiet else [])
     cfg = load_train_config(args.config, overrides)
     summary = train(cfg, args.out)
-    if summary.get("final_loss") is not None:
+    if summary.get("rank", 0) == 0 and summary.get("final_loss") is not None:
         print(f"final training loss {summary['final_loss']:.4f} after {summary['steps']} steps")
     return 0

@@ -314,7 +314,7 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
         if resume_state.get("complete") and resume_state["step"] >= total_steps:
             say(f"{run_dir}: the run is already complete ({resume_state['step']} steps; latest checkpoint "
                 f"{latest.name}); nothing to do")
-            return {"run_dir": str(run_dir), "steps": resume_state["step"], "total_steps": total_steps,
+            return {"run_dir": str(run_dir), "rank": dist.rank, "steps": resume_state["step"], "total_steps": total_steps,
                     "already_complete": True, "checkpoints": [], "resumed_from": latest.name,
                     "nonfinite_steps": resume_state.get("nonfinite_steps", 0), "losses": []}
     if dist.is_main:
@@ -398,6 +398,7 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
         emit({"kind": "eval", "step": 0, "tokens_seen": 0, "words_seen": 0, **val, "checkpoint": None})
         say(f"step 0: val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.2f}, {val['val_bpb']:.4f} bits/byte")
 
+    tokenizer_files = [run_dir / TOKENIZER_COPY / n for n in TOKENIZER_FILES if (run_dir / TOKENIZER_COPY / n).is_file()]
     saved: list[str] = []
     losses: list[float] = []
     previous_latest = latest.name if latest is not None else None
@@ -493,7 +494,7 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
                              "data": data_info, "optimizer_scalars": opt_scalars, "optimizer_param_names": names,
                              "val": val, "world_size": dist.world_size}
                     ckpt.save_checkpoint(ckpt_root, name, model.state_dict(), opt_tensors, state,
-                                         config_dict(cfg)["model"])
+                                         config_dict(cfg)["model"], tokenizer_files)
                     if cfg.keep_optimizer_state == "latest" and previous_latest and previous_latest != name:
                         (ckpt_root / previous_latest / ckpt.OPTIMIZER_FILE).unlink(missing_ok=True)
                     saved.append(name)
@@ -506,7 +507,8 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
     finite = [v for v in losses if math.isfinite(v)]
     say(f"done: {step} steps; checkpoints in {ckpt_root}" + (f" ({', '.join(saved)})" if saved else "")
         + (f"; {nonfinite_total} non-finite steps skipped" if nonfinite_total else ""))
-    return {"run_dir": str(run_dir), "steps": step, "total_steps": total_steps, "already_complete": False,
+    return {"run_dir": str(run_dir), "rank": dist.rank, "steps": step, "total_steps": total_steps,
+            "already_complete": False,
             "checkpoints": saved, "resumed_from": latest.name if latest else None,
             "nonfinite_steps": nonfinite_total, "losses": losses,
             "final_loss": finite[-1] if finite else None}

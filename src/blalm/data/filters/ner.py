@@ -30,6 +30,7 @@ for common taggers.
 from __future__ import annotations
 
 import re
+from typing import Iterator
 
 from blalm.data.filters.text import split_sentences
 
@@ -89,10 +90,12 @@ _CLAUSE_OPEN = re.compile(r"[“‘(\[:;—]|--|(?:^|\s)[\"']")
 
 
 def _base(word: str) -> str:
+    """The word without a possessive ``'s`` or trailing apostrophes/hyphens."""
+    if "'" not in word and "’" not in word and not word.endswith("-"):
+        return word
     w = word.rstrip("'’-")
-    for suffix in ("'s", "’s"):
-        if w.endswith(suffix):
-            w = w[: -len(suffix)]
+    if w.endswith(("'s", "’s")):
+        w = w[:-2]
     return w
 
 
@@ -100,55 +103,84 @@ def _is_cap(word: str) -> bool:
     return word[:1].isupper() and not (len(word) > 1 and word.isupper() and word.isalpha())
 
 
-def _tokens(sentence: str) -> list[tuple[str, bool, int, int]]:
-    """Words of a sentence: (word, does it open a clause?, start, end)."""
-    out: list[tuple[str, bool, int, int]] = []
+def _tokens(sentence: str) -> list[tuple[str, bool, int]]:
+    """Words of a sentence: (word, does it open a clause?, start)."""
+    out: list[tuple[str, bool, int]] = []
     prev_end = 0
     for m in _WORD.finditer(sentence):
-        between = sentence[prev_end:m.start()]
-        opens = not out or bool(_CLAUSE_OPEN.search(between))
-        out.append((m.group(), opens, m.start(), m.end()))
+        start = m.start()
+        if not out:
+            opens = True
+        elif start - prev_end == 1 and sentence[prev_end] == " ":
+            opens = False                       # the common case: one space between words
+        else:
+            opens = _CLAUSE_OPEN.search(sentence, prev_end, start) is not None
+        out.append((m.group(), opens, start))
         prev_end = m.end()
     return out
 
 
-def _span(sentence: str, toks: list[tuple[str, bool, int, int]], i: int, j: int) -> str:
+def _span(sentence: str, toks: list[tuple[str, bool, int]], i: int, j: int) -> str:
     """The text from word ``i`` to word ``j`` (possessive 's of the last word dropped)."""
-    last = toks[j][0]
-    end = toks[j][2] + len(_base(last))
-    return sentence[toks[i][2]:end]
+    return sentence[toks[i][2]:toks[j][2] + len(_base(toks[j][0]))]
 
 
-def named_entities(text: str) -> list[str]:
-    """Named entities found in ``text``, in order of appearance (duplicates kept)."""
-    sentences = split_sentences(text)
-    lowercase_words = {w for w in _WORD.findall(text) if w[:1].islower()}
-    tokenised = [_tokens(s) for s in sentences]
-    start_counts: dict[str, int] = {}
-    for toks in tokenised:
-        for word, opens, _, _ in toks:
-            if opens and _is_cap(word):
-                start_counts[_base(word)] = start_counts.get(_base(word), 0) + 1
+class _Context:
+    """The text's sentences, tokenised on demand, and the whole-text facts rule 4 needs (computed
+    only when a candidate needs them: ``has_named_entity`` usually stops in the first sentences)."""
 
-    found: list[str] = []
-    for sentence, toks in zip(sentences, tokenised):
+    def __init__(self, text: str):
+        self.text = text
+        self.sentences = split_sentences(text)
+        self._tokens: list[list[tuple[str, bool, int]] | None] = [None] * len(self.sentences)
+        self._lower: set[str] | None = None
+        self._starts: dict[str, int] | None = None
+
+    def tokens(self, k: int) -> list[tuple[str, bool, int]]:
+        toks = self._tokens[k]
+        if toks is None:
+            toks = self._tokens[k] = _tokens(self.sentences[k])
+        return toks
+
+    def repeated_start_never_lower(self, base: str) -> bool:
+        if self._starts is None:
+            self._starts = {}
+            for toks in (self.tokens(k) for k in range(len(self.sentences))):
+                for word, opens, _ in toks:
+                    if opens and _is_cap(word):
+                        b = _base(word)
+                        self._starts[b] = self._starts.get(b, 0) + 1
+            self._lower = {w for w in _WORD.findall(self.text) if w[:1].islower()}
+        assert self._lower is not None
+        low = base.lower()
+        return (self._starts.get(base, 0) >= 2 and low not in self._lower
+                and not low.endswith(("ly", "ing", "ed")))
+
+
+def _iter_entities(text: str) -> Iterator[str]:
+    context = _Context(text)
+    for k, sentence in enumerate(context.sentences):
+        toks = context.tokens(k)
         i = 0
         n = len(toks)
         while i < n:
             word, opens = toks[i][0], toks[i][1]
+            if not word[:1].isupper():
+                i += 1
+                continue
             base = _base(word)
             low = base.lower()
             # 1. title + capitalised name
-            if low in TITLES and _is_cap(word) and i + 1 < n and _is_cap(toks[i + 1][0]) and \
+            if low in TITLES and i + 1 < n and _is_cap(toks[i + 1][0]) and \
                     _base(toks[i + 1][0]).lower() not in _STOP:
                 j = i + 1
                 while j + 1 < n and _is_cap(toks[j + 1][0]) and not toks[j + 1][1] and \
                         _base(toks[j + 1][0]).lower() not in _STOP:
                     j += 1
-                found.append(_span(sentence, toks, i, j))
+                yield _span(sentence, toks, i, j)
                 i = j + 1
                 continue
-            if not _is_cap(word) or low in COMMON_WORDS or low in NON_ENTITIES:
+            if not _is_cap(word) or low in _STOP:
                 i += 1
                 continue
             # 2. a run of capitalised words (linked by connectors)
@@ -166,19 +198,23 @@ def named_entities(text: str) -> list[str]:
                     continue
                 break
             if j > i:
-                found.append(_span(sentence, toks, i, j))
+                yield _span(sentence, toks, i, j)
                 i = j + 1
                 continue
             # 3. a single capitalised word inside a sentence
             if not opens:
-                found.append(base)
+                yield base
             # 4. a sentence-opening word seen twice that never occurs in lower case
-            elif start_counts.get(base, 0) >= 2 and low not in lowercase_words \
-                    and base not in lowercase_words and not low.endswith(("ly", "ing", "ed")):
-                found.append(base)
+            elif context.repeated_start_never_lower(base):
+                yield base
             i += 1
-    return found
+
+
+def named_entities(text: str) -> list[str]:
+    """Named entities found in ``text``, in order of appearance (duplicates kept)."""
+    return list(_iter_entities(text))
 
 
 def has_named_entity(text: str) -> bool:
-    return bool(named_entities(text))
+    """Whether ``text`` names anything (stops at the first entity found)."""
+    return next(_iter_entities(text), None) is not None

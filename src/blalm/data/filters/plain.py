@@ -4,8 +4,9 @@ kind (the official BabyLM corpus ``*.train`` files).
 ``plain``: ``drop_level_tag`` removes OneStopEnglish's reading-level tag when it is alone on the
 first line (``Intermediate``/``Elementary``/``Advanced`` or ``Int``/``Ele``/``Adv``, any case);
 ``plain_paragraphs`` then unwraps hard-wrapped lines into paragraphs (Brown's one sentence a line
-becomes running text; a Reuters all-capitals headline stays apart) and drops title-like lines
-(all capitals, or up to 8 words without sentence punctuation: headlines, datelines, headings).
+becomes running text; a Reuters all-capitals headline stays apart) and drops all-capitals heading
+lines (Reuters headlines, ``INTRODUCTION``). Nothing else is removed: short lines in lower case
+stay (the Gutenberg kind's stricter title rule would eat legitimate short lines of arbitrary text).
 
 ``babylm``: one line one segment. ``clean_babylm_line`` gives a line with a CHILDES speaker tag
 (``*CHI:\\tmore cookie .``) the CHILDES treatment (tag removed, CHAT markup cleaned); every other
@@ -16,8 +17,7 @@ child's lines or apply a word minimum.
 from __future__ import annotations
 
 from blalm.data.filters.childes import clean_chat, split_speaker
-from blalm.data.filters.gutenberg import drop_headings
-from blalm.data.filters.text import collapse_spaces, normalise_whitespace, unwrap_paragraphs
+from blalm.data.filters.text import collapse_spaces, is_heading, normalise_whitespace, unwrap_paragraphs
 
 __all__ = ["LEVEL_TAGS", "drop_level_tag", "plain_paragraphs", "clean_babylm_line"]
 
@@ -34,8 +34,8 @@ def drop_level_tag(text: str) -> str:
 
 
 def plain_paragraphs(text: str) -> list[str]:
-    """Level tag dropped, lines unwrapped into paragraphs, title-like paragraphs dropped."""
-    return drop_headings(unwrap_paragraphs(drop_level_tag(text)))
+    """Level tag dropped, lines unwrapped into paragraphs, all-capitals heading paragraphs dropped."""
+    return [p for p in unwrap_paragraphs(drop_level_tag(text)) if not is_heading(p)]
 
 
 def clean_babylm_line(line: str) -> tuple[str | None, str]:

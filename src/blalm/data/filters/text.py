@@ -33,7 +33,7 @@ __all__ = [
 _ODD_SPACES = re.compile(r"[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\f\v]")
 _ZERO_WIDTH = re.compile(r"[\u200b\u200c\u200d\u2060\ufeff]")
 _MULTI_SPACE = re.compile(r" {2,}")
-_WORDLIKE = re.compile(r"[^\W_]", re.UNICODE)
+_NON_WORD_TOKEN = re.compile(r"(?<!\S)(?:[^\w\s]|_)+(?!\S)")   # a token without a letter or digit
 
 # sentence ends: . ! ? (possibly repeated) plus closing quotes/brackets, then space, then something
 # that can open a sentence (a capital, a digit, an opening quote or bracket)
@@ -60,16 +60,15 @@ def collapse_spaces(text: str) -> str:
 
 def word_count(text: str) -> int:
     """Whitespace tokens that hold at least one letter or digit."""
-    return sum(1 for tok in text.split() if _WORDLIKE.search(tok))
+    return len(text.split()) - len(_NON_WORD_TOKEN.findall(text))
 
 
 def is_heading(line: str, max_words: int = 15) -> bool:
     """An all-capitals line with letters (``CHAPTER IV.``, ``A MYSTERIOUS DOG``, a Reuters headline)."""
     stripped = line.strip()
-    if not stripped or len(stripped.split()) > max_words:
-        return False
-    letters = [c for c in stripped if c.isalpha()]
-    return len(letters) >= 2 and all(not c.islower() for c in letters)
+    if not stripped or stripped != stripped.upper() or stripped == stripped.lower():
+        return False      # has a lower-case letter, or no cased letter at all
+    return len(stripped.split()) <= max_words and sum(c.isalpha() for c in stripped) >= 2
 
 
 def _indent(line: str) -> int:
@@ -113,11 +112,11 @@ def unwrap_paragraphs(text: str) -> list[str]:
         current: list[str] = []
         prev: str | None = None
         width = max(len(ln.strip()) for ln in lines)
+        prev_heading = False
         for k, line in enumerate(lines):
             heading = is_heading(line)
             new_par = False
             if prev is not None:
-                prev_heading = is_heading(prev)
                 ended = bool(re.search(r"[.!?:][\"'”’)\]]*$", prev.strip()))
                 if heading or prev_heading:
                     new_par = True
@@ -129,7 +128,7 @@ def unwrap_paragraphs(text: str) -> list[str]:
                 paragraphs.append(_join_lines(current))
                 current = []
             current.append(line)
-            prev = line
+            prev, prev_heading = line, heading
         if current:
             paragraphs.append(_join_lines(current))
     return [p for p in paragraphs if p]
@@ -154,8 +153,9 @@ def split_sentences(text: str) -> list[str]:
     for m in _SENT_END.finditer(text):
         end = m.end(1)
         if m.group(1).startswith("."):
-            before = text[start:m.start(1)].split()
-            last = before[-1].strip("\"'“‘(") if before else ""
+            stop = m.start(1)
+            space = text.rfind(" ", start, stop)
+            last = text[(space + 1 if space >= 0 else start):stop].strip("\"'“‘(")
             if last.lower() in _ABBREVIATIONS or (len(last) == 1 and last.isupper() and last != "I"):
                 continue
         sentences.append(text[start:end].strip())
@@ -166,13 +166,13 @@ def split_sentences(text: str) -> list[str]:
     return [s for s in sentences if s]
 
 
-def _pack(units: list[str], n_words: int) -> list[str]:
-    """Greedy packing of units into chunks whose word count is as close to ``n_words`` as possible."""
+def _pack(units: list[tuple[str, int]], n_words: int) -> list[str]:
+    """Greedy packing of (text, words) units into chunks whose word count is as close to
+    ``n_words`` as possible."""
     chunks: list[str] = []
     buf: list[str] = []
     buf_words = 0
-    for unit in units:
-        w = len(unit.split())
+    for unit, w in units:
         if buf and buf_words + w > n_words and abs(buf_words + w - n_words) > abs(buf_words - n_words):
             chunks.append(" ".join(buf))
             buf, buf_words = [], 0
@@ -185,32 +185,36 @@ def _pack(units: list[str], n_words: int) -> list[str]:
 
 def _split_long(paragraph: str, n_words: int) -> list[str]:
     """A paragraph over 2N words -> sentence chunks of about N words (a huge sentence: every N words)."""
-    pieces: list[str] = []
+    pieces: list[tuple[str, int]] = []
     for sent in split_sentences(paragraph):
         words = sent.split()
         if len(words) > 2 * n_words:
-            pieces.extend(" ".join(words[i:i + n_words]) for i in range(0, len(words), n_words))
+            pieces.extend((" ".join(words[i:i + n_words]), len(words[i:i + n_words]))
+                          for i in range(0, len(words), n_words))
         else:
-            pieces.append(sent)
+            pieces.append((sent, len(words)))
     return _pack(pieces, n_words)
 
 
 def group_segments(paragraphs: list[str], n_words: int) -> list[str]:
     """Group paragraphs into segments of about ``n_words`` words; ``n_words == 0``: one paragraph
     a segment. A paragraph is never split unless it alone has more than ``2 * n_words`` words."""
-    paragraphs = [collapse_spaces(p) for p in paragraphs]
-    paragraphs = [p for p in paragraphs if p]
-    if n_words <= 0:
-        return paragraphs
-    segments: list[str] = []
-    run: list[str] = []
+    units: list[tuple[str, int]] = []
     for par in paragraphs:
-        if len(par.split()) > 2 * n_words:
+        words = par.split()
+        if words:
+            units.append((" ".join(words), len(words)))
+    if n_words <= 0:
+        return [u for u, _ in units]
+    segments: list[str] = []
+    run: list[tuple[str, int]] = []
+    for par, w in units:
+        if w > 2 * n_words:
             segments.extend(_pack(run, n_words))
             run = []
             segments.extend(_split_long(par, n_words))
         else:
-            run.append(par)
+            run.append((par, w))
     segments.extend(_pack(run, n_words))
     return segments
 

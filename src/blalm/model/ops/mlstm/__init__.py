@@ -17,6 +17,7 @@ from blalm.model.ops.mlstm.registry import (
     get_mlstm_kernel,
     register_mlstm_kernel,
 )
+from blalm.model.ops.mlstm import backends  # noqa: E402,F401  (registers parallel_compiled, triton)
 
 __all__ = [
     "MLSTMState",

@@ -1,4 +1,6 @@
-"""mLSTM kernels looked up by name: the three pure-PyTorch forms, and any backend registered later.
+"""mLSTM kernels looked up by name: the three pure-PyTorch forms, and any backend registered later
+(:mod:`~blalm.model.ops.mlstm.backends` adds the GPU ones when the package is imported; they stay
+out of this module because the exported Hugging Face code bundles it, see blalm.model.export).
 
 Every kernel takes ``(q, k, v, i_pre, f_pre, *, initial_state=None, return_last_state=False,
 eps=1e-6, scale=None)`` with the shapes of :func:`~blalm.model.ops.mlstm.mlstm_parallel`;
@@ -11,7 +13,6 @@ from collections.abc import Callable
 
 from blalm.errors import ConfigError
 from blalm.model.ops.mlstm.chunkwise import mlstm_chunkwise
-from blalm.model.ops.mlstm.compiled import mlstm_parallel_compiled
 from blalm.model.ops.mlstm.parallel import mlstm_parallel
 from blalm.model.ops.mlstm.recurrent import mlstm_recurrent
 
@@ -46,11 +47,3 @@ def get_mlstm_kernel(name: str) -> Callable:
 register_mlstm_kernel("parallel", mlstm_parallel)
 register_mlstm_kernel("chunkwise", mlstm_chunkwise)
 register_mlstm_kernel("recurrent", mlstm_recurrent)
-register_mlstm_kernel("parallel_compiled", mlstm_parallel_compiled)  # GPU: torch.compile of the reference
-
-try:  # the GPU kernel needs triton (CUDA builds of torch ship it; the CPU build does not)
-    from blalm.model.ops.mlstm.triton_parallel import mlstm_parallel_triton
-except ImportError:
-    pass
-else:
-    register_mlstm_kernel("triton", mlstm_parallel_triton)

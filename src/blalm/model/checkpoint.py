@@ -1,0 +1,194 @@
+"""Model checkpoints: a folder with the weights as safetensors and the config as JSON (no pickle).
+
+    CHECKPOINT/
+      model.safetensors     every parameter, by its state_dict name (a tied LM head is not stored:
+                            with tie_embeddings the model has none, it reuses embed_tokens.weight)
+      model_config.json     blalm.config.to_dict(ModelConfig)
+      tokenizer.json, tokenizer_config.json, ...   copies of the tokenizer, when one was given
+
+The trainer writes one per milestone, the evaluator and ``blalm export`` / ``blalm generate``
+read them. Writing is atomic: the folder is built beside its target and renamed into place, so a
+crash leaves the old checkpoint or the new one, never half of one. An existing folder is replaced
+only when it is empty or is itself a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from blalm.config import from_dict, to_dict
+from blalm.errors import BlalmError, InputError
+from blalm.model.config import ModelConfig
+from blalm.model.decoder import BlalmForCausalLM
+from blalm.runinfo import write_json_atomic
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model_config.json"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+FORMAT_METADATA = {"format": "pt", "blalm_checkpoint": "1"}
+
+
+def unwrap_model(model: nn.Module) -> BlalmForCausalLM:
+    """The :class:`BlalmForCausalLM` inside a ``torch.compile`` wrapper, DDP/FSDP-style ``.module``
+    wrapper or our Hugging Face wrapper (``.model``); the model itself otherwise."""
+    for _ in range(4):
+        if isinstance(model, BlalmForCausalLM):
+            break
+        inner = next((getattr(model, name) for name in ("_orig_mod", "module", "model")
+                      if isinstance(getattr(model, name, None), nn.Module)), None)
+        if inner is None:
+            break
+        model = inner
+    if not isinstance(model, BlalmForCausalLM):
+        raise BlalmError(f"save_model needs a blalm model (BlalmForCausalLM); got {type(model).__name__}")
+    return model
+
+
+def is_model_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` is a folder holding ``model.safetensors`` and ``model_config.json``."""
+    path = Path(path).expanduser()
+    return (path / WEIGHTS_FILE).is_file() and (path / CONFIG_FILE).is_file()
+
+
+def save_model(model: nn.Module, out_dir: str | Path, tokenizer_dir: str | Path | None = None) -> Path:
+    """Write ``model`` (weights + config, and the tokenizer's files when ``tokenizer_dir`` is given)
+    to the folder ``out_dir``, atomically. Returns ``out_dir``.
+
+    Tensors are saved as they are (dtype kept), moved to the CPU. Raises :class:`BlalmError` when
+    ``out_dir`` is a file or a folder holding something other than a checkpoint, and
+    :class:`InputError` when ``tokenizer_dir`` holds no ``tokenizer.json``.
+    """
+    from safetensors.torch import save_file
+
+    model = unwrap_model(model)
+    out_dir = Path(out_dir).expanduser()
+    tokenizer_files = _tokenizer_files(Path(tokenizer_dir).expanduser()) if tokenizer_dir is not None else []
+    _check_replaceable(out_dir, "checkpoint", is_model_checkpoint)
+    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _new_sibling_dir(out_dir, "tmp")
+    try:
+        save_file(state, str(tmp / WEIGHTS_FILE), metadata=dict(FORMAT_METADATA))
+        write_json_atomic(tmp / CONFIG_FILE, to_dict(model.config))
+        for source in tokenizer_files:
+            shutil.copyfile(source, tmp / source.name)
+        replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_model_config_file(path: str | Path) -> ModelConfig:
+    """The :class:`ModelConfig` of the checkpoint folder ``path``."""
+    path = Path(path).expanduser()
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise InputError(_not_a_checkpoint(path, [CONFIG_FILE]))
+    try:
+        data = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{config_path}: not valid JSON ({exc})") from None
+    return from_dict(ModelConfig, data, where=str(config_path))
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               dtype: torch.dtype | None = None) -> BlalmForCausalLM:
+    """The model saved in the checkpoint folder ``path``, on ``device``, in eval mode.
+
+    Weights keep their saved dtype unless ``dtype`` is given. Raises :class:`InputError` naming the
+    folder when a file is missing or unreadable, or when the weights do not fit the config
+    (missing, unexpected or differently shaped tensors).
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path).expanduser()
+    missing_files = [name for name in (WEIGHTS_FILE, CONFIG_FILE) if not (path / name).is_file()]
+    if missing_files:
+        raise InputError(_not_a_checkpoint(path, missing_files))
+    config = load_model_config_file(path)
+    try:
+        tensors = load_file(str(path / WEIGHTS_FILE), device="cpu")
+    except (SafetensorError, OSError) as exc:
+        raise InputError(f"{path / WEIGHTS_FILE}: not a readable safetensors file ({exc})") from None
+    with torch.device("meta"):
+        model = BlalmForCausalLM(config)
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    problems = [f"missing {name} {shape}" for name, shape in expected.items() if name not in tensors]
+    problems += [f"unexpected {name}" for name in tensors if name not in expected]
+    problems += [f"{name} has shape {tuple(tensors[name].shape)}, the config needs {shape}"
+                 for name, shape in expected.items() if name in tensors and tuple(tensors[name].shape) != shape]
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise InputError(f"{path}: the weights in {WEIGHTS_FILE} do not fit {CONFIG_FILE}: "
+                         f"{'; '.join(problems[:5])}{more}. The two files come from different models; "
+                         f"save the checkpoint again with save_model")
+    model.load_state_dict(tensors, strict=True, assign=True)
+    leftover = [name for name, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if leftover:  # pragma: no cover - a model change that added state outside the state_dict
+        raise RuntimeError(f"tensors not restored from the checkpoint: {leftover}")
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def checkpoint_tokenizer_dir(path: str | Path) -> Path | None:
+    """``path`` when the checkpoint folder holds a tokenizer (``tokenizer.json``), else None."""
+    path = Path(path).expanduser()
+    return path if (path / "tokenizer.json").is_file() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# folder helpers (also used by the Hugging Face export)
+
+
+def _tokenizer_files(tokenizer_dir: Path) -> list[Path]:
+    if not (tokenizer_dir / "tokenizer.json").is_file():
+        raise InputError(f"{tokenizer_dir}: no tokenizer.json here; pass the folder written by "
+                         f"'blalm tokenizer' (or a checkpoint that holds a tokenizer)")
+    return [tokenizer_dir / name for name in TOKENIZER_FILES if (tokenizer_dir / name).is_file()]
+
+
+def _not_a_checkpoint(path: Path, missing: list[str]) -> str:
+    if not path.exists():
+        return f"{path}: no such folder; pass a model checkpoint folder (written by training or save_model)"
+    if not path.is_dir():
+        return f"{path}: not a folder; pass a model checkpoint folder (written by training or save_model)"
+    return (f"{path}: not a blalm model checkpoint: {', '.join(missing)} missing (a checkpoint holds "
+            f"{WEIGHTS_FILE} and {CONFIG_FILE}, as written by training or save_model)")
+
+
+def _check_replaceable(out_dir: Path, what: str, is_same_kind) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BlalmError(f"{out_dir}: exists and is not a folder; choose another output folder for the {what}")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not is_same_kind(out_dir):
+        names = sorted(p.name for p in out_dir.iterdir())[:5]
+        raise BlalmError(f"{out_dir}: folder exists and is not a {what} (it holds {', '.join(names)}); it is "
+                         f"not replaced. Choose an empty or new output folder")
+
+
+def _new_sibling_dir(target: Path, tag: str) -> Path:
+    path = target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:12]}")
+    os.mkdir(path)
+    return path
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move folder ``new`` to ``target``; an existing ``target`` is removed only once ``new`` is in place."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
