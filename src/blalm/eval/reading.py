@@ -6,7 +6,8 @@ Follows the official pipeline's ``reading/run.py`` (same definitions in
 * **Surprisal** of each row's ``word`` after its context ``item``: ``pred = −ln P(word | item)``
   with ``P`` from ``get_p2`` (``reading/evaluation_functions.py``; see ``blalm.eval.scoring``:
   the word tokenized without a leading space, multi-token words as a product over re-tokenized
-  extensions). ``prev_pred`` is the same for ``prev_word`` after ``prev_item``; missing (NaN) when
+  extensions; we sum float32 log-probabilities where the pipeline multiplies softmax
+  probabilities and takes ``−log``, the same number without underflow). ``prev_pred`` is the same for ``prev_word`` after ``prev_item``; missing (NaN) when
   the row has no previous word.
 * **Eye tracking**: for each of ``RTfirstfix``, ``RTfirstpass``, ``RTgopast``, ``RTrightbound``,
   a baseline OLS ``RT ~ Subtlex_log10 + length + context_length`` plus their three pairwise

@@ -25,8 +25,9 @@ adds BOS. Reading-task contexts follow the same switch.
 
 **Numerics and batching** (ours; the pipeline batches in file order): identical token sequences are
 scored once; sequences are sorted by length, right-padded, and run with an ``attention_mask`` in
-one forward pass per batch; ``log_softmax`` is taken in float32 whatever the model's dtype and the
-selected log-probabilities are summed in float64. Padding and order change no score (beyond
+one forward pass per batch; ``log_softmax`` is taken in float32 whatever the model's dtype (the
+pipeline takes it in the logits' dtype, so a bf16 model differs there) and the selected
+log-probabilities are summed in float64. Padding and order change no score (beyond
 float rounding of the forward pass), which the tests check against unbatched scoring.
 
 **Next-token probabilities** (reading, ``reading/evaluation_functions.py`` ``get_p2``): the

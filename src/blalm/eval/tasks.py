@@ -85,6 +85,6 @@ def wug_result(items: Sequence[RankingItem], scores: Sequence[Sequence[float]]) 
         "n_items": len(items), "n_first_preferred": sum(p > 0.5 for p in model_ratio),
     }
     if rho != rho:  # NaN: the model's preferences (or the ratios) are all equal
-        result.update(status="skipped", score=None,
+        result.update(status="skipped", score=None, spearman=None,
                       reason="Spearman's rho is undefined: the model's preferences are all equal")
     return result

@@ -5,7 +5,12 @@
 - :mod:`blalm.model.layers` — norms, SwiGLU, RoPE, causal and sliding-window attention, ShortConv, Hedgehog.
 - :mod:`blalm.model.mlstm_layer` — the mLSTM mixer with the Table 6 mechanisms.
 - :mod:`blalm.model.ops` — mLSTM kernels behind a registry.
-- :mod:`blalm.model.cli` — ``blalm model summary``.
+- :mod:`blalm.model.cache` — ``DecodingCache``: recurrent mLSTM state, SWA window, conv inputs, KV cache.
+- :mod:`blalm.model.generate` — ``generate`` (greedy / temperature / top-k, with the cache), ``generate_text``.
+- :mod:`blalm.model.checkpoint` — ``save_model`` / ``load_model`` / ``is_model_checkpoint`` (safetensors + JSON).
+- :mod:`blalm.model.hf` — Hugging Face classes (``BlalmConfig``, ``BlalmHFForCausalLM``) and
+  ``register_with_transformers``; :mod:`blalm.model.export` — ``export_hf`` (``blalm export``).
+- :mod:`blalm.model.cli` — ``blalm model summary``, ``blalm export``, ``blalm generate``.
 
 Names are re-exported lazily so that ``import blalm.model.config`` does not import torch.
 """
@@ -22,6 +27,15 @@ _EXPORTS = {
     "count_parameters": "blalm.model.decoder",
     "load_model_config": "blalm.model.cli",
     "model_summary": "blalm.model.cli",
+    "DecodingCache": "blalm.model.cache",
+    "generate": "blalm.model.generate",
+    "generate_text": "blalm.model.generate",
+    "save_model": "blalm.model.checkpoint",
+    "load_model": "blalm.model.checkpoint",
+    "is_model_checkpoint": "blalm.model.checkpoint",
+    "export_hf": "blalm.model.export",
+    "register_with_transformers": "blalm.model.hf",
+    "hf_model_from_blalm": "blalm.model.hf",
 }
 
 __all__ = list(_EXPORTS)

@@ -9,7 +9,7 @@ from blalm.data.filters.childes import clean_chat, is_child, split_speaker, utte
 from blalm.data.filters.cosmopedia import cosmopedia_paragraphs, domain_marker, is_k12
 from blalm.data.filters.edu import EduScorer, OfflineEduScorer, OpenAIEduScorer, parse_edu_score
 from blalm.data.filters.grammar import LanguageToolClient, make_grammar_normaliser, offline_normalise
-from blalm.data.filters.gutenberg import drop_headings, strip_boilerplate
+from blalm.data.filters.gutenberg import drop_headings, gutenberg_paragraphs, strip_boilerplate
 from blalm.data.filters.ner import has_named_entity, named_entities
 from blalm.data.filters.plain import clean_babylm_line, drop_level_tag, plain_paragraphs
 from blalm.data.filters.sampling import sample_segments
@@ -23,7 +23,7 @@ __all__ = [
     "cosmopedia_paragraphs", "domain_marker", "is_k12",
     "EduScorer", "OfflineEduScorer", "OpenAIEduScorer", "parse_edu_score",
     "LanguageToolClient", "make_grammar_normaliser", "offline_normalise",
-    "drop_headings", "strip_boilerplate",
+    "drop_headings", "gutenberg_paragraphs", "strip_boilerplate",
     "has_named_entity", "named_entities",
     "clean_babylm_line", "drop_level_tag", "plain_paragraphs",
     "sample_segments",
