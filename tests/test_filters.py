@@ -547,3 +547,14 @@ def test_filters_are_pure_no_state():
     assert ner.named_entities("Anna went to Paris.") == a
     counts = Counter(childes.clean_chat(u) for u in ["xxx .", "hi there ."] * 3)
     assert counts == Counter({"": 3, "hi there .": 3})
+
+
+def test_tidy_transcript_removes_time_stamps_and_tokenised_spacing():
+    from blalm.data.filters.plain import plain_paragraphs, tidy_transcript
+
+    assert tidy_transcript("0.000000 1.710125 [noise] 1.710125 8.622125 okay um i don't") == "okay um i don't"
+    assert tidy_transcript("uh-huh 68.106875 69.960000 [silence] 69.960000 i'm sure") == "uh-huh i'm sure"
+    assert tidy_transcript("drag out , by ( the ) door . He said ``hi'' ; it is n't 3.5 % ok") == \
+        "drag out, by (the) door. He said \"hi\"; it isn't 3.5% ok"
+    assert tidy_transcript("Version 2.5 costs $ 3.50 .") == "Version 2.5 costs $3.50."
+    assert plain_paragraphs("0.000000 1.710125 [noise]\n\nReal words here .") == ["Real words here."]

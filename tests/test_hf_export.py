@@ -324,7 +324,10 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 torch.set_num_threads(1)
 model = AutoModelForCausalLM.from_pretrained(args["model"], trust_remote_code=True).eval()
-tok = AutoTokenizer.from_pretrained(args["model"], trust_remote_code=True)
+# 4.51 reads tokenizer_config.json's class and never the model config: no remote code needed there;
+# 5.x loads the config first, which names remote code (without the flag it asks, then falls back)
+tok = AutoTokenizer.from_pretrained(args["model"], **({} if transformers.__version__.startswith("4.") else
+                                                     {"trust_remote_code": True}))
 batch = tok(args["texts"], padding=True, return_tensors="pt", add_special_tokens=False)
 with torch.no_grad():
     padded = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -387,8 +390,13 @@ def test_export_loads_without_blalm(version, checkpoints, exports, tmp_path, req
 # CLI
 
 
-def test_cli_generate_continues_a_prompt_with_the_checkpoint(checkpoints, capsys):
+def test_cli_exports_and_generates(checkpoints, tmp_path, capsys):
     path = str(checkpoints["blalm"])
+    assert cli.main(["export", path, "--out", str(tmp_path / "hf")]) == 0
+    assert "trust_remote_code=True" in capsys.readouterr().out
+    assert {"config.json", "model.safetensors", "modeling_blalm.py", "tokenizer.json"} <= \
+        {p.name for p in (tmp_path / "hf").iterdir()}
+
     assert cli.main(["generate", path, "--prompt", "The cat", "--max-new-tokens", "6", "--json",
                      "--device", "cpu"]) == 0
     result = json.loads(capsys.readouterr().out)

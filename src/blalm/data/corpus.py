@@ -79,7 +79,10 @@ def build_corpus(cfg: CorpusConfig, out_dir: Path, progress: bool = True) -> dic
     shares = {n: s.share for n, s in cfg.sources.items()}
     absorb = {n: s.absorb for n, s in cfg.sources.items()}
     available = {n: t.available_words for n, t in tallies.items()}
-    dev_quota = budget.allocate(cfg.dev_words, shares, available, absorb)
+    # the dev split mirrors the training split's composition: dev words go to the sources in
+    # proportion to what the training budget would take from them
+    planned = budget.allocate(cfg.budget_words, shares, available, absorb)
+    dev_quota = budget.allocate(cfg.dev_words, planned, available, absorb)
     dev_pick = {n: _select_whole(t.doc_words, dev_quota[n], f"{cfg.seed}:dev:{n}") for n, t in tallies.items()}
     dev_used = {n: sum(sum(tallies[n].doc_words[i][:k]) for i, k in dev_pick[n].items()) for n in tallies}
     train_quota = budget.allocate(cfg.budget_words, shares,

@@ -160,8 +160,11 @@ def _not_a_checkpoint(path: Path, missing: list[str]) -> str:
         return f"{path}: no such folder; pass a model checkpoint folder (written by training or save_model)"
     if not path.is_dir():
         return f"{path}: not a folder; pass a model checkpoint folder (written by training or save_model)"
+    hint = ""
+    if (path / "checkpoints").is_dir():
+        hint = f"; this looks like a training run folder: pass one of its checkpoints ({path / 'checkpoints'}/NAME)"
     return (f"{path}: not a blalm model checkpoint: {', '.join(missing)} missing (a checkpoint holds "
-            f"{WEIGHTS_FILE} and {CONFIG_FILE}, as written by training or save_model)")
+            f"{WEIGHTS_FILE} and {CONFIG_FILE}, as written by training or save_model){hint}")
 
 
 def _check_replaceable(out_dir: Path, what: str, is_same_kind) -> None:

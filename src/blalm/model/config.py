@@ -46,7 +46,8 @@ class ModelConfig:
     tie_embeddings: bool = False       # share the token embedding with the LM head
     rope_theta: float = 10000.0        # RoPE base (attention baseline and the SWA branch)
     norm_eps: float = 1e-6             # RMSNorm epsilon (block norms, q/k norm, mLSTM head norm)
-    max_position_embeddings: int = 512  # size of the precomputed RoPE table; longer inputs still work
+    max_position_embeddings: int = 512  # nominal context (Hugging Face tools read it); RoPE is computed
+    #                                     per call, so longer inputs still work
     init_std: float = 0.02             # normal init std of every projection and the embedding
     residual_init: ResidualInit = "normal"  # projections into the residual stream: "normal" (Qwen),
     #                                         "scaled" (init_std / sqrt(2 * num_layers)) or "zero"

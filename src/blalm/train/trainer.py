@@ -255,7 +255,8 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
         raise InputError(f"corpus_dir {corpus_dir}: not found; build it with 'blalm corpus CONFIG --out {corpus_dir}'")
     manifest = read_manifest(corpus_dir)
     check_track(cfg, manifest)
-    check_run_dir(run_dir)
+    if dist.is_main:   # the other ranks would race with rank 0's first writes
+        check_run_dir(run_dir)
 
     # -- tokens (rank 0 builds the cache, the others read it) ------------------------------------
     cache_root = cache_root_for(corpus_dir, run_dir, cfg.token_cache)
