@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# The suite runs one pytest worker per core (make test: -n 2); a second torch thread per worker
+# only adds waiting on tiny models. Set before torch is imported (subprocesses inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest
 

@@ -1,10 +1,15 @@
 """Load a model and its tokenizer for evaluation: ``load_for_eval(path) -> (model, tokenizer)``.
 
-This is the one place that knows model formats. Today it reads any Hugging Face causal-LM folder
-(``config.json`` + weights + tokenizer files), as the official pipeline does:
-``AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`` and
-``AutoTokenizer.from_pretrained(path, trust_remote_code=True)``. blalm checkpoints and run folders
-will be recognised here too (the lead adds them); the rest of the stage only sees the pair.
+This is the one place that knows model formats. It reads
+
+* a blalm checkpoint (``model.safetensors`` + ``model_config.json`` + tokenizer files, as
+  ``blalm.model.checkpoint.save_model`` and the trainer write them), wrapped as a Hugging Face
+  model in the same process, and
+* any Hugging Face causal-LM folder (``config.json`` + weights + tokenizer files), as the official
+  pipeline does: ``AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`` and
+  ``AutoTokenizer.from_pretrained(path, trust_remote_code=True)``.
+
+The rest of the stage only sees the (model, tokenizer) pair.
 
 Checks, each an :class:`~blalm.errors.InputError` naming the folder:
 
@@ -42,6 +47,10 @@ def load_for_eval(path: str | Path, device: str = "cpu", dtype: Any = None) -> t
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise InputError(f"{folder}: model folder not found")
+    from blalm.model.checkpoint import is_model_checkpoint
+
+    if is_model_checkpoint(folder):
+        return _load_blalm_checkpoint(folder, device, dtype)
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: not a Hugging Face model folder (no config.json); "
                          f"give the folder written by save_pretrained")
@@ -61,6 +70,24 @@ def load_for_eval(path: str | Path, device: str = "cpu", dtype: Any = None) -> t
         model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
     except Exception as exc:
         raise InputError(f"{folder}: cannot load the model: {exc}") from None
+    check_vocab(model, tokenizer, folder)
+    model.to(resolve_device(device))
+    model.eval()
+    return model, tokenizer
+
+
+def _load_blalm_checkpoint(folder: Path, device: str, dtype: Any) -> tuple[Any, Any]:
+    from blalm.model.checkpoint import load_model
+    from blalm.model.hf import hf_model_from_blalm
+    from blalm.tokenizer.train import load_tokenizer
+
+    if not (folder / "tokenizer.json").is_file():
+        raise InputError(f"{folder}: this blalm checkpoint has no tokenizer files (tokenizer.json); "
+                         f"save it with save_model(..., tokenizer_dir=...) or export it with blalm export")
+    tokenizer = load_tokenizer(folder)
+    model = hf_model_from_blalm(load_model(folder, dtype=None if dtype in (None, "auto") else dtype),
+                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                pad_token_id=tokenizer.pad_token_id)
     check_vocab(model, tokenizer, folder)
     model.to(resolve_device(device))
     model.eval()
