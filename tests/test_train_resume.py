@@ -62,7 +62,7 @@ def test_killed_runs_resume_to_bit_identical_weights(train_data, tmp_path):
     deadline = time.time() + 120
     while not (root / "latest").exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    time.sleep(0.3)
+    time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]

@@ -18,6 +18,7 @@ STAGE_CLIS = [
     "blalm.data.cli",
     "blalm.tokenizer.cli",
     "blalm.model.cli",
+    "blalm.train.cli",
     "blalm.eval.cli",
     "blalm.bench.cli",
 ]

@@ -12,13 +12,18 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "eval", help="score a model on the BabyLM 2025 zero-shot suite",
-        description="Score MODEL (a Hugging Face causal-LM folder) with the official BabyLM 2025 pipeline's "
+        description="Score MODEL (a blalm checkpoint, a training run folder, or any Hugging Face causal-LM "
+                    "folder) with the official BabyLM 2025 pipeline's "
                     "definitions: BLiMP, BLiMP supplement, EWoK, entity tracking, WUG, eye tracking and "
                     "self-paced reading. Prints the paper's row (BLiMP | B. Suppl. | Entity | EWoK | Eye | "
                     "Reading | Avg.) and, with --out, writes DIR/results.json with per-paradigm and per-split "
-                    "detail. A task whose data is missing is reported as skipped, never as 0.")
+                    "detail. A task whose data is missing is reported as skipped, never as 0. For a run "
+                    "folder every checkpoint is scored (RUN_DIR/eval/<checkpoint>/results.json) and the best "
+                    "by average is selected (RUN_DIR/eval/summary.json), as the paper does.")
     p.add_argument("model", metavar="MODEL", type=Path,
-                   help="model folder (config.json, weights and tokenizer files, as save_pretrained writes)")
+                   help="a blalm checkpoint (model.safetensors + model_config.json + tokenizer), a run "
+                        "folder written by 'blalm train', or a Hugging Face model folder (config.json, "
+                        "weights, tokenizer files)")
     p.add_argument("--suite", choices=("fast", "full"), default="fast",
                    help="fast: the official fast subsets, for checkpoint selection (default); full: the full sets")
     p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK",
@@ -41,6 +46,8 @@ def register(subparsers) -> None:
     p.add_argument("--entity-fast-items", type=int, default=100, metavar="N",
                    help="fast suite: entity-tracking items kept per (split, numops) group, the first N in "
                         "file order (default 100)")
+    p.add_argument("--last", type=int, default=0, metavar="N",
+                   help="run folders: score only the last N checkpoints by step (default 0: all of them)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
     p.set_defaults(func=run_eval_cli)
 
@@ -69,6 +76,13 @@ def run_eval_cli(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(msg, file=sys.stderr)
 
+    from blalm.eval.runs import SUMMARY_FILE, evaluate_run, format_run_table, is_run_dir
+
+    if is_run_dir(args.model):
+        summary = evaluate_run(args.model, cfg, out_dir=args.out, last=args.last, log=log)
+        print(format_run_table(summary))
+        print(f"wrote {(args.out or args.model / 'eval') / SUMMARY_FILE}")
+        return 0
     report = evaluate_model(args.model, cfg, out_dir=args.out, log=log)
     print(format_table(report))
     if args.out is not None:

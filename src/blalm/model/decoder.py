@@ -166,7 +166,8 @@ class BlalmForCausalLM(nn.Module):
         for layer in self.layers:
             mixer = layer.mixer
             if getattr(mixer, "swa", "none") != "none":
-                out.append(float(mixer.swa_coefficient()))
+                c = mixer.swa_coefficient()
+                out.append(float(c.detach()) if isinstance(c, Tensor) else float(c))
         return out
 
 

@@ -3,8 +3,8 @@
 A checkpoint is a folder ``RUN_DIR/checkpoints/NAME/`` holding
 
 - ``model.safetensors``      the model's ``state_dict`` (float32 weights, names as in the model);
-- ``optimizer.safetensors``  every optimizer state tensor, keyed ``OPTIMIZER/PARAM_NAME/STATE_KEY``
-                             (e.g. ``adamw/lm_head.weight/exp_avg``, ``muon/layers.0.ffn.up_proj.weight/momentum_buffer``);
+- ``optimizer.safetensors``  every optimizer state tensor, keyed ``OPTIMIZER/PARAM_NAME/STATE_KEY`` (e.g.
+                             ``adamw/lm_head.weight/exp_avg``, ``muon/layers.0.ffn.up_proj.weight/momentum_buffer``);
                              kept in the latest checkpoint only unless ``keep_optimizer_state = "all"``;
 - ``model_config.json``      the ``ModelConfig`` (with the tokenizer's vocab size), enough to rebuild the model;
 - ``tokenizer.json``, ``tokenizer_config.json``  copies of the run's tokenizer;

@@ -103,7 +103,7 @@ class TrainConfig:
     #                                    gives a checkpoint every 20k words
     keep_optimizer_state: Literal["latest", "all"] = "latest"  # optimizer state in the latest checkpoint
     #                                    only (older ones keep weights + state.json), or in all
-    eval_max_blocks: int = 0           # validate on the first N dev blocks (0 = the whole dev split)
+    eval_max_blocks: int = 0           # validate on N dev blocks evenly spaced over dev.txt (0 = all of them)
     eval_batch: int = 0                # blocks per validation forward pass (0 = micro_batch)
     log_every: int = 10                # a training record in metrics.jsonl every N optimizer steps
     progress: bool = True              # tqdm progress bar

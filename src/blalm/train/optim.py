@@ -56,9 +56,10 @@ class ParamSplit:
         if self.muon:
             lines.append(f"  Muon : {s['muon']['tensors']:4d} tensors {s['muon']['parameters']:>14,} parameters "
                          f"(2-D matrices of the blocks: q/k/v, output gate, out projections, FFN)")
+        what = ("embeddings, LM head, norms, biases, gates, conv kernels, Hedgehog maps, memory, DynMod alpha"
+                if self.muon else "all parameters")
         lines.append(f"  AdamW: {s['adamw']['tensors']:4d} tensors {s['adamw']['parameters']:>14,} parameters "
-                     f"({'embeddings, LM head, norms, biases, gates, conv kernels, Hedgehog maps, memory, DynMod alpha' if self.muon else 'all parameters'}; "
-                     f"weight decay on {s['adamw_decay']['tensors']} 2-D of them)")
+                     f"({what}; weight decay on the {s['adamw_decay']['tensors']} 2-D ones)")
         return "optimizer split:\n" + "\n".join(lines)
 
 

@@ -22,7 +22,9 @@ What a run does, in order:
 Determinism: on CPU with the same config, a run that is killed at any point and re-run with the
 same command ends with weights bit-identical to an uninterrupted run: the data position is a
 function of the step, the learning rate a function of the step, and checkpoints hold the exact
-weights, optimizer states and RNG states.
+weights, optimizer states and RNG states. (Bit-identity holds for the same machine and torch
+thread count; ``micro_batch``, ``device``, ``precision`` and ``compile`` may be changed on resume,
+which keeps the math but not the last bit.)
 
 DDP: under ``torchrun`` (``WORLD_SIZE > 1``) every process takes ``global_batch / world_size``
 blocks of each global batch (``micro_batch x accumulation`` of them); gloo on CPU, NCCL on GPU.
@@ -59,7 +61,7 @@ from blalm.train.config import (
     config_differences,
     with_vocab_size,
 )
-from blalm.train.data import TokenData, batch_indices, blocks_view, cache_root_for, epoch_permutation, prepare_tokens
+from blalm.train.data import batch_indices, blocks_view, cache_root_for, epoch_permutation, prepare_tokens
 from blalm.train.metrics import MetricsLogger, truncate_metrics
 from blalm.train.optim import build_optimizers, lr_factor, param_names, set_learning_rates
 
@@ -271,8 +273,8 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
     cfg = with_vocab_size(cfg, tokens.vocab_size)
     train_blocks = blocks_view(tokens.train, ctx_len)
     dev_blocks = blocks_view(tokens.dev, ctx_len)
-    if cfg.eval_max_blocks:
-        dev_blocks = dev_blocks[: cfg.eval_max_blocks]
+    if cfg.eval_max_blocks and cfg.eval_max_blocks < len(dev_blocks):   # evenly spaced: every source of dev.txt
+        dev_blocks = dev_blocks[np.linspace(0, len(dev_blocks) - 1, cfg.eval_max_blocks).round().astype(np.int64)]
     n_blocks = len(train_blocks)
     steps_per_epoch = n_blocks // G
     if steps_per_epoch == 0:
@@ -309,14 +311,14 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
                              f"Re-run with the run's config ({run_dir / CONFIG_FILE}) or choose a new --out")
         resume_state = ckpt.read_state(latest)
         if resume_state["data"]["key"] != tokens.key:
-            raise BlalmError(f"{run_dir}: the run was trained on other data (tokenized corpus {resume_state['data']['key']}, "
-                             f"now {tokens.key}): train.txt, dev.txt or tokenizer.json changed. Use the same corpus "
-                             f"and tokenizer, or choose a new --out")
+            raise BlalmError(f"{run_dir}: the run was trained on other data (tokenized corpus "
+                             f"{resume_state['data']['key']}, now {tokens.key}): train.txt, dev.txt or tokenizer.json "
+                             f"changed. Use the same corpus and tokenizer, or choose a new --out")
         if resume_state.get("complete") and resume_state["step"] >= total_steps:
             say(f"{run_dir}: the run is already complete ({resume_state['step']} steps; latest checkpoint "
                 f"{latest.name}); nothing to do")
-            return {"run_dir": str(run_dir), "rank": dist.rank, "steps": resume_state["step"], "total_steps": total_steps,
-                    "already_complete": True, "checkpoints": [], "resumed_from": latest.name,
+            return {"run_dir": str(run_dir), "rank": dist.rank, "steps": resume_state["step"],
+                    "total_steps": total_steps, "already_complete": True, "checkpoints": [], "resumed_from": latest.name,
                     "nonfinite_steps": resume_state.get("nonfinite_steps", 0), "losses": []}
     if dist.is_main:
         ckpt.cleanup_stale(ckpt_root)
@@ -399,7 +401,8 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
         emit({"kind": "eval", "step": 0, "tokens_seen": 0, "words_seen": 0, **val, "checkpoint": None})
         say(f"step 0: val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.2f}, {val['val_bpb']:.4f} bits/byte")
 
-    tokenizer_files = [run_dir / TOKENIZER_COPY / n for n in TOKENIZER_FILES if (run_dir / TOKENIZER_COPY / n).is_file()]
+    tokenizer_files = [run_dir / TOKENIZER_COPY / n for n in TOKENIZER_FILES
+                       if (run_dir / TOKENIZER_COPY / n).is_file()]
     saved: list[str] = []
     losses: list[float] = []
     previous_latest = latest.name if latest is not None else None

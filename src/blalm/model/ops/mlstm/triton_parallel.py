@@ -1,15 +1,17 @@
 """``triton``: the mLSTM parallel form as a tiled GPU kernel (forward and backward), like flash attention.
 
-The guide (§2) notes that the stabiliser is a prefix maximum computable before the kernel. With
-``F_t = Σ_{s≤t} log f_s`` and ``b_j = ĩ_j − F_j``, the parallel form's weights are
+The guide (§2) notes that the stabiliser is a prefix maximum computable before the kernel:
+with ``F_t = Σ_{s≤t} log f_s``, ``m_i = F_i + max_{j≤i}(ĩ_j − F_j)``. One O(S) ``cummax`` in
+PyTorch gives every row's stabiliser, and the kernel tiles the ``(S, S)`` score matrix exactly as
+flash attention does, with no online rescaling:
 
-    exp(D_ij − m_i) = exp(b_j − M_i),   M_i = max_{j'≤i} b_j',   m_i = F_i + M_i,
-
-so one O(S) ``cummax`` in PyTorch gives every row's stabiliser, and the kernel tiles the
-``(S, S)`` score matrix exactly as flash attention does, with no online rescaling:
-
-    c_ij = scale·(q_i·k_j)·exp(b_j − M_i)   (j ≤ i)
+    c_ij = scale·(q_i·k_j)·exp(D_ij − m_i),   D_ij = F_i − F_j + ĩ_j   (j ≤ i)
     h_i  = Σ_j c_ij v_j / (max(|Σ_j c_ij|, exp(−m_i)) + eps)
+
+``F`` grows like S·|log f| and ``F_i − F_j`` would cancel catastrophically in float32, so the
+gate tables are built in float64 and the exponent is formed from terms of the size of one
+64-step segment's decay (see ``_GateTables``). With the model's gate soft cap (|pre-activation|
+≤ 15) float32 results stay within ~2e-4 of the float64 reference (relative to the largest value).
 
 The backward recomputes the tiles: one kernel per query block gives dq and the row sums of
 ``dD_ij = dc_ij·c_ij``, one per key block gives dk, dv and the column sums; the gate gradients
@@ -23,6 +25,8 @@ Head dims must be powers of two ≥ 16; other shapes fall back to the chunkwise 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 import triton
@@ -34,9 +38,9 @@ from blalm.model.ops.mlstm.common import check_sequence_inputs, default_scale
 
 
 @triton.jit
-def _fwd_kernel(Q, K, V, Bv, Mx, Mneg, Hout, Nout, S, scale, eps,
+def _fwd_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, Mneg, Hout, Nout, S, scale, eps,
                 DK: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                PREC: tl.constexpr):
+                PREC: tl.constexpr, SEG: tl.constexpr):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -44,7 +48,7 @@ def _fwd_kernel(Q, K, V, Bv, Mx, Mneg, Hout, Nout, S, scale, eps,
     offs_dv = tl.arange(0, DV)
     row_ok = offs_m < S
     q = tl.load(Q + bh * S * DK + offs_m[:, None] * DK + offs_dk[None, :], mask=row_ok[:, None], other=0.0)
-    mx = tl.load(Mx + bh * S + offs_m, mask=row_ok, other=0.0)
+    aq = tl.load(Aq + bh * S + offs_m, mask=row_ok, other=0.0)
     acc = tl.zeros((BLOCK_M, DV), dtype=tl.float32)
     nsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
     hi = tl.minimum((pid_m + 1) * BLOCK_M, S)
@@ -53,10 +57,11 @@ def _fwd_kernel(Q, K, V, Bv, Mx, Mneg, Hout, Nout, S, scale, eps,
         col_ok = offs_n < S
         k = tl.load(K + bh * S * DK + offs_n[:, None] * DK + offs_dk[None, :], mask=col_ok[:, None], other=0.0)
         v = tl.load(V + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], mask=col_ok[:, None], other=0.0)
-        b = tl.load(Bv + bh * S + offs_n, mask=col_ok, other=0.0)
+        bk = tl.load(Bk + bh * S + offs_n, mask=col_ok, other=0.0)
+        delta = tl.load(Dlt + (bh * NSEG + (pid_m * BLOCK_M) // SEG) * NSEG + start_n // SEG)
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
         causal = (offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :]
-        w = tl.where(causal, tl.exp(b[None, :] - mx[:, None]), 0.0)
+        w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
         c = s * w
         acc += tl.dot(c.to(v.dtype), v, input_precision=PREC)
         nsum += tl.sum(c, axis=1)
@@ -69,9 +74,9 @@ def _fwd_kernel(Q, K, V, Bv, Mx, Mneg, Hout, Nout, S, scale, eps,
 
 
 @triton.jit
-def _bwd_dq_kernel(Q, K, V, Bv, Mx, DAcc, DN, DQ, Rsum, S, scale,
+def _bwd_dq_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, DAcc, DN, DQ, Rsum, S, scale,
                    DK: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                PREC: tl.constexpr):
+                PREC: tl.constexpr, SEG: tl.constexpr):
     pid_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
@@ -81,7 +86,7 @@ def _bwd_dq_kernel(Q, K, V, Bv, Mx, DAcc, DN, DQ, Rsum, S, scale,
     q = tl.load(Q + bh * S * DK + offs_m[:, None] * DK + offs_dk[None, :], mask=row_ok[:, None], other=0.0)
     dacc = tl.load(DAcc + bh * S * DV + offs_m[:, None] * DV + offs_dv[None, :], mask=row_ok[:, None], other=0.0)
     dn = tl.load(DN + bh * S + offs_m, mask=row_ok, other=0.0)
-    mx = tl.load(Mx + bh * S + offs_m, mask=row_ok, other=0.0)
+    aq = tl.load(Aq + bh * S + offs_m, mask=row_ok, other=0.0)
     dq = tl.zeros((BLOCK_M, DK), dtype=tl.float32)
     rsum = tl.zeros((BLOCK_M,), dtype=tl.float32)
     hi = tl.minimum((pid_m + 1) * BLOCK_M, S)
@@ -90,10 +95,11 @@ def _bwd_dq_kernel(Q, K, V, Bv, Mx, DAcc, DN, DQ, Rsum, S, scale,
         col_ok = offs_n < S
         k = tl.load(K + bh * S * DK + offs_n[:, None] * DK + offs_dk[None, :], mask=col_ok[:, None], other=0.0)
         v = tl.load(V + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], mask=col_ok[:, None], other=0.0)
-        b = tl.load(Bv + bh * S + offs_n, mask=col_ok, other=0.0)
+        bk = tl.load(Bk + bh * S + offs_n, mask=col_ok, other=0.0)
+        delta = tl.load(Dlt + (bh * NSEG + (pid_m * BLOCK_M) // SEG) * NSEG + start_n // SEG)
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
         causal = (offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :]
-        w = tl.where(causal, tl.exp(b[None, :] - mx[:, None]), 0.0)
+        w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
         dc = tl.dot(dacc.to(v.dtype), tl.trans(v), input_precision=PREC) + dn[:, None]
         ds = dc * w
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
@@ -104,9 +110,9 @@ def _bwd_dq_kernel(Q, K, V, Bv, Mx, DAcc, DN, DQ, Rsum, S, scale,
 
 
 @triton.jit
-def _bwd_dkv_kernel(Q, K, V, Bv, Mx, DAcc, DN, DK_, DV_, Csum, S, scale,
+def _bwd_dkv_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, DAcc, DN, DK_, DV_, Csum, S, scale,
                     DK: tl.constexpr, DV: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                PREC: tl.constexpr):
+                PREC: tl.constexpr, SEG: tl.constexpr):
     pid_n = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -115,7 +121,7 @@ def _bwd_dkv_kernel(Q, K, V, Bv, Mx, DAcc, DN, DK_, DV_, Csum, S, scale,
     col_ok = offs_n < S
     k = tl.load(K + bh * S * DK + offs_n[:, None] * DK + offs_dk[None, :], mask=col_ok[:, None], other=0.0)
     v = tl.load(V + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], mask=col_ok[:, None], other=0.0)
-    b = tl.load(Bv + bh * S + offs_n, mask=col_ok, other=0.0)
+    bk = tl.load(Bk + bh * S + offs_n, mask=col_ok, other=0.0)
     dk = tl.zeros((BLOCK_N, DK), dtype=tl.float32)
     dv = tl.zeros((BLOCK_N, DV), dtype=tl.float32)
     csum = tl.zeros((BLOCK_N,), dtype=tl.float32)
@@ -127,10 +133,11 @@ def _bwd_dkv_kernel(Q, K, V, Bv, Mx, DAcc, DN, DK_, DV_, Csum, S, scale,
         dacc = tl.load(DAcc + bh * S * DV + offs_m[:, None] * DV + offs_dv[None, :], mask=row_ok[:, None],
                        other=0.0)
         dn = tl.load(DN + bh * S + offs_m, mask=row_ok, other=0.0)
-        mx = tl.load(Mx + bh * S + offs_m, mask=row_ok, other=0.0)
+        aq = tl.load(Aq + bh * S + offs_m, mask=row_ok, other=0.0)
+        delta = tl.load(Dlt + (bh * NSEG + start_m // SEG) * NSEG + (pid_n * BLOCK_N) // SEG)
         s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
         causal = (offs_n[None, :] <= offs_m[:, None]) & row_ok[:, None] & col_ok[None, :]
-        w = tl.where(causal, tl.exp(b[None, :] - mx[:, None]), 0.0)
+        w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
         c = s * w
         dc = tl.dot(dacc.to(v.dtype), tl.trans(v), input_precision=PREC) + dn[:, None]
         dv += tl.dot(tl.trans(c).to(v.dtype), dacc.to(v.dtype), input_precision=PREC)
@@ -142,6 +149,46 @@ def _bwd_dkv_kernel(Q, K, V, Bv, Mx, DAcc, DN, DK_, DV_, Csum, S, scale,
     tl.store(DV_ + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], dv.to(DV_.dtype.element_ty),
              mask=col_ok[:, None])
     tl.store(Csum + bh * S + offs_n, csum, mask=col_ok)
+
+
+SEGMENT = 64
+"""Forget-gate sums are kept per segment of this many steps (tiles never straddle a segment)."""
+
+
+@dataclass
+class _GateTables:
+    """The O(S) gate quantities the kernels read, computed in float64 and handed over in float32.
+
+    With ``F_t = Σ_{s≤t} log f_s`` split as ``F_t = G_{seg(t)} + L_t`` (``L`` the sum within the
+    64-step segment, ``G`` the sum before it), a tile's exponent is
+    ``D_ij − m_i = a_i + b_j + Δ_IJ`` with ``a_i = L_i − m_i``, ``b_j = ĩ_j − L_j`` and
+    ``Δ_IJ = G_I − G_J`` one number per pair of segments. Unlike ``F`` itself, which grows like
+    S·|log f| under strong forgetting, these terms stay of the size of one segment's decay, so
+    float32 loses little to cancellation.
+    """
+
+    row: Tensor        # a_i = L_i − m_i, (B, H, S)
+    col: Tensor        # b_j = ĩ_j − L_j, (B, H, S)
+    delta: Tensor      # Δ_IJ = G_I − G_J, (B, H, nseg, nseg)
+    mneg: Tensor       # exp(−m_t), (B, H, S)
+    argmax: Tensor     # the j that attains m_t (its gradient goes there), (B, H, S)
+
+    def kernel_args(self) -> tuple:
+        return self.row, self.col, self.delta, self.delta.shape[-1]
+
+
+def _gate_tables(i_pre: Tensor, f_pre: Tensor) -> _GateTables:
+    length = i_pre.shape[-1]
+    igate = i_pre.double()
+    log_f = F.logsigmoid(f_pre.double())
+    cum = log_f.cumsum(-1)
+    starts = (cum - log_f)[..., ::SEGMENT]                       # G: F just before each segment
+    local = cum - starts.repeat_interleave(SEGMENT, dim=-1)[..., :length]
+    delta = starts.unsqueeze(-1) - starts.unsqueeze(-2)
+    mx, argmax = torch.cummax(igate - cum, dim=-1)
+    m = cum + mx
+    f32 = lambda t: t.float().contiguous()  # noqa: E731
+    return _GateTables(f32(local - m), f32(igate - local), f32(delta), f32(torch.exp(-m)), argmax)
 
 
 def _precision(q: Tensor) -> str:
@@ -160,27 +207,22 @@ class _MLSTMParallelTriton(torch.autograd.Function):
         batch, heads, length, dk = q.shape
         dv = v.shape[-1]
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
-        # O(S) gate arithmetic in float64: b and its prefix max grow like S·|log f|, and float32
-        # cumulative sums would cost precision in exp(b_j - M_i); the kernel gets them in float32
-        log_f = F.logsigmoid(f_pre.double())
-        cum = log_f.cumsum(-1)
-        b64 = i_pre.double() - cum
-        mx64, argmax = torch.cummax(b64, dim=-1)
-        b, mx = b64.float().contiguous(), mx64.float().contiguous()
-        mneg = torch.exp(-(cum + mx64)).float().contiguous()
+        gates = _gate_tables(i_pre, f_pre)
         h = torch.empty(batch, heads, length, dv, device=q.device, dtype=v.dtype)
         nsum = torch.empty(batch, heads, length, device=q.device, dtype=torch.float32)
         bm, bn, warps = _blocks(dk, dv)
         grid = (triton.cdiv(length, bm), batch * heads)
-        _fwd_kernel[grid](q, k, v, b, mx, mneg, h, nsum, length, scale, eps,
-                          DK=dk, DV=dv, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), num_warps=warps, num_stages=2)
-        ctx.save_for_backward(q, k, v, h, nsum, b, mx, argmax, mneg, f_pre)
+        _fwd_kernel[grid](q, k, v, *gates.kernel_args(), gates.mneg, h, nsum, length, scale, eps,
+                          DK=dk, DV=dv, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), SEG=SEGMENT,
+                          num_warps=warps, num_stages=2)
+        ctx.save_for_backward(q, k, v, h, nsum, gates.row, gates.col, gates.delta, gates.argmax, gates.mneg, f_pre)
         ctx.scale, ctx.eps, ctx.i_dtype = scale, eps, i_pre.dtype
         return h
 
     @staticmethod
     def backward(ctx, dh):
-        q, k, v, h, nsum, b, mx, argmax, mneg, f_pre = ctx.saved_tensors
+        q, k, v, h, nsum, row, col, delta, argmax, mneg, f_pre = ctx.saved_tensors
+        gate_args = (row, col, delta, delta.shape[-1])
         scale, eps = ctx.scale, ctx.eps
         batch, heads, length, dk = q.shape
         dv_dim = v.shape[-1]
@@ -196,17 +238,20 @@ class _MLSTMParallelTriton(torch.autograd.Function):
         csum = torch.empty_like(nsum)
         bm, bn, warps = _blocks(dk, dv_dim)
         _bwd_dq_kernel[(triton.cdiv(length, bm), batch * heads)](
-            q, k, v, b, mx, dacc, dn, dq, rsum, length, scale,
-            DK=dk, DV=dv_dim, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), num_warps=warps, num_stages=2)
+            q, k, v, *gate_args, dacc, dn, dq, rsum, length, scale,
+            DK=dk, DV=dv_dim, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), SEG=SEGMENT, num_warps=warps,
+            num_stages=2)
         _bwd_dkv_kernel[(triton.cdiv(length, bn), batch * heads)](
-            q, k, v, b, mx, dacc, dn, dk_, dv, csum, length, scale,
-            DK=dk, DV=dv_dim, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), num_warps=warps, num_stages=2)
-        # the stabiliser m_i = F_i + max_{j<=i} b_j enters through the weights exp(D - m) (acc and
+            q, k, v, *gate_args, dacc, dn, dk_, dv, csum, length, scale,
+            DK=dk, DV=dv_dim, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), SEG=SEGMENT, num_warps=warps,
+            num_stages=2)
+        # D_ij = F_i - F_j + ĩ_j: rsum flows to F_i, csum to ĩ_j and (negated) to F_j. The stabiliser
+        # m_i = F_i + max_{j<=i} (ĩ_j - F_j) enters through the weights exp(D - m) (acc and
         # the normaliser scale by exp(-m); dacc·acc = dh·h) and through exp(-m) in the denominator
         dm = -dh_dot_h - dn * nsum - torch.where(exp_branch, dden * mneg, torch.zeros_like(dden))
         dm = dm.double()
-        db = csum.double() + torch.zeros_like(dm).scatter_add_(-1, argmax, dm)  # D_ij = F_i + b_j
-        dcum = rsum.double() + dm - db                                          # b_j = ĩ_j - F_j
+        db = csum.double() + torch.zeros_like(dm).scatter_add_(-1, argmax, dm)  # d(ĩ_j - F_j)
+        dcum = rsum.double() + dm - db
         dlog_f = dcum.flip(-1).cumsum(-1).flip(-1)
         df_pre = dlog_f * torch.sigmoid(-f_pre.double())
         return dq, dk_, dv, db.to(ctx.i_dtype), df_pre.to(f_pre.dtype), None, None
