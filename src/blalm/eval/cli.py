@@ -39,6 +39,10 @@ def register(subparsers) -> None:
                    help="sequences per forward pass (default 64; lower it if memory runs out)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the model runs (default auto: cuda when available)")
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="bf16",
+                   help="GPU forward precision: bf16 autocast (default; 3.5x faster on an H100), tf32, or fp32 "
+                        "(exactly the official pipeline's float32 numerics); log-softmax is float32 always; "
+                        "on the CPU everything runs in float32")
     p.add_argument("--prepend-bos", action="store_true",
                    help="put the tokenizer's BOS token before every text when the tokenizer does not add "
                         "it itself, so that the first token is scored too (default off: exactly as the "
@@ -57,7 +61,7 @@ def config_from_args(args: argparse.Namespace):
     from blalm.eval.config import EvalConfig
 
     data = {"suite": args.suite, "tasks": list(args.tasks), "batch_size": args.batch_size,
-            "device": args.device, "prepend_bos": bool(args.prepend_bos),
+            "device": args.device, "precision": args.precision, "prepend_bos": bool(args.prepend_bos),
             "entity_fast_per_group": args.entity_fast_items, "progress": not args.quiet}
     if args.data_dir is not None:
         data["data_dir"] = str(args.data_dir)

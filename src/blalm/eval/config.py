@@ -81,6 +81,9 @@ class EvalConfig:
     data_dir: str = ""                    # evaluation data folder; "" = default_eval_dir()
     batch_size: int = 64                  # sequences per forward pass
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available, else cpu
+    precision: Literal["fp32", "tf32", "bf16"] = "bf16"  # GPU forward: bf16 autocast (fast), TF32 tensor
+    #                                     cores, or exact fp32 (the official pipeline's numerics);
+    #                                     log-softmax is float32 always; the CPU always runs fp32
     prepend_bos: bool = False             # see blalm.eval.scoring (False = as the official pipeline)
     entity_fast_per_group: int = 100      # fast suite: first N items of each (split, numops) group
     progress: bool = True                 # tqdm progress bars

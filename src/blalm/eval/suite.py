@@ -18,9 +18,11 @@ GLUE needs fine-tuning, which is not implemented: it is reported as not availabl
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from blalm.config import to_dict
 from blalm.errors import InputError
@@ -141,7 +143,8 @@ def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None
     model, tokenizer = _load_quietly(model_path, device) if not cfg.progress else load_for_eval(model_path, device)
     info = run_info(config=to_dict(cfg))   # after torch is loaded, so that it names the GPU
     log(f"loaded {model_path} on {device} ({sum(p.numel() for p in model.parameters()):,} parameters)")
-    results = run_tasks(model, tokenizer, cfg, log)
+    with gpu_precision(cfg.precision if device.startswith("cuda") else "fp32"):
+        results = run_tasks(model, tokenizer, cfg, log)
     report = {
         "model": str(model_path), "suite": cfg.suite, "data_dir": str(eval_dir), "device": device,
         "prepend_bos": cfg.prepend_bos,
@@ -154,6 +157,20 @@ def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None
     if out_dir is not None:
         write_json_atomic(Path(out_dir) / RESULTS_FILE, report)
     return report
+
+
+@contextlib.contextmanager
+def gpu_precision(precision: str) -> Iterator[None]:
+    """fp32: exact float32 matmuls; tf32: float32 through TF32 tensor cores; bf16: autocast."""
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
+    try:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def _load_quietly(model_path: str | Path, device: str) -> tuple[Any, Any]:

@@ -192,8 +192,10 @@ def _gate_tables(i_pre: Tensor, f_pre: Tensor) -> _GateTables:
 
 
 def _precision(q: Tensor) -> str:
-    """fp32 inputs get exact fp32 products (the tests); bf16/fp16 use the tensor cores as they are."""
-    return "ieee" if q.dtype == torch.float32 else "tf32"
+    """fp32 inputs get exact fp32 products unless TF32 is allowed (torch.backends.cuda.matmul.allow_tf32);
+    bf16/fp16 inputs use the tensor cores as they are."""
+    exact = q.dtype == torch.float32 and not torch.backends.cuda.matmul.allow_tf32
+    return "ieee" if exact else "tf32"
 
 
 def _blocks(dk: int, dv: int) -> tuple[int, int, int]:
