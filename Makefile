@@ -18,10 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $@
 
-## The main job on the embedded default data: corpus -> tokenizer (DATA=path to use other data).
+## The main job on the embedded default data (DATA=path for other data): corpus -> tokenizer ->
+## a tiny BLaLM trained on CPU -> the fast zero-shot suite on its last checkpoint. About 5 minutes.
 demo: install
-	$(BIN)/blalm corpus configs/corpus/demo.toml --data-dir $(DATA) --out $(OUT)/corpus
-	$(BIN)/blalm tokenizer $(OUT)/corpus --vocab-size 15000 --out $(OUT)/tokenizer
+	$(BIN)/blalm corpus configs/corpus/demo.toml --data-dir $(DATA) --out $(OUT)/corpus --quiet
+	$(BIN)/blalm tokenizer $(OUT)/corpus --vocab-size 15000 --out $(OUT)/tokenizer --no-progress
+	$(BIN)/blalm train configs/train/demo.toml --out $(OUT)/run --set corpus_dir=$(OUT)/corpus --set tokenizer_dir=$(OUT)/tokenizer
+	$(BIN)/blalm eval $(OUT)/run --last 1 --suite fast --data-dir $(DATA)/eval --device cpu --quiet
 
 ## The whole test suite (uses ../shared/data, or $BLALM_DATA_DIR).
 test: install

@@ -294,25 +294,7 @@ def test_cosmopedia_samples():
     assert len(res.segments) == 3 and all(250 <= len(s.split()) <= 400 for s in res.segments)
 
 
-EDU_TEXT = """The water cycle is the path that water follows as it moves around our planet. Scientists call it a \
-cycle because it has no beginning and no end. Water keeps moving from the oceans to the sky and back again.
-
-The first step is called evaporation. When the sun heats the surface of a lake or an ocean, some of the water \
-turns into an invisible gas called water vapour. The warm vapour rises into the air. Plants also give off water \
-through their leaves, and this process is called transpiration.
-
-The second step is condensation. High in the sky the air is much colder. Because cold air cannot hold as much \
-vapour as warm air, the vapour turns back into tiny drops of liquid water. Millions of these drops together \
-form the clouds we see. For example, you can watch condensation happen on a cold glass of lemonade on a summer \
-day.
-
-The third step is precipitation. When the drops in a cloud join together and become too heavy, they fall to \
-the ground as rain. If the air is very cold, they fall as snow, sleet or hail instead.
-
-Finally, the water collects in rivers, lakes and oceans, or it soaks into the ground. Then the sun warms it \
-again, and the cycle starts over. It is important to understand the water cycle, because it explains where our \
-drinking water comes from. Students can learn more by building a small model of the water cycle in a plastic \
-bag taped to a sunny window."""
+from test_filters import EDU_TEXT  # noqa: E402  (the same hand-written educational text)
 
 SPAM_TEXT = """Home | About | Contact | Shop
 Click here to subscribe to our newsletter and get 20% discount!

@@ -6,17 +6,16 @@ back to the code and machine that made it.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
 
 PACKAGES = ("blalm", "torch", "numpy", "tokenizers", "transformers", "safetensors", "triton")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -64,20 +63,3 @@ def run_info(config: Any = None, seed: int | None = None) -> dict[str, Any]:
         "machine": machine(),
         "config": config,
     }
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON so that a crash leaves either the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=1, ensure_ascii=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

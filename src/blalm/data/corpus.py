@@ -39,7 +39,8 @@ from blalm.data.documents import Document, count_words
 from blalm.data.readers import expand_paths, iter_documents
 from blalm.data.sources import Processed, SourceProcessor, resolve_filters
 from blalm.errors import BlalmError
-from blalm.runinfo import run_info, write_json_atomic
+from blalm.atomic import write_json_atomic
+from blalm.runinfo import run_info
 
 
 @dataclass

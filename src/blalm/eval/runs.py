@@ -18,7 +18,7 @@ from blalm.config import to_dict
 from blalm.errors import InputError
 from blalm.eval.config import PAPER_COLUMNS, EvalConfig
 from blalm.eval.suite import RESULTS_FILE, evaluate_model
-from blalm.runinfo import write_json_atomic
+from blalm.atomic import write_json_atomic
 
 SUMMARY_FILE = "summary.json"
 

@@ -29,7 +29,8 @@ from blalm.errors import InputError
 from blalm.eval.config import ENTITY_SPLITS, EWOK_PASSWORD, PAPER_COLUMNS, EvalConfig, expand_tasks
 from blalm.eval.data import (TaskUnavailable, load_cdi, load_entity_tracking, load_ewok, load_minimal_pairs,
                              load_reading, load_wug)
-from blalm.runinfo import run_info, write_json_atomic
+from blalm.atomic import write_json_atomic
+from blalm.runinfo import run_info
 
 RESULTS_FILE = "results.json"
 

@@ -15,9 +15,7 @@ only when it is empty or is itself a checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 import torch
@@ -27,7 +25,7 @@ from blalm.config import from_dict, to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.model.config import ModelConfig
 from blalm.model.decoder import BlalmForCausalLM
-from blalm.runinfo import write_json_atomic
+from blalm.atomic import new_sibling_dir, replace_dir, write_json_atomic
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model_config.json"
@@ -73,7 +71,7 @@ def save_model(model: nn.Module, out_dir: str | Path, tokenizer_dir: str | Path 
     _check_replaceable(out_dir, "checkpoint", is_model_checkpoint)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_sibling_dir(out_dir, "tmp")
+    tmp = new_sibling_dir(out_dir, "tmp")
     try:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata=dict(FORMAT_METADATA))
         write_json_atomic(tmp / CONFIG_FILE, to_dict(model.config))
@@ -176,22 +174,3 @@ def _check_replaceable(out_dir: Path, what: str, is_same_kind) -> None:
                          f"not replaced. Choose an empty or new output folder")
 
 
-def _new_sibling_dir(target: Path, tag: str) -> Path:
-    path = target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:12]}")
-    os.mkdir(path)
-    return path
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Move folder ``new`` to ``target``; an existing ``target`` is removed only once ``new`` is in place."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

@@ -37,14 +37,12 @@ from blalm.errors import BlalmError, InputError
 from blalm.model.checkpoint import (
     WEIGHTS_FILE,
     _check_replaceable,
-    _new_sibling_dir,
     _tokenizer_files,
     checkpoint_tokenizer_dir,
     is_model_checkpoint,
     load_model,
-    replace_dir,
 )
-from blalm.runinfo import write_json_atomic
+from blalm.atomic import new_sibling_dir, replace_dir, write_json_atomic
 
 CONFIG_MODULE = "configuration_blalm"
 MODELING_MODULE = "modeling_blalm"
@@ -291,7 +289,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, tokenizer_dir: str | 
     state = {f"model.{name}": t.detach().contiguous() for name, t in model.state_dict().items()}
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_sibling_dir(out_dir, "tmp")
+    tmp = new_sibling_dir(out_dir, "tmp")
     try:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         write_json_atomic(tmp / "config.json", hf_config)

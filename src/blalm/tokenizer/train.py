@@ -31,15 +31,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from blalm.errors import BlalmError, InputError
-from blalm.runinfo import run_info, write_json_atomic
+from blalm.atomic import new_sibling_dir, replace_dir, write_json_atomic
+from blalm.runinfo import run_info
 
 BOS_TOKEN = "<|bos|>"
 EOS_TOKEN = "<|eos|>"
@@ -103,7 +102,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = 15000, mi
             raise RuntimeError(f"special token {token} got id {tokenizer.token_to_id(token)}, expected {i}")
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = _new_sibling_dir(out_dir, "tmp")
+    tmp_dir = new_sibling_dir(out_dir, "tmp")
     try:
         _save_hf(tokenizer, tmp_dir)
         hf = load_tokenizer(tmp_dir)
@@ -133,7 +132,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = 15000, mi
                                   "min_frequency": min_frequency}),
         }
         write_json_atomic(tmp_dir / REPORT_FILE, report)
-        _replace_dir(tmp_dir, out_dir)
+        replace_dir(tmp_dir, out_dir)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
@@ -338,24 +337,3 @@ def _check_loaded(hf, folder: Path) -> None:
                            f"expected (True, 0, 1, 2)")
 
 
-def _new_sibling_dir(target: Path, tag: str) -> Path:
-    """A new empty folder beside ``target`` (same file system, so it can be renamed onto it);
-    made with ``os.mkdir`` so that it gets the usual permissions, not mkdtemp's 0700."""
-    path = target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:12]}")
-    os.mkdir(path)
-    return path
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move folder ``new`` to ``target``; an existing ``target`` is removed only once ``new`` is in place."""
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)

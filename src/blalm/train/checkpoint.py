@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from blalm.errors import InputError
-from blalm.runinfo import write_json_atomic
+from blalm.atomic import write_json_atomic
 
 from blalm.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE
 from blalm.model.checkpoint import FORMAT_METADATA, load_model

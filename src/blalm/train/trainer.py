@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from blalm.errors import BlalmError, InputError
-from blalm.runinfo import run_info, write_json_atomic
+from blalm.atomic import write_json_atomic
+from blalm.runinfo import run_info
 from blalm.train import checkpoint as ckpt
 from blalm.train import milestones as ms
 from blalm.train.config import (

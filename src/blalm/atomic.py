@@ -1,0 +1,51 @@
+"""Writing outputs so that a crash leaves the old version or the new one, never half of one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside ``path``, fsync it, then rename it onto ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=1, ensure_ascii=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def new_sibling_dir(target: Path, tag: str) -> Path:
+    """A new empty folder beside ``target`` (same file system, so it can be renamed onto it);
+    made with ``os.mkdir`` so that it gets the usual permissions, not mkdtemp's 0700."""
+    path = target.with_name(f".{target.name}.{tag}-{uuid.uuid4().hex[:12]}")
+    os.mkdir(path)
+    return path
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Move folder ``new`` to ``target``; an existing ``target`` is removed only once ``new`` is in place."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:12]}")
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
