@@ -29,7 +29,7 @@ def add_config_args(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("config", metavar="CONFIG", help=f"{what} config file (TOML), e.g. under configs/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted for nested keys, value read as TOML "
-                             "(e.g. --set budget_words=200000 --set sources.childes.share=0.3); repeatable")
+                             "(e.g. --set seed=1 --set model.short_conv=true); repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
