@@ -29,6 +29,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also compare each mLSTM kernel with the float64 reference (outputs and gradients)")
     m.set_defaults(func=run_mixer)
 
+    t = verbs.add_parser("train", help="training-step throughput of a training config's model (and its HF peer)",
+                         description="Times optimizer steps of the model in a training CONFIG (configs/train/*.toml) "
+                                     "on random tokens: global batch by accumulation, bf16 autocast on GPU, the "
+                                     "config's optimizers. Prints tokens/s, step ms, MFU and peak memory.")
+    from blalm.cli import add_config_args
+
+    add_config_args(t, "training")
+    t.add_argument("--steps", type=int, default=10, help="timed optimizer steps (median reported; default 10)")
+    t.add_argument("--warmup", type=int, default=3, help="untimed warm-up steps (default 3)")
+    t.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    t.add_argument("--peers", action="store_true",
+                   help="also time the Hugging Face model of the same family and shape (Qwen3 / xLSTM)")
+    t.set_defaults(func=run_train)
+
 
 def run_mixer(args: argparse.Namespace) -> int:
     import torch
@@ -39,5 +53,18 @@ def run_mixer(args: argparse.Namespace) -> int:
     shape = MixerShape(args.batch, args.heads, args.seq, args.head_dim, args.dtype, args.window)
     kernels = [k for k in args.kernels.split(",") if k]
     for row in bench_mixers(shape, kernels, device, args.warmup, args.reps, args.check):
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    import torch
+
+    from blalm.bench.train import bench_train
+    from blalm.train.config import load_train_config
+
+    cfg = load_train_config(args.config, args.overrides)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    for row in bench_train(cfg, device, args.steps, args.warmup, args.peers):
         print(json.dumps(row), flush=True)
     return 0

@@ -1,0 +1,144 @@
+"""``blalm bench train``: training-step throughput of a training config's model, and its HF peer.
+
+One optimizer step = ``global_batch`` blocks of ``context_length`` random tokens, in micro-batches
+with gradient accumulation, bf16 autocast on GPU, the config's optimizers (Muon + AdamW, fused AdamW
+on GPU), gradient clipping — the trainer's step without the data loader. The median step time
+after warm-up gives tokens/s and MFU (6 · parameters · tokens/s over the device's dense bf16 peak).
+With ``peers``, the Hugging Face model of the same family and shape (Qwen3 for the Transformer,
+xLSTM for BLaLM) is timed the same way with fused AdamW, so the ratio is measured side by side.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable, Iterator
+
+import torch
+
+from blalm.model.decoder import build_model, count_parameters
+from blalm.runinfo import package_versions
+from blalm.train.config import TrainConfig
+from blalm.train.optim import build_optimizers
+
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
+
+
+def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> list[float]:
+    times = []
+    for i in range(warmup + steps):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def make_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], cfg: TrainConfig,
+              device: torch.device, loss_of: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+    vocab = cfg.model.vocab_size
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    batch = torch.randint(0, vocab, (cfg.micro_batch, cfg.context_length), generator=gen).to(device)
+    accumulation = cfg.global_batch // cfg.micro_batch
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+    def step() -> None:
+        for _ in range(accumulation):
+            with autocast:
+                loss = loss_of(batch) / accumulation
+            loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        for opt in optimizers:
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def result_row(name: str, params: int, times: list[float], cfg: TrainConfig, device: torch.device,
+               extra: dict[str, Any]) -> dict[str, Any]:
+    step_s = statistics.median(times)
+    tokens_per_s = cfg.global_batch * cfg.context_length / step_s
+    peak = peak_flops(device)
+    row = {"bench": "train", "model": name, "parameters": params, "global_batch": cfg.global_batch,
+           "micro_batch": cfg.micro_batch, "context_length": cfg.context_length,
+           "step_ms_median": round(step_s * 1e3, 1), "step_ms_min": round(min(times) * 1e3, 1),
+           "tokens_per_s": round(tokens_per_s), **extra}
+    if peak:
+        row["mfu"] = round(6 * params * tokens_per_s / peak, 4)
+    if device.type == "cuda":
+        row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        row["device"] = torch.cuda.get_device_name(device)
+    else:
+        row["device"] = "cpu"
+    row["versions"] = package_versions()
+    return row
+
+
+def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, device)
+    model.train()
+    optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
+    forward = torch.compile(model) if cfg.compile else model
+    step = make_step(model, list(optimizers.values()), cfg, device,
+                     lambda ids: forward(ids, labels=ids).loss)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_steps(step, steps, warmup, device)
+    name = f"blalm-{cfg.model.mixer}-{cfg.model.num_layers}L"
+    return result_row(name, count_parameters(model)["total"], times, cfg, device,
+                      {"optimizer": cfg.optimizer, "compile": cfg.compile, "mlstm_kernel": cfg.model.mlstm_kernel,
+                       "mechanisms": cfg.model.mechanisms()})
+
+
+def hf_peer(cfg: TrainConfig) -> tuple[str, Any]:
+    """The Hugging Face model of the same family and shape (built from its config, random weights)."""
+    import transformers
+
+    m = cfg.model
+    if m.mixer == "attention":
+        config = transformers.Qwen3Config(
+            vocab_size=m.vocab_size, hidden_size=m.hidden_size, intermediate_size=m.intermediate_size,
+            num_hidden_layers=m.num_layers, num_attention_heads=m.num_heads, num_key_value_heads=m.num_heads,
+            head_dim=m.head_dim, tie_word_embeddings=m.tie_embeddings, max_position_embeddings=cfg.context_length)
+        return "hf-qwen3", transformers.Qwen3ForCausalLM(config)
+    config = transformers.xLSTMConfig(
+        vocab_size=m.vocab_size, hidden_size=m.hidden_size, num_hidden_layers=m.num_layers, num_heads=m.num_heads,
+        tie_word_embeddings=m.tie_embeddings)
+    return "hf-xlstm", transformers.xLSTMForCausalLM(config)
+
+
+def bench_peer(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
+    torch.manual_seed(cfg.seed)
+    name, model = hf_peer(cfg)
+    model.to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    step = make_step(model, [opt], cfg, device, lambda ids: model(input_ids=ids, labels=ids).loss)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    times = time_steps(step, steps, warmup, device)
+    params = sum(p.numel() for p in model.parameters())
+    return result_row(name, params, times, cfg, device, {"optimizer": "adamw (fused)", "compile": False})
+
+
+def bench_train(cfg: TrainConfig, device: torch.device, steps: int = 10, warmup: int = 3,
+                peers: bool = False) -> Iterator[dict[str, Any]]:
+    yield bench_blalm(cfg, device, steps, warmup)
+    if peers:
+        try:
+            yield bench_peer(cfg, device, steps, warmup)
+        except Exception as exc:  # a peer that cannot run here is reported, not fatal
+            yield {"bench": "train", "model": "hf-peer", "error": f"{type(exc).__name__}: {exc}"[:500]}
