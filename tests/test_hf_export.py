@@ -9,6 +9,7 @@ transformers 4.51.3 is pip-installed once into ``.cache/hf451`` (git-ignored) an
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import lzma
@@ -183,11 +184,35 @@ def test_export_refuses_what_is_not_a_checkpoint(checkpoints, tokenizer_dir, tmp
 # the exported folder in transformers 5.x (this process)
 
 
+@contextlib.contextmanager
+def blalm_auto_registration_restored():
+    """Run without blalm's classes in the Auto registries, and leave them as they were afterwards:
+    importing ``blalm.model.hf`` registers them process-wide (another test may have), and a
+    registered local class would shadow the exported folder's own code."""
+    from transformers import AutoModelForCausalLM
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    configs, models = CONFIG_MAPPING._extra_content, AutoModelForCausalLM._model_mapping._extra_content
+
+    def take() -> tuple[dict, dict]:
+        return ({k: configs.pop(k) for k in list(configs) if k == "blalm"},
+                {k: models.pop(k) for k in list(models) if getattr(k, "model_type", None) == "blalm"})
+
+    saved = take()
+    try:
+        yield
+    finally:
+        take()
+        configs.update(saved[0])
+        models.update(saved[1])
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_export_gives_blalm_logits_padding_and_generation_in_transformers_5(name, checkpoints, exports):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    hf = AutoModelForCausalLM.from_pretrained(str(exports[name]), trust_remote_code=True).eval()
+    with blalm_auto_registration_restored():
+        hf = AutoModelForCausalLM.from_pretrained(str(exports[name]), trust_remote_code=True).eval()
     assert type(hf).__module__.startswith("transformers_modules")     # the generated code, not blalm's
     tokenizer = AutoTokenizer.from_pretrained(str(exports[name]), trust_remote_code=True)
     assert tokenizer.padding_side == "right" and hf.dtype == torch.float32
@@ -224,23 +249,24 @@ def test_export_gives_blalm_logits_padding_and_generation_in_transformers_5(name
 
 
 def test_registered_blalm_classes_load_the_export_without_remote_code(checkpoints, exports):
-    from transformers import AutoConfig, AutoModelForCausalLM
+    with blalm_auto_registration_restored():
+        from transformers import AutoConfig, AutoModelForCausalLM
 
-    from blalm.model.hf import BlalmConfig, BlalmHFForCausalLM, hf_model_from_blalm, register_with_transformers
+        from blalm.model.hf import BlalmConfig, BlalmHFForCausalLM, hf_model_from_blalm, register_with_transformers
 
-    register_with_transformers()
-    register_with_transformers()                                          # idempotent
-    assert type(AutoConfig.from_pretrained(str(exports["blalm"]))) is BlalmConfig
-    hf = AutoModelForCausalLM.from_pretrained(str(exports["blalm"])).eval()
-    assert type(hf) is BlalmHFForCausalLM
-    model = load_model(checkpoints["blalm"])
-    ids = torch.randint(0, VOCAB, (1, 11), generator=torch.Generator().manual_seed(3))
-    with torch.no_grad():
-        assert torch.equal(hf(ids).logits, model(ids).logits)
-    wrapped = hf_model_from_blalm(model, eos_token_id=1, pad_token_id=2)  # shares the parameters
-    assert wrapped.model is model
-    assert torch.equal(wrapped.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False),
-                       generate(model, ids, 5, eos_token_id=1))
+        register_with_transformers()
+        register_with_transformers()                                          # idempotent
+        assert type(AutoConfig.from_pretrained(str(exports["blalm"]))) is BlalmConfig
+        hf = AutoModelForCausalLM.from_pretrained(str(exports["blalm"])).eval()
+        assert type(hf) is BlalmHFForCausalLM
+        model = load_model(checkpoints["blalm"])
+        ids = torch.randint(0, VOCAB, (1, 11), generator=torch.Generator().manual_seed(3))
+        with torch.no_grad():
+            assert torch.equal(hf(ids).logits, model(ids).logits)
+        wrapped = hf_model_from_blalm(model, eos_token_id=1, pad_token_id=2)  # shares the parameters
+        assert wrapped.model is model
+        assert torch.equal(wrapped.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False),
+                           generate(model, ids, 5, eos_token_id=1))
 
 
 def test_exported_code_is_generated_from_blalm_sources(exports):

@@ -78,7 +78,7 @@ def load_for_eval(path: str | Path, device: str = "cpu", dtype: Any = None) -> t
 
 def _load_blalm_checkpoint(folder: Path, device: str, dtype: Any) -> tuple[Any, Any]:
     from blalm.model.checkpoint import load_model
-    from blalm.model.hf import hf_model_from_blalm
+    from blalm.model.hf_model import hf_model_from_blalm  # not blalm.model.hf: no Auto registration
     from blalm.tokenizer.train import load_tokenizer
 
     if not (folder / "tokenizer.json").is_file():

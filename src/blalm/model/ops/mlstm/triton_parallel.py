@@ -59,7 +59,7 @@ def _fwd_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, Mneg, Hout, Nout, S, scale, eps,
         v = tl.load(V + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], mask=col_ok[:, None], other=0.0)
         bk = tl.load(Bk + bh * S + offs_n, mask=col_ok, other=0.0)
         delta = tl.load(Dlt + (bh * NSEG + (pid_m * BLOCK_M) // SEG) * NSEG + start_n // SEG)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
+        s = (tl.dot(q, tl.trans(k), input_precision=PREC) * scale).to(tl.float32)
         causal = (offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :]
         w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
         c = s * w
@@ -97,7 +97,7 @@ def _bwd_dq_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, DAcc, DN, DQ, Rsum, S, scale,
         v = tl.load(V + bh * S * DV + offs_n[:, None] * DV + offs_dv[None, :], mask=col_ok[:, None], other=0.0)
         bk = tl.load(Bk + bh * S + offs_n, mask=col_ok, other=0.0)
         delta = tl.load(Dlt + (bh * NSEG + (pid_m * BLOCK_M) // SEG) * NSEG + start_n // SEG)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
+        s = (tl.dot(q, tl.trans(k), input_precision=PREC) * scale).to(tl.float32)
         causal = (offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :]
         w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
         dc = tl.dot(dacc.to(v.dtype), tl.trans(v), input_precision=PREC) + dn[:, None]
@@ -135,7 +135,7 @@ def _bwd_dkv_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, DAcc, DN, DK_, DV_, Csum, S, sca
         dn = tl.load(DN + bh * S + offs_m, mask=row_ok, other=0.0)
         aq = tl.load(Aq + bh * S + offs_m, mask=row_ok, other=0.0)
         delta = tl.load(Dlt + (bh * NSEG + start_m // SEG) * NSEG + (pid_n * BLOCK_N) // SEG)
-        s = tl.dot(q, tl.trans(k), input_precision=PREC) * scale
+        s = (tl.dot(q, tl.trans(k), input_precision=PREC) * scale).to(tl.float32)
         causal = (offs_n[None, :] <= offs_m[:, None]) & row_ok[:, None] & col_ok[None, :]
         w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
         c = s * w
