@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     t.add_argument("--peers", action="store_true",
                    help="also time the Hugging Face model of the same family and shape (Qwen3 / xLSTM)")
+    t.add_argument("--profile", action="store_true",
+                   help="instead of timing, print a torch-profiler table of 2 steps (where the time goes)")
     t.set_defaults(func=run_train)
 
 
@@ -60,11 +62,14 @@ def run_mixer(args: argparse.Namespace) -> int:
 def run_train(args: argparse.Namespace) -> int:
     import torch
 
-    from blalm.bench.train import bench_train
+    from blalm.bench.train import bench_train, profile_blalm
     from blalm.train.config import load_train_config
 
     cfg = load_train_config(args.config, args.overrides)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.profile:
+        print(profile_blalm(cfg, device, warmup=args.warmup))
+        return 0
     for row in bench_train(cfg, device, args.steps, args.warmup, args.peers):
         print(json.dumps(row), flush=True)
     return 0

@@ -134,6 +134,24 @@ def bench_peer(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) 
     return result_row(name, params, times, cfg, device, {"optimizer": "adamw (fused)", "compile": False})
 
 
+def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup: int = 3,
+                  row_limit: int = 25) -> str:
+    """A torch-profiler table of ``steps`` optimizer steps (after warm-up): where the step time goes."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, device)
+    optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
+    forward = torch.compile(model) if cfg.compile else model
+    step = make_step(model, list(optimizers.values()), cfg, device, lambda ids: forward(ids, labels=ids).loss)
+    time_steps(step, 0, warmup, device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        time_steps(step, steps, 0, device)
+    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=row_limit)
+
+
 def bench_train(cfg: TrainConfig, device: torch.device, steps: int = 10, warmup: int = 3,
                 peers: bool = False) -> Iterator[dict[str, Any]]:
     yield bench_blalm(cfg, device, steps, warmup)
