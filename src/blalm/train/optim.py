@@ -15,6 +15,12 @@ paper's single learning rate (7e-4 strict-small, 5.5e-4 strict) serves both opti
 ``muon_lr`` sets Muon's apart. Both follow the same schedule: linear warm-up over
 ``warmup_fraction`` of the steps, then cosine decay to ``min_lr_fraction`` of the peak.
 
+**Batched Muon.** ``BatchedMuon`` is ``torch.optim.Muon`` (same hyper-parameters, same state,
+same update) with the Newton–Schulz orthogonalisation run once per group of same-shaped
+matrices as a batched matmul instead of once per matrix: a BLaLM block has only three shapes, so
+192 sequential small iterations become 3 batched ones (on the H100, ``Muon.step`` took 31% of an
+eager BLaLM 270M step). ``tests/test_train_muon.py`` holds it to ``torch.optim.Muon``.
+
 **Weight decay** (decoupled) applies to 2-D weights only (Muon's matrices, embeddings, LM head,
 gate weights), never to norms, biases, α, conv kernels, Hedgehog maps or memory slots.
 """
@@ -30,6 +36,69 @@ from torch import nn
 from blalm.train.config import TrainConfig
 
 SCALAR_GATES = ("igate", "fgate")   # per-head scalar gate projections (mLSTM input/forget gates)
+
+
+def newton_schulz_batched(updates: torch.Tensor, coefficients: tuple[float, float, float], steps: int,
+                          eps: float) -> torch.Tensor:
+    """Muon's quintic Newton–Schulz orthogonalisation of a stack ``(n, A, B)`` of matrices, in bf16,
+    each matrix scaled to unit Frobenius norm first (as ``torch.optim.Muon`` does for one matrix)."""
+    a, b, c = coefficients
+    x = updates.bfloat16()
+    tall = x.size(-2) > x.size(-1)
+    if tall:
+        x = x.mT
+    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp(min=eps)
+    for _ in range(steps):
+        gram = x @ x.mT
+        x = torch.baddbmm(x, torch.baddbmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
+    return x.mT if tall else x
+
+
+class BatchedMuon(torch.optim.Muon):
+    """``torch.optim.Muon`` whose Newton–Schulz step runs batched over same-shaped matrices."""
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: D102 - same contract as torch.optim.Muon.step
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            by_shape: dict[tuple, list[torch.Tensor]] = {}
+            for p in group["params"]:
+                if p.grad is not None:
+                    by_shape.setdefault((tuple(p.shape), p.dtype, p.device), []).append(p)
+            for (shape, _, _), params in by_shape.items():
+                self._update(group, shape, params)
+        return loss
+
+    def _update(self, group: dict, shape: tuple, params: list[torch.Tensor]) -> None:
+        grads = [p.grad for p in params]
+        bufs = []
+        for p in params:
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+            bufs.append(state["momentum_buffer"])
+        momentum = group["momentum"]
+        torch._foreach_lerp_(bufs, grads, 1 - momentum)
+        stacked = torch.stack(bufs)
+        update = torch.stack(grads).lerp(stacked, momentum) if group["nesterov"] else stacked
+        ortho = newton_schulz_batched(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+        lr = float(group["lr"])
+        adjusted = lr * _muon_lr_ratio(group["adjust_lr_fn"], shape)
+        torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
+        torch._foreach_add_(params, list(ortho.to(params[0].dtype).unbind(0)), alpha=-adjusted)
+
+
+def _muon_lr_ratio(adjust_lr_fn: str | None, shape: tuple) -> float:
+    """``torch.optim.Muon``'s learning-rate adjustment for a matrix of ``shape``."""
+    rows, cols = shape[:2]
+    if adjust_lr_fn is None or adjust_lr_fn == "original":
+        return math.sqrt(max(1, rows / cols))
+    if adjust_lr_fn == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    return 1.0
 
 
 @dataclass
@@ -94,7 +163,7 @@ def build_optimizers(model: nn.Module, cfg: TrainConfig, fused: bool = False
     optimizers: dict[str, torch.optim.Optimizer] = {}
     if split.muon:
         muon_lr = cfg.muon_lr if cfg.muon_lr is not None else cfg.lr
-        optimizers["muon"] = torch.optim.Muon(
+        optimizers["muon"] = BatchedMuon(
             [{"params": [p for _, p in split.muon], "base_lr": muon_lr}],
             lr=muon_lr, weight_decay=cfg.weight_decay, momentum=cfg.muon_momentum, nesterov=cfg.muon_nesterov,
             ns_steps=cfg.muon_ns_steps, adjust_lr_fn=cfg.muon_adjust_lr)
