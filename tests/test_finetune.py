@@ -76,7 +76,7 @@ def _cfg(model_dir, glue_dir, **kw) -> FinetuneConfig:
     return from_dict(FinetuneConfig, data)
 
 
-def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_path):
+def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_path, capsys):
     out = tmp_path / "ft"
     report = finetune(_cfg(model_dir, glue_dir, tasks=[*AVAILABLE, "boolq"]), out, log=lambda m: None)
     on_disk = json.loads((out / "results.json").read_text())
@@ -110,6 +110,18 @@ def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_pat
     # re-running finds everything done
     again = finetune(_cfg(model_dir, glue_dir, tasks=[*AVAILABLE, "boolq"]), out, log=lambda m: None)
     assert again["glue"] == report["glue"]
+    # 'blalm eval --suite full --glue DIR' shows the GLUE column; without --glue it is not available
+    base = ["eval", str(model_dir), "--suite", "full", "--tasks", "glue", "--device", "cpu", "--quiet",
+            "--data-dir", str(glue_dir.parents[1]), "--out"]
+    assert cli.main([*base, str(tmp_path / "ev1"), "--glue", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "GLUE |" in printed and f"{report['glue']['score']:.2f} |" in printed
+    ev = json.loads((tmp_path / "ev1" / "results.json").read_text())["tasks"]["glue"]
+    assert ev["status"] == "ok" and ev["score"] == pytest.approx(report["glue"]["score"])
+    assert set(ev["per_task"]) == set(AVAILABLE) and "boolq" in ev["missing"]
+    assert cli.main([*base, str(tmp_path / "ev2")]) == 0
+    ev = json.loads((tmp_path / "ev2" / "results.json").read_text())["tasks"]["glue"]
+    assert ev["status"] == "not available" and "blalm finetune" in ev["reason"]
 
 
 def test_boolq_with_user_training_data(model_dir, glue_dir, tmp_path):
