@@ -76,7 +76,7 @@ def _cfg(model_dir, glue_dir, **kw) -> FinetuneConfig:
     return from_dict(FinetuneConfig, data)
 
 
-def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_path, capsys):
+def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_path):
     out = tmp_path / "ft"
     report = finetune(_cfg(model_dir, glue_dir, tasks=[*AVAILABLE, "boolq"]), out, log=lambda m: None)
     on_disk = json.loads((out / "results.json").read_text())
@@ -110,16 +110,19 @@ def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_pat
     # re-running finds everything done
     again = finetune(_cfg(model_dir, glue_dir, tasks=[*AVAILABLE, "boolq"]), out, log=lambda m: None)
     assert again["glue"] == report["glue"]
-    # 'blalm eval --suite full --glue DIR' shows the GLUE column; without --glue it is not available
+    # 'blalm eval --suite full --glue DIR' shows the GLUE column; without --glue it is not available.
+    # (In a subprocess: loading a blalm checkpoint for evaluation registers blalm with transformers'
+    # Auto classes in this process, which test_hf_export's remote-code test must not see.)
     base = ["eval", str(model_dir), "--suite", "full", "--tasks", "glue", "--device", "cpu", "--quiet",
             "--data-dir", str(glue_dir.parents[1]), "--out"]
-    assert cli.main([*base, str(tmp_path / "ev1"), "--glue", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "GLUE |" in printed and f"{report['glue']['score']:.2f} |" in printed
+    run = _blalm([*base, str(tmp_path / "ev1"), "--glue", str(out)])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "GLUE |" in run.stdout and f"{report['glue']['score']:.2f} |" in run.stdout
     ev = json.loads((tmp_path / "ev1" / "results.json").read_text())["tasks"]["glue"]
     assert ev["status"] == "ok" and ev["score"] == pytest.approx(report["glue"]["score"])
     assert set(ev["per_task"]) == set(AVAILABLE) and "boolq" in ev["missing"]
-    assert cli.main([*base, str(tmp_path / "ev2")]) == 0
+    run = _blalm([*base, str(tmp_path / "ev2")])
+    assert run.returncode == 0, run.stderr[-3000:]
     ev = json.loads((tmp_path / "ev2" / "results.json").read_text())["tasks"]["glue"]
     assert ev["status"] == "not available" and "blalm finetune" in ev["reason"]
 
@@ -185,14 +188,19 @@ def _cli_args(model_dir, glue_dir, out) -> list[str]:
     return args
 
 
-def _run(args, fault=None):
+def _blalm(argv, fault=None):
+    """``blalm ARGV`` in a subprocess (one torch thread, as this process)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("BLALM_TRAIN_FAULT", None)
     if fault:
         env["BLALM_TRAIN_FAULT"] = fault
     code = "import sys, torch; torch.set_num_threads(1); from blalm import cli; sys.exit(cli.main(sys.argv[1:]))"
-    return subprocess.run([sys.executable, "-c", code, "finetune", *args], env=env, cwd=REPO_ROOT,
+    return subprocess.run([sys.executable, "-c", code, *argv], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
+
+
+def _run(args, fault=None):
+    return _blalm(["finetune", *args], fault)
 
 
 def _weights(out, task):

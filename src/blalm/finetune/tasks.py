@@ -6,7 +6,7 @@ and MultiRC; 30 epochs for WSC), and the metrics reported (accuracy for every ta
 positive class for MRPC and QQP). The task's primary score (the GLUE column's mean) is F1 for
 MRPC and QQP and accuracy for the rest.
 
-Input: every field is tokenized on its own (no special tokens), the pieces are joined with the
+Input (this project's format; the separator and truncation are our choice): every field is tokenized on its own (no special tokens), the pieces are joined with the
 tokenizer's EOS token as separator, the tokenizer's BOS (when it has one) goes first; inputs
 longer than ``max_length`` lose tokens from their longest field first (``longest_first``), so that
 the last field (hypothesis, answer, span) is kept.
