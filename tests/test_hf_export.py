@@ -183,8 +183,28 @@ def test_export_refuses_what_is_not_a_checkpoint(checkpoints, tokenizer_dir, tmp
 # the exported folder in transformers 5.x (this process)
 
 
+@pytest.fixture
+def without_blalm_registration():
+    """transformers' Auto classes as in a process that never imported ``blalm.model.hf`` (another test
+    of the same pytest worker may have: evaluating a blalm checkpoint registers blalm's classes), so
+    that ``trust_remote_code`` loads the exported code; the registration is restored afterwards."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    saved_config = CONFIG_MAPPING._extra_content.pop("blalm", None)
+    saved_models = {k: v for k, v in MODEL_FOR_CAUSAL_LM_MAPPING._extra_content.items()
+                    if getattr(k, "model_type", None) == "blalm"}
+    for key in saved_models:
+        del MODEL_FOR_CAUSAL_LM_MAPPING._extra_content[key]
+    yield
+    if saved_config is not None:
+        CONFIG_MAPPING._extra_content["blalm"] = saved_config
+    MODEL_FOR_CAUSAL_LM_MAPPING._extra_content.update(saved_models)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
-def test_export_gives_blalm_logits_padding_and_generation_in_transformers_5(name, checkpoints, exports):
+def test_export_gives_blalm_logits_padding_and_generation_in_transformers_5(name, checkpoints, exports,
+                                                                           without_blalm_registration):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     hf = AutoModelForCausalLM.from_pretrained(str(exports[name]), trust_remote_code=True).eval()
