@@ -19,6 +19,7 @@ STAGE_CLIS = [
     "blalm.tokenizer.cli",
     "blalm.model.cli",
     "blalm.train.cli",
+    "blalm.finetune.cli",
     "blalm.eval.cli",
     "blalm.bench.cli",
 ]

@@ -52,6 +52,9 @@ def register(subparsers) -> None:
                         "file order (default 100)")
     p.add_argument("--last", type=int, default=0, metavar="N",
                    help="run folders: score only the last N checkpoints by step (default 0: all of them)")
+    p.add_argument("--glue", type=Path, default=None, metavar="DIR",
+                   help="the --out folder of 'blalm finetune': its results.json gives the GLUE column "
+                        "(default: GLUE is reported as not available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
     p.set_defaults(func=run_eval_cli)
 
@@ -65,6 +68,8 @@ def config_from_args(args: argparse.Namespace):
             "entity_fast_per_group": args.entity_fast_items, "progress": not args.quiet}
     if args.data_dir is not None:
         data["data_dir"] = str(args.data_dir)
+    if getattr(args, "glue", None) is not None:
+        data["glue_results"] = str(args.glue)
     return from_dict(EvalConfig, data, where="command line")
 
 

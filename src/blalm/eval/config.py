@@ -87,6 +87,7 @@ class EvalConfig:
     prepend_bos: bool = False             # see blalm.eval.scoring (False = as the official pipeline)
     entity_fast_per_group: int = 100      # fast suite: first N items of each (split, numops) group
     progress: bool = True                 # tqdm progress bars
+    glue_results: str = ""                # a 'blalm finetune' --out folder (its results.json); "" = GLUE n/a
 
     def validate(self) -> None:
         allowed = set(TASKS) | set(TASK_ALIASES)

@@ -13,7 +13,9 @@ EWoK 11 × 100, WUG, reading); entity tracking has no fast split here, so the fa
 first ``entity_fast_per_group`` (default 100) items of each of the 18 ``{split}_{numops}_ops``
 groups of the full files, in file order. (The official fast entity tracking, not available here,
 is the regular split only; ``per_split["regular"]`` of the detail is the comparable number.)
-GLUE needs fine-tuning, which is not implemented: it is reported as not available.
+GLUE needs fine-tuning (``blalm finetune MODEL --out DIR``): with ``glue_results = DIR`` (``blalm eval
+--glue DIR``) the GLUE task reads ``DIR/results.json`` and the table shows a GLUE column (not part of
+the paper's average); without it GLUE is reported as not available.
 """
 
 from __future__ import annotations
@@ -101,7 +103,7 @@ def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], 
                           "aoa_curve_fitness)"}
 
     def glue() -> dict[str, Any]:
-        return {"status": "not available", "reason": "fine-tuning not implemented"}
+        return glue_result(cfg.glue_results)
 
     table: dict[str, Callable[[], dict[str, Any]]] = {
         "blimp": lambda: minimal_pairs("blimp"),
@@ -115,6 +117,31 @@ def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], 
     for name in tasks:
         run(name, table[name])
     return results
+
+
+def glue_result(folder: str) -> dict[str, Any]:
+    """The GLUE task's result from a ``blalm finetune`` output folder (``""``: not available)."""
+    import json
+
+    if not folder:
+        return {"status": "not available",
+                "reason": "no fine-tuning results given: run 'blalm finetune MODEL --out DIR', then 'blalm eval "
+                          "... --glue DIR'"}
+    path = Path(folder).expanduser() / RESULTS_FILE
+    if not path.is_file():
+        raise InputError(f"--glue {folder}: no {RESULTS_FILE} there; give the --out folder of 'blalm finetune'")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        glue, tasks = data["glue"], data["tasks"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: not a 'blalm finetune' results file ({exc}); re-run blalm finetune") from None
+    detail = {"data": str(path), "finetuned_model": data.get("model"),
+              "per_task": {t: r.get("score") for t, r in tasks.items() if r.get("status") == "ok"},
+              "missing": glue.get("missing", {})}
+    if glue.get("status") != "ok":
+        return {"status": "not available", "reason": f"{path}: {glue.get('reason', 'no task has a result')}", **detail}
+    return {"status": "ok", "score": float(glue["score"]), **detail,
+            "unit": "mean task score, % (F1 for MRPC and QQP, accuracy otherwise)"}
 
 
 def paper_average(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -209,6 +236,9 @@ def format_table(report: dict[str, Any]) -> str:
     tasks = report["tasks"]
     head = [title for _, title in PAPER_COLUMNS] + ["Avg."]
     row = [format_number(tasks.get(t)) for t, _ in PAPER_COLUMNS] + [format_number(report["average"])]
+    if "glue" in tasks:   # fine-tuning: a column of its own, not part of the paper's average
+        head.append("GLUE")
+        row.append(format_number(tasks["glue"]))
     widths = [max(len(h), len(v)) for h, v in zip(head, row)]
     lines = [f"suite: {report['suite']}   model: {report['model']}",
              "| " + " | ".join(h.rjust(w) for h, w in zip(head, widths)) + " |",
@@ -221,7 +251,7 @@ def format_table(report: dict[str, Any]) -> str:
     if ties:
         lines.append("ties (counted correct, as the official pipeline): "
                      + ", ".join(f"{t} {n} (score with ties wrong {strict[t]:.2f})" for t, n in ties.items()))
-    paper = {t for t, _ in PAPER_COLUMNS}
+    paper = {t for t, _ in PAPER_COLUMNS} | {"glue"}
     for name, res in tasks.items():
         if name not in paper and res.get("status") == "ok":
             lines.append(f"{name}: {res['score']:.2f}  [{res.get('unit', '')}]")

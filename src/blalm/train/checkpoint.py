@@ -89,6 +89,11 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[s
     save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
 
 
+def load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The tensors of one safetensors file (e.g. a checkpoint's optimizer or extra file)."""
+    return _load_tensors(path, device)
+
+
 def _load_tensors(path: Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -114,8 +119,12 @@ def cleanup_stale(root: Path) -> list[str]:
 
 def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
                     optimizer_state: dict[str, torch.Tensor] | None, state: dict[str, Any],
-                    model_config: dict[str, Any], tokenizer_files: list[Path] = ()) -> Path:
-    """Write checkpoint ``root/name`` atomically and point ``root/latest`` at it (see the module docstring)."""
+                    model_config: dict[str, Any], tokenizer_files: list[Path] = (),
+                    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+    """Write checkpoint ``root/name`` atomically and point ``root/latest`` at it (see the module docstring).
+
+    ``extra_tensors``: more safetensors files written in the same atomic folder, ``{file name: tensors}``
+    (fine-tuning keeps its classification head in ``head.safetensors`` this way)."""
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:12]}"
@@ -124,6 +133,8 @@ def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
         _save_tensors(model_state, tmp / MODEL_FILE, metadata=dict(FORMAT_METADATA))
         if optimizer_state is not None:
             _save_tensors(optimizer_state, tmp / OPTIMIZER_FILE, metadata={"format": "pt"})
+        for file_name, tensors in (extra_tensors or {}).items():
+            _save_tensors(tensors, tmp / file_name, metadata={"format": "pt"})
         _write_json(tmp / MODEL_CONFIG_FILE, model_config)
         for source in tokenizer_files:
             shutil.copyfile(source, tmp / Path(source).name)

@@ -1,0 +1,9 @@
+"""The fine-tuning stage (BabyLM 2025 (Super)GLUE protocol): ``blalm finetune MODEL --tasks ... --out DIR``.
+
+- ``tasks``    the task table (fields, number of labels, batch size, epochs, metrics) and reading the
+               ``glue_filtered`` files;
+- ``head``     the classification model: the pretrained decoder plus a head on the last real token;
+- ``metrics``  accuracy and binary F1 (pure functions);
+- ``run``      ``finetune(cfg, out_dir)``: the loop, checkpoints, resume, evaluation, results.json;
+- ``cli``      the ``finetune`` verb.
+"""

@@ -1,0 +1,58 @@
+"""``FinetuneConfig``: what one ``blalm finetune`` run does (built by the CLI with ``from_dict``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from blalm.config import check
+from blalm.finetune.tasks import DEFAULT_TASKS, TASKS
+
+# keys that may change between a killed run and its resumption (they keep the math)
+RESUMABLE_KEYS = ("progress", "device")
+
+
+@dataclass
+class FinetuneConfig:
+    model: str = ""                       # a blalm checkpoint folder (model.safetensors + config + tokenizer)
+    tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
+    data_dir: str = ""                    # "" = <eval data>/full_eval/glue_filtered
+    lr: float = 3e-5                      # AdamW peak learning rate (official default)
+    batch_size: int = 0                   # 0 = the task's official batch size (32; 16 BoolQ/MultiRC)
+    epochs: int = 0                       # 0 = the task's official epochs (10; 30 WSC)
+    max_length: int = 512                 # tokens per input (longest field truncated first)
+    seed: int = 42
+    weight_decay: float = 0.01
+    dropout: float = 0.1                  # on the head's input
+    warmup_fraction: float = 0.0          # linear warm-up share of the steps, then cosine decay
+    min_lr_fraction: float = 0.0
+    grad_clip: float = 1.0                # 0 = no clipping
+    eval_batch: int = 32
+    max_train: int = 0                    # first N training examples per task (0 = all; tests, demos)
+    max_valid: int = 0                    # first N evaluation examples per task (0 = all)
+    save_every: int = 0                   # also checkpoint every N steps (0 = at epoch ends only)
+    log_every: int = 10
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    progress: bool = True
+
+    def validate(self) -> None:
+        check(bool(self.model), "model: give the model folder to fine-tune")
+        check(len(self.tasks) > 0, "tasks: name at least one task")
+        for name in self.tasks:
+            check(name in TASKS, f"unknown task {name!r}; allowed: {', '.join(TASKS)}")
+        check(self.lr > 0, f"lr must be positive, got {self.lr}")
+        check(self.batch_size >= 0 and self.epochs >= 0, "batch_size and epochs must be >= 0 (0 = official)")
+        check(self.max_length >= 8, f"max_length must be at least 8, got {self.max_length}")
+        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
+        check(0.0 <= self.warmup_fraction < 1.0, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        check(self.max_train >= 0 and self.max_valid >= 0, "max_train and max_valid must be >= 0")
+        check(self.save_every >= 0 and self.log_every >= 1 and self.eval_batch >= 1,
+              "save_every must be >= 0, log_every and eval_batch >= 1")
+
+    def glue_dir(self) -> Path:
+        if self.data_dir:
+            return Path(self.data_dir).expanduser()
+        from blalm.data.config import default_data_dir
+
+        return default_data_dir() / "eval" / "full_eval" / "glue_filtered"

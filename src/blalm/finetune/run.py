@@ -1,0 +1,285 @@
+"""``finetune(cfg, out_dir)``: fine-tune a pretrained model on each task and write the results.
+
+Per task ``T`` the run folder ``OUT/T/`` is a small training run of the training stage's kind:
+``config.json`` (the resolved settings of this task), ``run_info.json``, ``metrics.jsonl`` (``setup``,
+``train`` records every ``log_every`` steps, ``resume``, ``eval``), ``checkpoints/`` written atomically
+by :func:`blalm.train.checkpoint.save_checkpoint` (the fine-tuned decoder as ``model.safetensors`` +
+``model_config.json`` + tokenizer, so ``load_model`` reads it; the head as ``head.safetensors``; the
+AdamW state; ``state.json`` with the step and RNG states) at every epoch end, every ``save_every``
+steps and the end, and ``results.json`` (accuracy, F1 where reported, predictions) once it is
+evaluated on the task's ``valid`` file. ``OUT/results.json`` gathers every task and the GLUE score.
+
+Re-running the same command resumes: a task with ``results.json`` is done; a task with a checkpoint
+continues from ``checkpoints/latest``. On CPU a killed and resumed run ends with the same weights
+as an uninterrupted one: the example order of each epoch is a pure function of (seed, epoch), the
+learning rate of the step, and the checkpoint holds weights, optimizer state and RNG states.
+
+Optimizer: AdamW over every parameter (decoder and head), peak ``lr`` (3e-5), weight decay on 2-D
+weights, the training stage's schedule (warm-up, then cosine decay), gradient clipping at
+``grad_clip``. Loss: cross-entropy of the head's logits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from blalm.atomic import write_json_atomic
+from blalm.config import to_dict
+from blalm.errors import BlalmError, InputError
+from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
+from blalm.finetune.head import SequenceClassifier, pad_batch
+from blalm.finetune.metrics import accuracy, binary_f1
+from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
+from blalm.runinfo import run_info
+from blalm.train import checkpoint as ckpt
+from blalm.train.data import epoch_permutation
+from blalm.train.metrics import MetricsLogger, truncate_metrics
+from blalm.train.optim import lr_factor, set_learning_rates
+from blalm.train.trainer import resolve_device
+
+RESULTS_FILE = "results.json"
+CONFIG_FILE = "config.json"
+HEAD_FILE = "head.safetensors"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def task_settings(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
+    """The resolved settings of one task (what its config.json holds and resume compares)."""
+    out = to_dict(cfg)
+    out.pop("tasks")
+    out["task"] = task.name
+    out["batch_size"] = cfg.batch_size or task.batch_size
+    out["epochs"] = cfg.epochs or task.epochs
+    out["data_dir"] = str(cfg.glue_dir())
+    out["model"] = str(Path(cfg.model).expanduser().resolve())
+    return out
+
+
+def load_backbone(model_dir: Path, device: torch.device):
+    """(decoder, tokenizer, model config dict) of a blalm checkpoint folder."""
+    from blalm.model.checkpoint import CONFIG_FILE as MODEL_CONFIG, is_model_checkpoint, load_model
+    from blalm.tokenizer.train import load_tokenizer
+
+    if not model_dir.is_dir():
+        raise InputError(f"{model_dir}: model folder not found")
+    if not is_model_checkpoint(model_dir):
+        raise InputError(f"{model_dir}: not a blalm checkpoint (model.safetensors + model_config.json); give a "
+                         f"checkpoint folder, e.g. RUN_DIR/checkpoints/<name>")
+    if not (model_dir / "tokenizer.json").is_file():
+        raise InputError(f"{model_dir}: the checkpoint has no tokenizer.json; fine-tuning needs its tokenizer")
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, device)
+    model_config = json.loads((model_dir / MODEL_CONFIG).read_text(encoding="utf-8"))
+    return model, tokenizer, model_config
+
+
+def _pad_id(tokenizer: Any) -> int:
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return int(tid)
+    return 0
+
+
+@torch.no_grad()
+def predict(model: SequenceClassifier, sequences: list[list[int]], pad_id: int, batch: int,
+            device: torch.device) -> list[int]:
+    was = model.training
+    model.eval()
+    out: list[int] = []
+    for start in range(0, len(sequences), batch):
+        ids, mask = pad_batch(sequences[start:start + batch], pad_id)
+        out.extend(model(ids.to(device), mask.to(device)).argmax(dim=-1).tolist())
+    model.train(was)
+    return out
+
+
+def task_metrics(task: Task, predictions: list[int], labels: list[int]) -> dict[str, Any]:
+    res: dict[str, Any] = {"accuracy": accuracy(predictions, labels)}
+    if task.f1:
+        res["f1"] = binary_f1(predictions, labels)
+    res["score"] = res[task.primary]
+    res["metric"] = task.primary
+    return res
+
+
+def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Fine-tune (or resume, or skip when done) one task; return its result record."""
+    from tqdm import tqdm
+
+    settings = task_settings(cfg, task)
+    ckpt_root = task_dir / "checkpoints"
+    if (task_dir / CONFIG_FILE).is_file():
+        old = json.loads((task_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        diffs = [(k, old.get(k), v) for k, v in settings.items() if k not in RESUMABLE_KEYS and old.get(k) != v]
+        if diffs:
+            lines = "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in diffs)
+            raise BlalmError(f"{task_dir} holds a fine-tuning run with other settings, so it cannot be resumed:\n"
+                             f"{lines}\nRe-run with the same options or choose a new --out")
+        if (task_dir / RESULTS_FILE).is_file():
+            log(f"{task.name}: already done ({task_dir / RESULTS_FILE})")
+            return json.loads((task_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+
+    train_ex, valid_ex = load_task(cfg.glue_dir(), task.name, cfg.max_train, cfg.max_valid)
+    device = resolve_device(cfg.device)
+    model_dir = Path(cfg.model).expanduser()
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+    import random
+    random.seed(cfg.seed)
+    backbone, tokenizer, model_config = load_backbone(model_dir, device)
+    model = SequenceClassifier(backbone, task.num_labels, cfg.dropout).to(device)
+    pad_id = _pad_id(tokenizer)
+    train_seqs = [encode(tokenizer, ex["fields"], cfg.max_length) for ex in train_ex]
+    train_labels = [ex["label"] for ex in train_ex]
+    B, epochs = settings["batch_size"], settings["epochs"]
+    steps_per_epoch = math.ceil(len(train_seqs) / B)
+    total = steps_per_epoch * epochs
+
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [n for n, p in named if p.ndim >= 2]
+    no_decay = [n for n, p in named if p.ndim < 2]
+    params = dict(named)
+    opt = torch.optim.AdamW([{"params": [params[n] for n in decay], "weight_decay": cfg.weight_decay},
+                             {"params": [params[n] for n in no_decay], "weight_decay": 0.0}], lr=cfg.lr)
+    for group in opt.param_groups:
+        group["base_lr"] = cfg.lr
+    optimizers, names = {"adamw": opt}, {"adamw": [decay, no_decay]}
+
+    ckpt.cleanup_stale(ckpt_root)
+    latest = ckpt.read_latest(ckpt_root) if ckpt_root.is_dir() else None
+    step = 0
+    task_dir.mkdir(parents=True, exist_ok=True)
+    if latest is not None:   # before the logger opens the file: truncation replaces it
+        truncate_metrics(task_dir, ckpt.read_state(latest)["step"])
+    else:
+        (task_dir / "metrics.jsonl").unlink(missing_ok=True)
+    metrics = MetricsLogger(task_dir, tensorboard=False)
+    if latest is not None:
+        state = ckpt.read_state(latest)
+        backbone.load_state_dict(ckpt.load_model_state(latest, device))
+        model.head.load_state_dict(ckpt.load_tensors(latest / HEAD_FILE, device))
+        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(latest / ckpt.OPTIMIZER_FILE, device),
+                                  state["optimizer_scalars"])
+        ckpt.set_rng_state(state["rng"])
+        step = state["step"]
+        metrics.log({"kind": "resume", "step": step, "checkpoint": latest.name})
+        log(f"{task.name}: resuming from {latest} (step {step} of {total})")
+    else:
+        write_json_atomic(task_dir / CONFIG_FILE, settings)
+        write_json_atomic(task_dir / "run_info.json", run_info(settings, cfg.seed))
+        metrics.log({"kind": "setup", "step": 0, "task": task.name, "train_examples": len(train_seqs),
+                     "valid_examples": len(valid_ex), "batch_size": B, "epochs": epochs,
+                     "steps_per_epoch": steps_per_epoch, "total_steps": total,
+                     "parameters": sum(p.numel() for p in model.parameters()), "device": str(device)})
+        log(f"{task.name}: {len(train_seqs)} training examples, batch {B}, {epochs} epochs = {total} steps")
+    tokenizer_files = [model_dir / n for n in TOKENIZER_FILES if (model_dir / n).is_file()]
+
+    model.train()
+    bar = tqdm(total=total, initial=step, desc=f"finetune {task.name}", unit="step", dynamic_ncols=True,
+               disable=not cfg.progress, file=sys.stderr)
+    interval_loss, interval_n, t0 = 0.0, 0, time.time()
+    try:
+        while step < total:
+            epoch, s = divmod(step, steps_per_epoch)
+            rows = epoch_permutation(len(train_seqs), cfg.seed, epoch)[s * B:(s + 1) * B]
+            lrs = set_learning_rates(optimizers, lr_factor(step, total, cfg.warmup_fraction, cfg.min_lr_fraction))
+            ids, mask = pad_batch([train_seqs[i] for i in rows], pad_id)
+            labels = torch.tensor([train_labels[i] for i in rows], dtype=torch.long, device=device)
+            loss = F.cross_entropy(model(ids.to(device), mask.to(device)), labels)
+            loss.backward()
+            loss = loss.detach()
+            ckpt.fault_point("step_backward")
+            grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()),
+                                                       cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            step += 1
+            interval_loss += float(loss)
+            interval_n += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
+            if step % cfg.log_every == 0 or step == total:
+                metrics.log({"kind": "train", "step": step, "epoch": step / steps_per_epoch,
+                             "loss": interval_loss / interval_n, "lr": lrs, "grad_norm": float(grad_norm),
+                             "seconds": round(time.time() - t0, 3)})
+                interval_loss, interval_n, t0 = 0.0, 0, time.time()
+            if step % steps_per_epoch == 0 or (cfg.save_every and step % cfg.save_every == 0) or step == total:
+                opt_tensors, opt_scalars = ckpt.optimizer_tensors(optimizers, names)
+                name = f"step{step:07d}"
+                state = {"step": step, "epoch": step // steps_per_epoch, "total_steps": total,
+                         "steps_per_epoch": steps_per_epoch, "complete": step == total, "loss": float(loss),
+                         "rng": ckpt.rng_state(), "optimizer_scalars": opt_scalars,
+                         "optimizer_param_names": names, "task": task.name}
+                ckpt.save_checkpoint(ckpt_root, name, backbone.state_dict(), opt_tensors, state, model_config,
+                                     tokenizer_files, extra_tensors={HEAD_FILE: model.head.state_dict()})
+                if latest is not None and latest.name != name:   # keep the optimizer state of the latest only
+                    (latest / ckpt.OPTIMIZER_FILE).unlink(missing_ok=True)
+                latest = ckpt_root / name
+    finally:
+        bar.close()
+
+    predictions = predict(model, [encode(tokenizer, ex["fields"], cfg.max_length) for ex in valid_ex],
+                          pad_id, cfg.eval_batch, device)
+    gold = [ex["label"] for ex in valid_ex]
+    result = {"status": "ok", "task": task.name, **task_metrics(task, predictions, gold),
+              "n_train": len(train_seqs), "n_valid": len(gold), "steps": total, "epochs": epochs,
+              "batch_size": B, "checkpoint": str(latest) if latest else None, "predictions": predictions}
+    metrics.log({"kind": "eval", "step": total, **{k: result[k] for k in ("accuracy", "score", "metric")},
+                 **({"f1": result["f1"]} if "f1" in result else {})})
+    metrics.close()
+    write_json_atomic(task_dir / RESULTS_FILE, result)
+    log(f"{task.name}: accuracy {result['accuracy']:.2f}" + (f", F1 {result['f1']:.2f}" if "f1" in result else ""))
+    return result
+
+
+def glue_summary(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The GLUE column: mean of the tasks' primary scores (F1 for MRPC/QQP, accuracy otherwise)
+    over the tasks that have a result; the others are listed with their reason."""
+    ok = {t: r["score"] for t, r in tasks.items() if r.get("status") == "ok"}
+    missing = {t: r.get("reason", "") for t, r in tasks.items() if r.get("status") != "ok"}
+    if not ok:
+        return {"status": "not available", "reason": "no task has a result", "missing": missing}
+    return {"status": "ok", "score": sum(ok.values()) / len(ok), "components": ok, "missing": missing}
+
+
+def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Fine-tune on every task of ``cfg`` (resuming what ``out_dir`` holds) and write OUT/results.json."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BlalmError(f"--out {out_dir} exists and is not a folder; give a folder path")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, Any]] = {}
+    for name in cfg.tasks:
+        try:
+            res = finetune_task(cfg, TASKS[name], out_dir / name, log)
+        except TaskUnavailable as exc:
+            res = {"status": "not available", "task": name, "reason": str(exc)}
+            log(f"{name}: not available ({exc})")
+        results[name] = res
+    report = {"model": str(cfg.model), "data_dir": str(cfg.glue_dir()), "glue": glue_summary(results),
+              "tasks": {t: {k: v for k, v in r.items() if k != "predictions"} for t, r in results.items()},
+              "config": to_dict(cfg)}
+    write_json_atomic(out_dir / RESULTS_FILE, report)
+    return report
+
+
+def format_results(report: dict[str, Any]) -> str:
+    lines = []
+    for name, res in report["tasks"].items():
+        if res.get("status") == "ok":
+            lines.append(f"{name}: accuracy {res['accuracy']:.2f}" + (f", F1 {res['f1']:.2f}" if "f1" in res else ""))
+        else:
+            lines.append(f"{name}: {res['status']} ({res.get('reason', '')})")
+    glue = report["glue"]
+    lines.append(f"GLUE: {glue['score']:.2f} (mean of {', '.join(glue['components'])})" if glue["status"] == "ok"
+                 else f"GLUE: not available ({glue['reason']})")
+    return "\n".join(lines)

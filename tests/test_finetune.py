@@ -1,0 +1,245 @@
+"""Fine-tuning (BabyLM 2025 (Super)GLUE protocol): a tiny fixed-seed blalm model with a real
+tokenizer fine-tuned on slices of the real glue_filtered files; last-token pooling under right
+padding; accuracy/F1 against brute force; kill-and-resume to identical weights; BoolQ without
+training data; the GLUE column of 'blalm eval'."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from blalm import cli
+from blalm.config import from_dict
+from blalm.finetune.config import FinetuneConfig
+from blalm.finetune.head import SequenceClassifier, last_token_states, pad_batch
+from blalm.finetune.metrics import accuracy, binary_f1
+from blalm.finetune.run import HEAD_FILE, finetune
+from blalm.finetune.tasks import TASKS, encode, load_task
+from blalm.model.checkpoint import load_model, save_model
+from blalm.model.cli import load_model_config
+from blalm.model.decoder import build_model
+from blalm.tokenizer.train import load_tokenizer, train_tokenizer
+from blalm.train import checkpoint as ckpt
+
+VOCAB = 500
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AVAILABLE = ("mnli", "mrpc", "multirc", "qqp", "rte", "wsc")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def glue_dir(data_dir) -> Path:
+    path = data_dir / "eval" / "full_eval" / "glue_filtered"
+    if not path.is_dir():
+        pytest.skip(f"{path} not found")
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(glue_dir, tmp_path_factory) -> Path:
+    """A tiny fixed-seed blalm checkpoint with a real BPE tokenizer trained on GLUE text."""
+    lines = []
+    for name in AVAILABLE:
+        train, valid = load_task(glue_dir, name, max_train=150, max_valid=10)
+        lines += [f for ex in train + valid for f in ex["fields"]]
+    corpus = tmp_path_factory.mktemp("corpus")
+    (corpus / "train.txt").write_text("".join(" ".join(ln.split()) + "\n" for ln in lines[:-40]), "utf-8")
+    (corpus / "dev.txt").write_text("".join(" ".join(ln.split()) + "\n" for ln in lines[-40:]), "utf-8")
+    tok = tmp_path_factory.mktemp("tok") / "tokenizer"
+    train_tokenizer(corpus, tok, vocab_size=VOCAB, show_progress=False)
+    torch.manual_seed(0)
+    cfg = load_model_config(REPO_ROOT / "configs/model/tiny_blalm.toml",
+                            [f"vocab_size={VOCAB}", "num_layers=1", "hidden_size=32", "intermediate_size=64"])
+    return save_model(build_model(cfg).eval(), tmp_path_factory.mktemp("ckpt") / "tiny", tokenizer_dir=tok)
+
+
+def _cfg(model_dir, glue_dir, **kw) -> FinetuneConfig:
+    data = {"model": str(model_dir), "data_dir": str(glue_dir), "tasks": list(AVAILABLE), "max_train": 12,
+            "max_valid": 12, "batch_size": 4, "epochs": 1, "max_length": 48, "lr": 1e-3, "device": "cpu",
+            "progress": False, **kw}
+    return from_dict(FinetuneConfig, data)
+
+
+def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_path):
+    out = tmp_path / "ft"
+    report = finetune(_cfg(model_dir, glue_dir, tasks=[*AVAILABLE, "boolq"]), out, log=lambda m: None)
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["glue"] == report["glue"]
+    for name in AVAILABLE:
+        res = report["tasks"][name]
+        assert res["status"] == "ok", res
+        assert res["n_train"] == 12 and res["n_valid"] == 12 and res["steps"] == 3
+        assert 0.0 <= res["accuracy"] <= 100.0
+        assert ("f1" in res) == (name in ("mrpc", "qqp"))
+        assert res["score"] == (res["f1"] if name in ("mrpc", "qqp") else res["accuracy"])
+        # the task folder: metrics, a loadable fine-tuned decoder + head, the per-task predictions
+        task_res = json.loads((out / name / "results.json").read_text())
+        gold = [ex["label"] for ex in load_task(glue_dir, name, 12, 12)[1]]
+        assert task_res["accuracy"] == pytest.approx(accuracy(task_res["predictions"], gold))
+        latest = ckpt.read_latest(out / name / "checkpoints")
+        load_model(latest)
+        assert load_file(str(latest / HEAD_FILE))["weight"].shape[0] == TASKS[name].num_labels
+        kinds = [json.loads(line)["kind"] for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+        assert kinds[0] == "setup" and "train" in kinds and kinds[-1] == "eval"
+    # fine-tuning changed the decoder's weights
+    base = load_file(str(model_dir / "model.safetensors"))
+    tuned = load_file(str(ckpt.read_latest(out / "rte" / "checkpoints") / "model.safetensors"))
+    assert any(not torch.equal(base[k], tuned[k]) for k in base)
+    # BoolQ: no training data -> not available with the reason, and left out of the GLUE mean
+    boolq = report["tasks"]["boolq"]
+    assert boolq["status"] == "not available" and "boolq.train.jsonl" in boolq["reason"]
+    assert report["glue"]["status"] == "ok" and set(report["glue"]["components"]) == set(AVAILABLE)
+    assert "boolq" in report["glue"]["missing"]
+    assert report["glue"]["score"] == pytest.approx(sum(report["tasks"][t]["score"] for t in AVAILABLE) / 6)
+    # re-running finds everything done
+    again = finetune(_cfg(model_dir, glue_dir, tasks=[*AVAILABLE, "boolq"]), out, log=lambda m: None)
+    assert again["glue"] == report["glue"]
+    # 'blalm eval --suite full --glue DIR' shows the GLUE column; without --glue it is not available.
+    # (In a subprocess: loading a blalm checkpoint for evaluation registers blalm with transformers'
+    # Auto classes in this process, which test_hf_export's remote-code test must not see.)
+    base = ["eval", str(model_dir), "--suite", "full", "--tasks", "glue", "--device", "cpu", "--quiet",
+            "--data-dir", str(glue_dir.parents[1]), "--out"]
+    run = _blalm([*base, str(tmp_path / "ev1"), "--glue", str(out)])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "GLUE |" in run.stdout and f"{report['glue']['score']:.2f} |" in run.stdout
+    ev = json.loads((tmp_path / "ev1" / "results.json").read_text())["tasks"]["glue"]
+    assert ev["status"] == "ok" and ev["score"] == pytest.approx(report["glue"]["score"])
+    assert set(ev["per_task"]) == set(AVAILABLE) and "boolq" in ev["missing"]
+    run = _blalm([*base, str(tmp_path / "ev2")])
+    assert run.returncode == 0, run.stderr[-3000:]
+    ev = json.loads((tmp_path / "ev2" / "results.json").read_text())["tasks"]["glue"]
+    assert ev["status"] == "not available" and "blalm finetune" in ev["reason"]
+
+
+def test_boolq_with_user_training_data(model_dir, glue_dir, tmp_path):
+    """BoolQ runs when --data-dir holds a training file (here: a slice of the valid file, renamed)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = (glue_dir / "boolq.valid.jsonl").read_text().splitlines()
+    (data / "boolq.train.jsonl").write_text("\n".join(rows[:8]) + "\n")
+    (data / "boolq.valid.jsonl").write_text("\n".join(rows[8:16]) + "\n")
+    report = finetune(_cfg(model_dir, data, tasks=["boolq"]), tmp_path / "out", log=lambda m: None)
+    assert report["tasks"]["boolq"]["status"] == "ok" and report["tasks"]["boolq"]["n_train"] == 8
+
+
+def test_head_reads_the_last_real_token_under_right_padding(model_dir):
+    """Fails for first-token pooling: a late token changes the head's input, padding does not."""
+    torch.manual_seed(0)
+    clf = SequenceClassifier(load_model(model_dir), 2, dropout=0.0).eval()
+    tok = load_tokenizer(model_dir)
+    a = encode(tok, ["The cat sat on the mat.", "A cat is sitting."], 64)
+    b = a[:-1] + [a[-2] if a[-1] != a[-2] else a[0]]              # differs only in the last token
+    short = a[:5]
+    ids, mask = pad_batch([a, b, short], tok.pad_token_id)
+    assert mask[2].sum() == 5 and ids.shape[1] == len(a)
+    with torch.no_grad():
+        pooled = clf.pooled(ids, mask)
+        alone = [clf.pooled(*pad_batch([s], tok.pad_token_id))[0] for s in (a, b, short)]
+        logits = clf(ids, mask)
+    assert not torch.allclose(pooled[0], pooled[1])                 # the late token matters
+    for row, single in zip(pooled, alone):                          # padding changes nothing
+        torch.testing.assert_close(row, single, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits, clf.head(pooled))
+    # it is the last real token's state of the decoder, not the first one's
+    hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
+    got = last_token_states(hidden, torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))
+    assert torch.equal(got, torch.stack([hidden[0, 2], hidden[1, 3]]))
+
+
+def _brute_f1(pred, gold):
+    tp = sum(1 for p, g in zip(pred, gold) if p == g == 1)
+    prec = tp / max(1, sum(pred))
+    rec = tp / max(1, sum(gold))
+    return 0.0 if tp == 0 else 100 * 2 * prec * rec / (prec + rec)
+
+
+def test_metrics_match_brute_force():
+    for pred in itertools.product((0, 1), repeat=6):
+        for gold in ((1, 0, 1, 1, 0, 0), (0, 0, 0, 0, 0, 1), (1, 1, 1, 1, 1, 1)):
+            assert accuracy(pred, gold) == pytest.approx(100 * sum(p == g for p, g in zip(pred, gold)) / 6)
+            assert binary_f1(pred, gold) == pytest.approx(_brute_f1(pred, gold))
+    assert accuracy([0, 1, 2, 2], [0, 2, 2, 1]) == 50.0
+    assert binary_f1([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(50.0)
+    with pytest.raises(ValueError):
+        accuracy([1], [1, 0])
+
+
+def _cli_args(model_dir, glue_dir, out) -> list[str]:
+    args = [str(model_dir), "--tasks", "rte,mrpc", "--out", str(out), "--data-dir", str(glue_dir), "--quiet"]
+    for item in ("max_train=16", "max_valid=8", "batch_size=4", "epochs=2", "max_length=40", "lr=1e-3",
+                 "save_every=3", "log_every=1", "device=\"cpu\""):
+        args += ["--set", item]
+    return args
+
+
+def _blalm(argv, fault=None):
+    """``blalm ARGV`` in a subprocess (one torch thread, as this process)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("BLALM_TRAIN_FAULT", None)
+    if fault:
+        env["BLALM_TRAIN_FAULT"] = fault
+    code = "import sys, torch; torch.set_num_threads(1); from blalm import cli; sys.exit(cli.main(sys.argv[1:]))"
+    return subprocess.run([sys.executable, "-c", code, *argv], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _run(args, fault=None):
+    return _blalm(["finetune", *args], fault)
+
+
+def _weights(out, task):
+    latest = ckpt.read_latest(out / task / "checkpoints")
+    return load_file(str(latest / "model.safetensors")), load_file(str(latest / HEAD_FILE))
+
+
+def test_killed_finetuning_resumes_to_identical_weights(model_dir, glue_dir, tmp_path, capsys):
+    reference, killed = tmp_path / "reference", tmp_path / "killed"
+    run = _run(_cli_args(model_dir, glue_dir, reference))
+    assert run.returncode == 0, run.stderr[-3000:]
+    # SIGKILL in the middle of rte's 5th optimizer step (after its backward); checkpoints were written at
+    # step 3 (save_every) and step 4 (the end of epoch 1)
+    run = _run(_cli_args(model_dir, glue_dir, killed), fault="step_backward@5")
+    assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
+    assert ckpt.read_state(ckpt.read_latest(killed / "rte" / "checkpoints"))["step"] == 4
+    assert not (killed / "rte" / "results.json").exists()
+    # SIGKILL in the middle of a checkpoint write of the resumed run (step 6: files written, not renamed)
+    run = _run(_cli_args(model_dir, glue_dir, killed), fault="save_written@1")
+    assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
+    assert ckpt.read_state(ckpt.read_latest(killed / "rte" / "checkpoints"))["step"] == 4
+    assert any(p.name.startswith(".tmp-") for p in (killed / "rte" / "checkpoints").iterdir())
+    run = _run(_cli_args(model_dir, glue_dir, killed))
+    assert run.returncode == 0, run.stderr[-3000:]
+    for task in ("rte", "mrpc"):
+        (m_ref, h_ref), (m_got, h_got) = _weights(reference, task), _weights(killed, task)
+        assert m_ref.keys() == m_got.keys() and h_ref.keys() == h_got.keys()
+        for k in m_ref:
+            assert torch.equal(m_ref[k], m_got[k]), (task, k)
+        for k in h_ref:
+            assert torch.equal(h_ref[k], h_got[k]), (task, k)
+        ref = json.loads((reference / task / "results.json").read_text())
+        got = json.loads((killed / task / "results.json").read_text())
+        assert ref["predictions"] == got["predictions"] and ref["accuracy"] == got["accuracy"]
+    steps = [json.loads(line)["step"] for line in (killed / "rte" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert steps == list(range(1, 9))                 # the records of lost steps are dropped on resume, none twice
+    # changed settings are refused, not silently mixed
+    args = _cli_args(model_dir, glue_dir, killed)
+    args[args.index("lr=1e-3")] = "lr=2e-3"
+    assert cli.main(["finetune", *args]) == 2
+    assert "lr: 0.001 in the run, 0.002 now" in capsys.readouterr().err
