@@ -294,16 +294,9 @@ def test_cosmopedia_samples():
     assert len(res.segments) == 3 and all(250 <= len(s.split()) <= 400 for s in res.segments)
 
 
-from test_filters import EDU_TEXT  # noqa: E402  (the same hand-written educational text)
+from test_filters import EDU_TEXT, SPAM_TEXT  # noqa: E402  (the same hand-written texts)
 
-SPAM_TEXT = """Home | About | Contact | Shop
-Click here to subscribe to our newsletter and get 20% discount!
-We use cookies to improve your experience. Accept cookies
-Buy now - free shipping on all orders over $50
-Sign up | Log in | Your cart (0)
-Follow us on Facebook Twitter Instagram
-Privacy policy | Terms of use | All rights reserved 2024
-Home | About | Contact | Shop"""
+
 
 
 def test_fineweb_edu_samples():

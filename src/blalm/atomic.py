@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -49,3 +50,20 @@ def replace_dir(new: Path, target: Path) -> None:
         os.replace(old, target)
         raise
     shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Build a folder in a temporary sibling and move it onto ``target`` only if the block succeeds::
+
+        with atomic_dir(out_dir) as tmp:
+            write files into tmp
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = new_sibling_dir(target, "tmp")
+    try:
+        yield tmp
+        replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

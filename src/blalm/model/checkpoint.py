@@ -25,7 +25,7 @@ from blalm.config import from_dict, to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.model.config import ModelConfig
 from blalm.model.decoder import BlalmForCausalLM
-from blalm.atomic import new_sibling_dir, replace_dir, write_json_atomic
+from blalm.atomic import atomic_dir, write_json_atomic
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model_config.json"
@@ -70,17 +70,11 @@ def save_model(model: nn.Module, out_dir: str | Path, tokenizer_dir: str | Path 
     tokenizer_files = _tokenizer_files(Path(tokenizer_dir).expanduser()) if tokenizer_dir is not None else []
     _check_replaceable(out_dir, "checkpoint", is_model_checkpoint)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_sibling_dir(out_dir, "tmp")
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata=dict(FORMAT_METADATA))
         write_json_atomic(tmp / CONFIG_FILE, to_dict(model.config))
         for source in tokenizer_files:
             shutil.copyfile(source, tmp / source.name)
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 

@@ -42,7 +42,7 @@ from blalm.model.checkpoint import (
     is_model_checkpoint,
     load_model,
 )
-from blalm.atomic import new_sibling_dir, replace_dir, write_json_atomic
+from blalm.atomic import atomic_dir, write_json_atomic
 
 CONFIG_MODULE = "configuration_blalm"
 MODELING_MODULE = "modeling_blalm"
@@ -288,9 +288,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, tokenizer_dir: str | 
     sources = build_hf_sources()
     state = {f"model.{name}": t.detach().contiguous() for name, t in model.state_dict().items()}
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_sibling_dir(out_dir, "tmp")
-    try:
+    with atomic_dir(out_dir) as tmp:
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
         write_json_atomic(tmp / "config.json", hf_config)
         write_json_atomic(tmp / "generation_config.json", {**special, "transformers_version": transformers.__version__})
@@ -298,8 +296,4 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, tokenizer_dir: str | 
             (tmp / name).write_text(text, encoding="utf-8")
         for source in tokenizer_files:
             shutil.copyfile(source, tmp / source.name)
-        replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -31,13 +31,12 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from blalm.errors import BlalmError, InputError
-from blalm.atomic import new_sibling_dir, replace_dir, write_json_atomic
+from blalm.atomic import atomic_dir, write_json_atomic
 from blalm.runinfo import run_info
 
 BOS_TOKEN = "<|bos|>"
@@ -101,9 +100,7 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = 15000, mi
         if tokenizer.token_to_id(token) != i:  # pragma: no cover - a tokenizers behaviour change
             raise RuntimeError(f"special token {token} got id {tokenizer.token_to_id(token)}, expected {i}")
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = new_sibling_dir(out_dir, "tmp")
-    try:
+    with atomic_dir(out_dir) as tmp_dir:
         _save_hf(tokenizer, tmp_dir)
         hf = load_tokenizer(tmp_dir)
         _check_loaded(hf, tmp_dir)
@@ -132,10 +129,6 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = 15000, mi
                                   "min_frequency": min_frequency}),
         }
         write_json_atomic(tmp_dir / REPORT_FILE, report)
-        replace_dir(tmp_dir, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
     return report
 
 
