@@ -45,6 +45,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="instead of timing, print a torch-profiler table of 2 steps (where the time goes)")
     t.set_defaults(func=run_train)
 
+    d = verbs.add_parser("decode", help="decoding tokens/s and cache memory against the context length",
+                         description="Prefills a random prompt of each context length through the decoding cache, "
+                                     "then decodes tokens one at a time (batch 1). mLSTM caches stay constant in "
+                                     "the context length; attention's KV cache grows with it.")
+    d.add_argument("config", metavar="CONFIG", help="model config file (configs/model/*.toml)")
+    d.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a model config value (e.g. --set num_layers=4); repeatable")
+    d.add_argument("--contexts", default="512,4096,32768", help="comma-separated context lengths")
+    d.add_argument("--new-tokens", type=int, default=64, help="tokens decoded after each prefill (default 64)")
+    d.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"], help="model dtype")
+    d.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
+    d.set_defaults(func=run_decode)
+
 
 def run_mixer(args: argparse.Namespace) -> int:
     import torch
@@ -71,5 +84,19 @@ def run_train(args: argparse.Namespace) -> int:
         print(profile_blalm(cfg, device, warmup=args.warmup))
         return 0
     for row in bench_train(cfg, device, args.steps, args.warmup, args.peers):
+        print(json.dumps(row), flush=True)
+    return 0
+
+
+def run_decode(args: argparse.Namespace) -> int:
+    import torch
+
+    from blalm.bench.decode import bench_decode
+    from blalm.model.cli import load_model_config
+
+    cfg = load_model_config(args.config, args.overrides)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    contexts = [int(c) for c in args.contexts.split(",") if c]
+    for row in bench_decode(cfg, device, contexts, args.new_tokens, getattr(torch, args.dtype)):
         print(json.dumps(row), flush=True)
     return 0
