@@ -21,7 +21,7 @@ from blalm import cli
 from blalm.config import from_dict
 from blalm.finetune.config import FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, last_token_states, pad_batch
-from blalm.finetune.metrics import accuracy, binary_f1
+from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.run import HEAD_FILE, finetune
 from blalm.finetune.tasks import TASKS, encode, load_task
 from blalm.model.checkpoint import load_model, save_model
@@ -169,11 +169,22 @@ def _brute_f1(pred, gold):
     return 0.0 if tp == 0 else 100 * 2 * prec * rec / (prec + rec)
 
 
+def _brute_mcc(pred, gold) -> float:
+    """Pearson correlation of the two 0/1 vectors (what MCC is), 0 when either is constant."""
+    n = len(pred)
+    mp, mg = sum(pred) / n, sum(gold) / n
+    cov = sum((p - mp) * (g - mg) for p, g in zip(pred, gold))
+    sp = sum((p - mp) ** 2 for p in pred) ** 0.5
+    sg = sum((g - mg) ** 2 for g in gold) ** 0.5
+    return 0.0 if sp == 0 or sg == 0 else cov / (sp * sg)
+
+
 def test_metrics_match_brute_force():
     for pred in itertools.product((0, 1), repeat=6):
         for gold in ((1, 0, 1, 1, 0, 0), (0, 0, 0, 0, 0, 1), (1, 1, 1, 1, 1, 1)):
             assert accuracy(pred, gold) == pytest.approx(100 * sum(p == g for p, g in zip(pred, gold)) / 6)
             assert binary_f1(pred, gold) == pytest.approx(_brute_f1(pred, gold))
+            assert binary_mcc(pred, gold) == pytest.approx(100 * _brute_mcc(pred, gold), abs=1e-9)
     assert accuracy([0, 1, 2, 2], [0, 2, 2, 1]) == 50.0
     assert binary_f1([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(50.0)
     with pytest.raises(ValueError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 
@@ -24,3 +25,16 @@ def binary_f1(predictions: Sequence[int], labels: Sequence[int], positive: int =
     if tp == 0:
         return 0.0
     return 100.0 * 2 * tp / (2 * tp + fp + fn)
+
+
+def binary_mcc(predictions: Sequence[int], labels: Sequence[int], positive: int = 1) -> float:
+    """Matthews correlation of a binary task, in % (0 when a margin is empty, as scikit-learn)."""
+    if len(predictions) != len(labels):
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    pairs = [(p == positive, y == positive) for p, y in zip(predictions, labels)]
+    tp = sum(p and y for p, y in pairs)
+    tn = sum(not p and not y for p, y in pairs)
+    fp = sum(p and not y for p, y in pairs)
+    fn = sum(not p and y for p, y in pairs)
+    denominator = math.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return 0.0 if denominator == 0 else 100.0 * (tp * tn - fp * fn) / denominator

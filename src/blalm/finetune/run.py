@@ -37,7 +37,7 @@ from blalm.config import to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, pad_batch
-from blalm.finetune.metrics import accuracy, binary_f1
+from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
 from blalm.runinfo import run_info
 from blalm.train import checkpoint as ckpt
@@ -106,6 +106,8 @@ def task_metrics(task: Task, predictions: list[int], labels: list[int]) -> dict[
     res: dict[str, Any] = {"accuracy": accuracy(predictions, labels)}
     if task.f1:
         res["f1"] = binary_f1(predictions, labels)
+    if task.num_labels == 2:   # the official pipeline reports MCC for its binary tasks too
+        res["mcc"] = binary_mcc(predictions, labels)
     res["score"] = res[task.primary]
     res["metric"] = task.primary
     return res
