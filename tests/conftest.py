@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import lzma
 import os
 from pathlib import Path
 
@@ -14,6 +16,17 @@ import pytest
 from blalm.data.config import default_data_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def jsonl_text_lines(path: Path, n: int) -> list[str]:
+    """The first ``n`` non-empty text lines of a JSONL.xz file of the shared data (documents split at newlines)."""
+    out: list[str] = []
+    with lzma.open(path, "rt", encoding="utf-8") as fh:
+        for raw in fh:
+            out.extend(line for line in json.loads(raw)["text"].split("\n") if line.strip())
+            if len(out) >= n:
+                break
+    return out[:n]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import lzma
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ import torch
 from safetensors.torch import load_file
 
 from blalm import cli
+from conftest import jsonl_text_lines
 from blalm.errors import BlalmError, InputError
 from blalm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_model_checkpoint, load_model, save_model
 from blalm.model.cli import load_model_config
@@ -57,20 +57,11 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _jsonl_lines(path: Path, n: int) -> list[str]:
-    out: list[str] = []
-    with lzma.open(path, "rt", encoding="utf-8") as fh:
-        for raw in fh:
-            out.extend(line for line in json.loads(raw)["text"].split("\n") if line.strip())
-            if len(out) >= n:
-                break
-    return out[:n]
-
 
 @pytest.fixture(scope="module")
 def tokenizer_dir(data_dir, tmp_path_factory) -> Path:
-    lines = _jsonl_lines(data_dir / "dev" / "wikipedia-000.jsonl.xz", 2000)
-    lines += _jsonl_lines(data_dir / "dev" / "childes-000.jsonl.xz", 2000)
+    lines = jsonl_text_lines(data_dir / "dev" / "wikipedia-000.jsonl.xz", 2000)
+    lines += jsonl_text_lines(data_dir / "dev" / "childes-000.jsonl.xz", 2000)
     corpus = tmp_path_factory.mktemp("corpus")
     (corpus / "train.txt").write_text("".join(line + "\n" for line in lines[:1700] + lines[2000:3700]), "utf-8")
     (corpus / "dev.txt").write_text("".join(line + "\n" for line in lines[1700:2000] + lines[3700:]), "utf-8")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import lzma
 from pathlib import Path
 
 import pytest
 from tokenizers import Tokenizer, normalizers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
+from conftest import jsonl_text_lines
 from blalm.errors import BlalmError, InputError
 from blalm.tokenizer import cli as tokenizer_cli
 from blalm.tokenizer.train import (
@@ -32,16 +32,6 @@ TRICKY_LINES = [
 ]
 
 
-def _jsonl_lines(path: Path, n: int) -> list[str]:
-    """The first ``n`` non-empty text lines of a JSONL.xz file (documents split at newlines)."""
-    out: list[str] = []
-    with lzma.open(path, "rt", encoding="utf-8") as fh:
-        for raw in fh:
-            out.extend(line for line in json.loads(raw)["text"].split("\n") if line.strip())
-            if len(out) >= n:
-                break
-    return out[:n]
-
 
 def _write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
@@ -50,8 +40,8 @@ def _write_lines(path: Path, lines: list[str]) -> None:
 @pytest.fixture(scope="module")
 def corpus(data_dir: Path, tmp_path_factory) -> Path:
     """A corpus folder like 'blalm corpus' writes, from real held-out Wikipedia and CHILDES text."""
-    wiki = _jsonl_lines(data_dir / "dev" / "wikipedia-000.jsonl.xz", 5000)
-    childes = _jsonl_lines(data_dir / "dev" / "childes-000.jsonl.xz", 5000)
+    wiki = jsonl_text_lines(data_dir / "dev" / "wikipedia-000.jsonl.xz", 5000)
+    childes = jsonl_text_lines(data_dir / "dev" / "childes-000.jsonl.xz", 5000)
     assert not any(DEV_ONLY_WORD in line for line in wiki + childes)
     folder = tmp_path_factory.mktemp("corpus")
     _write_lines(folder / "train.txt", wiki[:4000] + childes[:4000])

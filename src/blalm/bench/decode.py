@@ -15,7 +15,7 @@ import torch
 
 from blalm.model.config import ModelConfig
 from blalm.model.decoder import build_model, count_parameters
-from blalm.runinfo import package_versions
+from blalm.bench import device_fields
 
 
 def _sync(device: torch.device) -> None:
@@ -52,10 +52,4 @@ def bench_decode(cfg: ModelConfig, device: torch.device, contexts: list[int], ne
                "decode_tokens_per_s": round(new_tokens / decode, 1),
                "cache_mib_after_prefill": round(cache_bytes / 2**20, 2),
                "cache_mib_at_end": round(cache.nbytes() / 2**20, 2), "dtype": str(dtype).removeprefix("torch.")}
-        if device.type == "cuda":
-            row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
-            row["device"] = torch.cuda.get_device_name(device)
-        else:
-            row["device"] = "cpu"
-        row["versions"] = package_versions()
-        yield row
+        yield {**row, **device_fields(device)}

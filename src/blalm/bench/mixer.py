@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from blalm.model.layers import sliding_window_attention
 from blalm.model.ops.mlstm import get_mlstm_kernel, mlstm_parallel
-from blalm.runinfo import machine, package_versions
+from blalm.bench import device_fields
 
 
 @dataclass
@@ -93,8 +93,6 @@ def bench_mixers(shape: MixerShape, kernels: list[str], device: str, warmup: int
                  check: bool = False) -> Iterator[dict]:
     dtype = getattr(torch, shape.dtype)
     inputs = make_inputs(shape, device, dtype)
-    env = {"device": torch.cuda.get_device_name() if device == "cuda" else machine()["processor"],
-           "versions": package_versions()}
     for name, fn in mixers(shape, kernels).items():
         row = {"bench": "mixer", "mixer": name, **vars(shape)}
         if device == "cuda":
@@ -102,11 +100,10 @@ def bench_mixers(shape: MixerShape, kernels: list[str], device: str, warmup: int
         try:
             times = time_fwd_bwd(fn, inputs, warmup, reps)
         except Exception as exc:  # a backend that fails here is reported, not fatal to the others
-            yield {**row, "error": f"{type(exc).__name__}: {exc}"[:500], **env}
+            yield {**row, "error": f"{type(exc).__name__}: {exc}"[:500], **device_fields(device)}
             continue
-        row.update(fwd_bwd_ms_median=round(statistics.median(times), 4), fwd_bwd_ms_min=round(min(times), 4))
-        if device == "cuda":
-            row["peak_mem_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        row.update(fwd_bwd_ms_median=round(statistics.median(times), 4), fwd_bwd_ms_min=round(min(times), 4),
+                   **device_fields(device))   # peak memory of the timed runs, before the check
         if check and name.startswith("mlstm_"):
             row["max_rel_err_vs_float64_reference"] = max_errors(fn, shape, device)
-        yield {**row, **env}
+        yield row

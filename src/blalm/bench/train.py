@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from blalm.model.decoder import build_model, count_parameters
-from blalm.runinfo import package_versions
+from blalm.bench import device_fields
 from blalm.train.config import TrainConfig
 from blalm.train.optim import build_optimizers
 
@@ -78,13 +78,7 @@ def result_row(name: str, params: int, times: list[float], cfg: TrainConfig, dev
            "tokens_per_s": round(tokens_per_s), **extra}
     if peak:
         row["mfu"] = round(6 * params * tokens_per_s / peak, 4)
-    if device.type == "cuda":
-        row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-        row["device"] = torch.cuda.get_device_name(device)
-    else:
-        row["device"] = "cpu"
-    row["versions"] = package_versions()
-    return row
+    return {**row, **device_fields(device)}
 
 
 def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
