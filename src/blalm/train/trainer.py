@@ -109,8 +109,13 @@ class Dist:
             torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
         return tensor
 
-    def close(self) -> None:
+    def close(self, clean: bool = True) -> None:
         if self.owns_group and torch.distributed.is_initialized():
+            if clean:
+                # every rank gets here before any tears down: a rank that leaves while its peer still
+                # talks to it makes gloo abort the peer at exit ("terminate called without an active
+                # exception", seen once in CI). After an error the peers are not waited for.
+                torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
@@ -237,9 +242,12 @@ def train(cfg: TrainConfig, run_dir: Path, *, model_hook: Callable[[nn.Module], 
     if not dist.is_main:
         say = lambda _msg: None  # noqa: E731
     try:
-        return _train(cfg, run_dir, device, dist, model_hook, say)
-    finally:
-        dist.close()
+        summary = _train(cfg, run_dir, device, dist, model_hook, say)
+    except BaseException:
+        dist.close(clean=False)
+        raise
+    dist.close()
+    return summary
 
 
 def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
