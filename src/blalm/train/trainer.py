@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import gc
 import math
 import os
 import shutil
@@ -111,6 +112,9 @@ class Dist:
 
     def close(self, clean: bool = True) -> None:
         if self.owns_group and torch.distributed.is_initialized():
+            # free the DDP wrapper (it holds the process group) now, not at interpreter exit, where
+            # gloo's threads would be destroyed while still joinable
+            gc.collect()
             if clean:
                 # every rank gets here before any tears down: a rank that leaves while its peer still
                 # talks to it makes gloo abort the peer at exit ("terminate called without an active
