@@ -271,6 +271,28 @@ def test_short_conv_is_causal_and_starts_as_identity(repo_root):
         torch.testing.assert_close(conv_model(ids).logits, plain(ids).logits)
 
 
+def test_short_conv_matches_conv1d_in_values_and_gradients():
+    """The shifted-sum ShortConv is held to torch's depthwise conv1d (the reference), float64."""
+    torch.manual_seed(0)
+    conv = CausalDepthwiseConv1d(5, 4).double()
+    with torch.no_grad():
+        conv.weight.normal_()
+    x = torch.randn(3, 11, 5, dtype=torch.float64, requires_grad=True)
+    ref_w = conv.weight.detach().clone().requires_grad_(True)
+    ref = F.conv1d(F.pad(x.transpose(1, 2), (3, 0)), ref_w, groups=5).transpose(1, 2)
+    y = conv(x)
+    torch.testing.assert_close(y, ref)
+    grad = torch.randn_like(y)
+    dx, dw = torch.autograd.grad(y, (x, conv.weight), grad)
+    ref_dx, ref_dw = torch.autograd.grad(ref, (x, ref_w), grad)
+    torch.testing.assert_close(dx, ref_dx)
+    torch.testing.assert_close(dw, ref_dw)
+    # and the decoding path (inputs after a past) gives the same outputs as the whole sequence
+    head, past = conv.forward_with_past(x[:, :6], None)
+    tail, _ = conv.forward_with_past(x[:, 6:], past)
+    torch.testing.assert_close(torch.cat((head, tail), dim=1), y)
+
+
 def test_mlstm_kernels_give_the_same_model(repo_root):
     ids = torch.randint(0, VOCAB, (2, 13), generator=torch.Generator().manual_seed(5))
     outputs = {}

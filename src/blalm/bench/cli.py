@@ -27,6 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--warmup", type=int, default=5, help="untimed warm-up repetitions")
     m.add_argument("--check", action="store_true",
                    help="also compare each mLSTM kernel with the float64 reference (outputs and gradients)")
+    m.add_argument("--compile", action="store_true",
+                   help="run every mixer under torch.compile (as a compiled training step does)")
+    m.add_argument("--tiles", default=None, metavar="M,N,W,S;...",
+                   help="instead of the mixers, time the triton mLSTM kernel with each tile set "
+                        "(BLOCK_M,BLOCK_N,warps,stages; semicolon-separated), forward and forward+backward")
     m.set_defaults(func=run_mixer)
 
     t = verbs.add_parser("train", help="training-step throughput of a training config's model (and its HF peer)",
@@ -62,12 +67,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_mixer(args: argparse.Namespace) -> int:
     import torch
 
-    from blalm.bench.mixer import MixerShape, bench_mixers
+    from blalm.bench.mixer import MixerShape, bench_mixers, parse_tiles, tune_tiles
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     shape = MixerShape(args.batch, args.heads, args.seq, args.head_dim, args.dtype, args.window)
     kernels = [k for k in args.kernels.split(",") if k]
-    for row in bench_mixers(shape, kernels, device, args.warmup, args.reps, args.check):
+    if args.tiles:
+        rows = tune_tiles(shape, parse_tiles(args.tiles), device, args.warmup, args.reps)
+    else:
+        rows = bench_mixers(shape, kernels, device, args.warmup, args.reps, args.check, args.compile)
+    for row in rows:
         print(json.dumps(row), flush=True)
     return 0
 

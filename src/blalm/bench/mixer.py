@@ -51,22 +51,34 @@ def mixers(shape: MixerShape, kernels: list[str]) -> dict[str, Callable]:
     return out
 
 
-def time_fwd_bwd(fn: Callable, inputs: list[torch.Tensor], warmup: int, reps: int) -> list[float]:
-    cuda = inputs[0].is_cuda
-    grad = torch.randn_like(fn(*inputs))
+def _times(run: Callable[[], object], cuda: bool, warmup: int, reps: int) -> list[float]:
     times = []
     for step in range(warmup + reps):
-        for t in inputs:
-            t.grad = None
         if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
-        fn(*inputs).backward(grad)
+        run()
         if cuda:
             torch.cuda.synchronize()
         if step >= warmup:
             times.append((time.perf_counter() - start) * 1e3)
     return times
+
+
+def time_fwd_bwd(fn: Callable, inputs: list[torch.Tensor], warmup: int, reps: int) -> list[float]:
+    grad = torch.randn_like(fn(*inputs))
+
+    def step() -> None:
+        for t in inputs:
+            t.grad = None
+        fn(*inputs).backward(grad)
+
+    return _times(step, inputs[0].is_cuda, warmup, reps)
+
+
+def time_fwd(fn: Callable, inputs: list[torch.Tensor], warmup: int, reps: int) -> list[float]:
+    with torch.no_grad():
+        return _times(lambda: fn(*inputs), inputs[0].is_cuda, warmup, reps)
 
 
 def max_errors(fn: Callable, shape: MixerShape, device: str) -> dict[str, float]:
@@ -90,11 +102,16 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def bench_mixers(shape: MixerShape, kernels: list[str], device: str, warmup: int = 5, reps: int = 20,
-                 check: bool = False) -> Iterator[dict]:
+                 check: bool = False, compile: bool = False) -> Iterator[dict]:
+    """One row per mixer; with ``compile`` every mixer runs under ``torch.compile`` (as in a
+    compiled training step, where the O(S) gate work around the Triton kernel is fused)."""
     dtype = getattr(torch, shape.dtype)
     inputs = make_inputs(shape, device, dtype)
     for name, fn in mixers(shape, kernels).items():
-        row = {"bench": "mixer", "mixer": name, **vars(shape)}
+        row = {"bench": "mixer", "mixer": name, "compiled": compile, **vars(shape)}
+        if compile:
+            torch._dynamo.reset()
+            fn = torch.compile(fn)
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         try:
@@ -107,3 +124,41 @@ def bench_mixers(shape: MixerShape, kernels: list[str], device: str, warmup: int
         if check and name.startswith("mlstm_"):
             row["max_rel_err_vs_float64_reference"] = max_errors(fn, shape, device)
         yield row
+
+
+def parse_tiles(spec: str) -> list[tuple[int, int, int, int]]:
+    """``"64,64,4,2;64,32,4,3"`` -> candidate (BLOCK_M, BLOCK_N, warps, stages) tuples."""
+    out = []
+    for part in filter(None, spec.split(";")):
+        values = tuple(int(v) for v in part.split(","))
+        if len(values) != 4:
+            raise ValueError(f"--tiles {part!r}: give BLOCK_M,BLOCK_N,WARPS,STAGES (e.g. 64,64,4,2)")
+        out.append(values)
+    return out
+
+
+def tune_tiles(shape: MixerShape, candidates: list[tuple[int, int, int, int]], device: str,
+               warmup: int = 5, reps: int = 20) -> Iterator[dict]:
+    """Times the ``triton`` kernel's forward alone and forward + backward with each candidate tile
+    set applied to all three kernels (pick the forward's from ``fwd_ms`` and the backward's from
+    the difference)."""
+    from blalm.model.ops.mlstm import triton_parallel
+
+    inputs = make_inputs(shape, device, getattr(torch, shape.dtype))
+    kernel = get_mlstm_kernel("triton")
+    saved = dict(triton_parallel.TILES)
+    try:
+        for tiles in candidates:
+            triton_parallel.TILES.update(fwd=tiles, dq=tiles, dkv=tiles)
+            row = {"bench": "mixer_tiles", "tiles": list(tiles), **vars(shape)}
+            try:
+                both = time_fwd_bwd(kernel, inputs, warmup, reps)
+                fwd = time_fwd(kernel, inputs, warmup, reps)
+            except Exception as exc:   # a tile set the compiler refuses (shared memory) is reported
+                yield {**row, "error": f"{type(exc).__name__}: {exc}"[:300]}
+                continue
+            yield {**row, "fwd_ms": round(statistics.median(fwd), 4),
+                   "fwd_bwd_ms": round(statistics.median(both), 4)}
+    finally:
+        triton_parallel.TILES.update(saved)
+

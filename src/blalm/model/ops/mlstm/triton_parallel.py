@@ -25,6 +25,7 @@ Head dims must be powers of two ≥ 16; other shapes fall back to the chunkwise 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -60,8 +61,9 @@ def _fwd_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, Mneg, Hout, Nout, S, scale, eps,
         bk = tl.load(Bk + bh * S + offs_n, mask=col_ok, other=0.0)
         delta = tl.load(Dlt + (bh * NSEG + (pid_m * BLOCK_M) // SEG) * NSEG + start_n // SEG)
         s = (tl.dot(q, tl.trans(k), input_precision=PREC) * scale).to(tl.float32)
-        causal = (offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :]
-        w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
+        w = tl.exp2(aq[:, None] + bk[None, :] + delta)
+        if start_n + BLOCK_N > pid_m * BLOCK_M:   # a diagonal tile: mask the future (off-diagonal ones are whole)
+            w = tl.where((offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :], w, 0.0)
         c = s * w
         acc += tl.dot(c.to(v.dtype), v, input_precision=PREC)
         nsum += tl.sum(c, axis=1)
@@ -98,8 +100,9 @@ def _bwd_dq_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, DAcc, DN, DQ, Rsum, S, scale,
         bk = tl.load(Bk + bh * S + offs_n, mask=col_ok, other=0.0)
         delta = tl.load(Dlt + (bh * NSEG + (pid_m * BLOCK_M) // SEG) * NSEG + start_n // SEG)
         s = (tl.dot(q, tl.trans(k), input_precision=PREC) * scale).to(tl.float32)
-        causal = (offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :]
-        w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
+        w = tl.exp2(aq[:, None] + bk[None, :] + delta)
+        if start_n + BLOCK_N > pid_m * BLOCK_M:   # a diagonal tile: mask the future (off-diagonal ones are whole)
+            w = tl.where((offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :], w, 0.0)
         dc = tl.dot(dacc.to(v.dtype), tl.trans(v), input_precision=PREC) + dn[:, None]
         ds = dc * w
         dq += tl.dot(ds.to(k.dtype), k, input_precision=PREC)
@@ -136,8 +139,11 @@ def _bwd_dkv_kernel(Q, K, V, Aq, Bk, Dlt, NSEG, DAcc, DN, DK_, DV_, Csum, S, sca
         aq = tl.load(Aq + bh * S + offs_m, mask=row_ok, other=0.0)
         delta = tl.load(Dlt + (bh * NSEG + start_m // SEG) * NSEG + (pid_n * BLOCK_N) // SEG)
         s = (tl.dot(q, tl.trans(k), input_precision=PREC) * scale).to(tl.float32)
-        causal = (offs_n[None, :] <= offs_m[:, None]) & row_ok[:, None] & col_ok[None, :]
-        w = tl.where(causal, tl.exp(aq[:, None] + bk[None, :] + delta), 0.0)
+        w = tl.exp2(aq[:, None] + bk[None, :] + delta)
+        if start_m < (pid_n + 1) * BLOCK_N:   # a diagonal tile: mask the future (later ones are whole)
+            w = tl.where((offs_n[None, :] <= offs_m[:, None]) & col_ok[None, :], w, 0.0)
+        if start_m + BLOCK_M > S:   # the last tile: rows past the end (their w may overflow)
+            w = tl.where(row_ok[:, None], w, 0.0)
         c = s * w
         dc = tl.dot(dacc.to(v.dtype), tl.trans(v), input_precision=PREC) + dn[:, None]
         dv += tl.dot(tl.trans(c).to(v.dtype), dacc.to(v.dtype), input_precision=PREC)
@@ -167,7 +173,7 @@ class _GateTables:
     float32 loses little to cancellation.
     """
 
-    row: Tensor        # a_i = L_i − m_i, (B, H, S)
+    row: Tensor        # a_i = L_i − m_i, (B, H, S), times log2(e) like col and delta
     col: Tensor        # b_j = ĩ_j − L_j, (B, H, S)
     delta: Tensor      # Δ_IJ = G_I − G_J, (B, H, nseg, nseg)
     mneg: Tensor       # exp(−m_t), (B, H, S)
@@ -188,7 +194,9 @@ def _gate_tables(i_pre: Tensor, f_pre: Tensor) -> _GateTables:
     mx, argmax = torch.cummax(igate - cum, dim=-1)
     m = cum + mx
     f32 = lambda t: t.float().contiguous()  # noqa: E731
-    return _GateTables(f32(local - m), f32(igate - local), f32(delta), f32(torch.exp(-m)), argmax)
+    log2e = 1.0 / math.log(2.0)   # the kernels take exp2 (one multiply fewer per score): tables in log2 units
+    return _GateTables(f32((local - m) * log2e), f32((igate - local) * log2e), f32(delta * log2e),
+                       f32(torch.exp(-m)), argmax)
 
 
 def _precision(q: Tensor) -> str:
@@ -198,9 +206,14 @@ def _precision(q: Tensor) -> str:
     return "ieee" if exact else "tf32"
 
 
-def _blocks(dk: int, dv: int) -> tuple[int, int, int]:
-    width = max(dk, dv)
-    return (64, 64, 4) if width <= 64 else (64, 32, 4)
+TILES: dict[str, tuple[int, int, int, int]] = {"fwd": (64, 64, 4, 2), "dq": (64, 64, 4, 2), "dkv": (64, 64, 4, 2)}
+"""(BLOCK_M, BLOCK_N, warps, stages) per kernel for head dims ≤ 64 (wider heads halve BLOCK_N). Blocks
+divide ``SEGMENT`` and BLOCK_N divides BLOCK_M. ``blalm bench mixer --tiles`` tries others."""
+
+
+def _blocks(kernel: str, dk: int, dv: int) -> tuple[int, int, int, int]:
+    bm, bn, warps, stages = TILES[kernel]
+    return (bm, bn, warps, stages) if max(dk, dv) <= 64 else (bm, min(bn, 32), warps, stages)
 
 
 class _MLSTMParallelTriton(torch.autograd.Function):
@@ -212,11 +225,11 @@ class _MLSTMParallelTriton(torch.autograd.Function):
         gates = _gate_tables(i_pre, f_pre)
         h = torch.empty(batch, heads, length, dv, device=q.device, dtype=v.dtype)
         nsum = torch.empty(batch, heads, length, device=q.device, dtype=torch.float32)
-        bm, bn, warps = _blocks(dk, dv)
+        bm, bn, warps, stages = _blocks("fwd", dk, dv)
         grid = (triton.cdiv(length, bm), batch * heads)
         _fwd_kernel[grid](q, k, v, *gates.kernel_args(), gates.mneg, h, nsum, length, scale, eps,
                           DK=dk, DV=dv, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), SEG=SEGMENT,
-                          num_warps=warps, num_stages=2)
+                          num_warps=warps, num_stages=stages)
         ctx.save_for_backward(q, k, v, h, nsum, gates.row, gates.col, gates.delta, gates.argmax, gates.mneg, f_pre)
         ctx.scale, ctx.eps, ctx.i_dtype = scale, eps, i_pre.dtype
         return h
@@ -238,15 +251,16 @@ class _MLSTMParallelTriton(torch.autograd.Function):
         dq, dk_, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
         rsum = torch.empty_like(nsum)
         csum = torch.empty_like(nsum)
-        bm, bn, warps = _blocks(dk, dv_dim)
+        bm, bn, warps, stages = _blocks("dq", dk, dv_dim)
         _bwd_dq_kernel[(triton.cdiv(length, bm), batch * heads)](
             q, k, v, *gate_args, dacc, dn, dq, rsum, length, scale,
             DK=dk, DV=dv_dim, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), SEG=SEGMENT, num_warps=warps,
-            num_stages=2)
+            num_stages=stages)
+        bm, bn, warps, stages = _blocks("dkv", dk, dv_dim)
         _bwd_dkv_kernel[(triton.cdiv(length, bn), batch * heads)](
             q, k, v, *gate_args, dacc, dn, dk_, dv, csum, length, scale,
             DK=dk, DV=dv_dim, BLOCK_M=bm, BLOCK_N=bn, PREC=_precision(q), SEG=SEGMENT, num_warps=warps,
-            num_stages=2)
+            num_stages=stages)
         # D_ij = F_i - F_j + ĩ_j: rsum flows to F_i, csum to ĩ_j and (negated) to F_j. The stabiliser
         # m_i = F_i + max_{j<=i} (ĩ_j - F_j) enters through the weights exp(D - m) (acc and
         # the normaliser scale by exp(-m); dacc·acc = dh·h) and through exp(-m) in the denominator
