@@ -86,8 +86,12 @@ def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_pat
         assert res["status"] == "ok", res
         assert res["n_train"] == 12 and res["n_valid"] == 12 and res["steps"] == 3
         assert 0.0 <= res["accuracy"] <= 100.0
-        assert ("f1" in res) == (name in ("mrpc", "qqp"))
+        binary = TASKS[name].num_labels == 2          # F1 and MCC for the binary tasks, as the pipeline
+        assert ("f1" in res) == binary and ("mcc" in res) == binary
         assert res["score"] == (res["f1"] if name in ("mrpc", "qqp") else res["accuracy"])
+        assert res["metric_for_valid"] == ("f1" if name in ("mrpc", "qqp") else "accuracy")
+        assert res["best_epoch"] == 1 and [r["epoch"] for r in res["per_epoch"]] == [1]
+        assert res["seconds"] > 0 and report["task_seconds"][name] == res["seconds"]
         # the task folder: metrics, a loadable fine-tuned decoder + head, the per-task predictions
         task_res = json.loads((out / name / "results.json").read_text())
         gold = [ex["label"] for ex in load_task(glue_dir, name, 12, 12)[1]]
@@ -96,7 +100,7 @@ def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_pat
         load_model(latest)
         assert load_file(str(latest / HEAD_FILE))["weight"].shape[0] == TASKS[name].num_labels
         kinds = [json.loads(line)["kind"] for line in (out / name / "metrics.jsonl").read_text().splitlines()]
-        assert kinds[0] == "setup" and "train" in kinds and kinds[-1] == "eval"
+        assert kinds[0] == "setup" and "train" in kinds and kinds[-2:] == ["valid", "eval"]
     # fine-tuning changed the decoder's weights
     base = load_file(str(model_dir / "model.safetensors"))
     tuned = load_file(str(ckpt.read_latest(out / "rte" / "checkpoints") / "model.safetensors"))
