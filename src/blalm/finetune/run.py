@@ -308,7 +308,8 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                     best_predictions = predictions
                 records.append(record)
                 metrics.log({"kind": "valid", **record})
-                log(f"{task.name}: epoch {record['epoch']}/{epochs}: " + _scores_line(record))
+                with tqdm.external_write_mode(file=sys.stderr):      # a line of its own, not inside the bar
+                    log(f"{task.name}: epoch {record['epoch']}/{epochs}: " + _scores_line(record))
             if step % steps_per_epoch == 0 or (cfg.save_every and step % cfg.save_every == 0) or step == total:
                 opt_tensors, opt_scalars = ckpt.optimizer_tensors(optimizers, names)
                 name = f"step{step:07d}"
