@@ -250,7 +250,10 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
         state = ckpt.read_state(latest)
         backbone.load_state_dict(ckpt.load_model_state(latest, device))
         model.head.load_state_dict(ckpt.load_tensors(latest / HEAD_FILE, device))
-        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(latest / ckpt.OPTIMIZER_FILE, device),
+        # read on the CPU: AdamW's load_state_dict moves the moments to their parameters' device and
+        # keeps its 'step' counters on the CPU, as a fresh AdamW holds them (a CUDA 'step' would cost a sync
+        # per parameter and step)
+        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(latest / ckpt.OPTIMIZER_FILE, "cpu"),
                                   state["optimizer_scalars"])
         ckpt.set_rng_state(state["rng"])
         step = state["step"]
