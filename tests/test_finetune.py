@@ -1,10 +1,13 @@
 """Fine-tuning (BabyLM 2025 (Super)GLUE protocol): a tiny fixed-seed blalm model with a real
 tokenizer fine-tuned on slices of the real glue_filtered files; last-token pooling under right
-padding; accuracy/F1 against brute force; kill-and-resume to identical weights; BoolQ without
-training data; the GLUE column of 'blalm eval'."""
+padding; accuracy/F1/MCC against brute force; per-epoch validation and best-epoch selection (F1 for
+MRPC/QQP); kill-and-resume to identical weights and per-epoch records; an exported blalm folder and a
+Hugging Face GPT-2 folder as MODEL; BoolQ without training data; errors and --help; the GLUE column
+of 'blalm eval'."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -19,10 +22,11 @@ from safetensors.torch import load_file
 
 from blalm import cli
 from blalm.config import from_dict
+from blalm.errors import InputError
 from blalm.finetune.config import FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, last_token_states, pad_batch
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
-from blalm.finetune.run import HEAD_FILE, finetune
+from blalm.finetune.run import HEAD_FILE, best_epoch, finetune, task_metrics
 from blalm.finetune.tasks import TASKS, encode, load_task
 from blalm.model.checkpoint import load_model, save_model
 from blalm.model.cli import load_model_config
@@ -86,8 +90,12 @@ def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_pat
         assert res["status"] == "ok", res
         assert res["n_train"] == 12 and res["n_valid"] == 12 and res["steps"] == 3
         assert 0.0 <= res["accuracy"] <= 100.0
-        assert ("f1" in res) == (name in ("mrpc", "qqp"))
+        binary = TASKS[name].num_labels == 2          # F1 and MCC for the binary tasks, as the pipeline
+        assert ("f1" in res) == binary and ("mcc" in res) == binary
         assert res["score"] == (res["f1"] if name in ("mrpc", "qqp") else res["accuracy"])
+        assert res["metric_for_valid"] == ("f1" if name in ("mrpc", "qqp") else "accuracy")
+        assert res["best_epoch"] == 1 and [r["epoch"] for r in res["per_epoch"]] == [1]
+        assert res["seconds"] > 0 and report["task_seconds"][name] == res["seconds"]
         # the task folder: metrics, a loadable fine-tuned decoder + head, the per-task predictions
         task_res = json.loads((out / name / "results.json").read_text())
         gold = [ex["label"] for ex in load_task(glue_dir, name, 12, 12)[1]]
@@ -96,7 +104,7 @@ def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_pat
         load_model(latest)
         assert load_file(str(latest / HEAD_FILE))["weight"].shape[0] == TASKS[name].num_labels
         kinds = [json.loads(line)["kind"] for line in (out / name / "metrics.jsonl").read_text().splitlines()]
-        assert kinds[0] == "setup" and "train" in kinds and kinds[-1] == "eval"
+        assert kinds[0] == "setup" and "train" in kinds and kinds[-2:] == ["valid", "eval"]
     # fine-tuning changed the decoder's weights
     base = load_file(str(model_dir / "model.safetensors"))
     tuned = load_file(str(ckpt.read_latest(out / "rte" / "checkpoints") / "model.safetensors"))
@@ -246,11 +254,171 @@ def test_killed_finetuning_resumes_to_identical_weights(model_dir, glue_dir, tmp
         ref = json.loads((reference / task / "results.json").read_text())
         got = json.loads((killed / task / "results.json").read_text())
         assert ref["predictions"] == got["predictions"] and ref["accuracy"] == got["accuracy"]
-    steps = [json.loads(line)["step"] for line in (killed / "rte" / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["kind"] == "train"]
+        # the per-epoch validation records (epoch 1 of rte scored before the kill, kept in its checkpoint)
+        assert [r["epoch"] for r in got["per_epoch"]] == [1, 2]
+        assert ref["per_epoch"] == got["per_epoch"] and ref["best_epoch"] == got["best_epoch"]
+    records = [json.loads(line) for line in (killed / "rte" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in records if r["kind"] == "train"]
     assert steps == list(range(1, 9))                 # the records of lost steps are dropped on resume, none twice
+    assert [r["epoch"] for r in records if r["kind"] == "valid"] == [1, 2]
     # changed settings are refused, not silently mixed
     args = _cli_args(model_dir, glue_dir, killed)
     args[args.index("lr=1e-3")] = "lr=2e-3"
     assert cli.main(["finetune", *args]) == 2
     assert "lr: 0.001 in the run, 0.002 now" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# per-epoch validation and best-epoch selection
+
+
+def test_best_epoch_is_chosen_by_the_tasks_validation_metric(model_dir, glue_dir, tmp_path):
+    out = tmp_path / "ft"
+    report = finetune(_cfg(model_dir, glue_dir, tasks=["mrpc", "rte"], epochs=4, max_train=16, max_valid=24,
+                           lr=3e-3), out, log=lambda m: None)
+    for name, metric in (("mrpc", "f1"), ("rte", "accuracy")):
+        res = json.loads((out / name / "results.json").read_text())
+        epochs = res["per_epoch"]
+        assert [r["epoch"] for r in epochs] == [1, 2, 3, 4] and [r["step"] for r in epochs] == [4, 8, 12, 16]
+        assert res["metric_for_valid"] == metric and all(r["score"] == r[metric] for r in epochs)
+        # the best epoch by the task's metric, the earliest on a tie; the reported scores are its scores
+        best = max(epochs, key=lambda r: (r[metric], -r["epoch"]))
+        assert res["best_epoch"] == best["epoch"]
+        assert {k: res[k] for k in ("accuracy", "f1", "mcc", "score")} == \
+               {k: best[k] for k in ("accuracy", "f1", "mcc", "score")}
+        # the stored predictions are the best epoch's: they give its scores
+        gold = [ex["label"] for ex in load_task(glue_dir, name, 16, 24)[1]]
+        assert accuracy(res["predictions"], gold) == best["accuracy"]
+        assert binary_f1(res["predictions"], gold) == best["f1"]
+        # metrics.jsonl has one 'valid' record per epoch, the same numbers
+        valid = [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()
+                 if json.loads(line)["kind"] == "valid"]
+        assert [{k: v for k, v in r.items() if k != "kind"} for r in valid] == epochs
+        assert report["tasks"][name]["score"] == best["score"]
+        # only the latest checkpoint folder is kept
+        assert [p.name for p in (out / name / "checkpoints").iterdir() if p.is_dir()] == ["step0000016"]
+    # in this fixed-seed run rte's best epoch is not the last, and mrpc's best score is tied (epochs 3, 4)
+    assert json.loads((out / "rte" / "results.json").read_text())["best_epoch"] == 2
+    assert json.loads((out / "mrpc" / "results.json").read_text())["best_epoch"] == 3
+
+
+def test_validation_metric_is_f1_for_mrpc_and_qqp_and_accuracy_otherwise():
+    """Two epochs' predictions where accuracy and F1 disagree: MRPC/QQP pick the F1 one."""
+    gold = [1, 1, 1, 0, 0, 0, 0, 0]
+    high_accuracy = [0, 0, 1, 0, 0, 0, 0, 0]     # accuracy 75, F1 50
+    high_f1 = [1, 1, 1, 1, 1, 1, 0, 0]           # accuracy 62.5, F1 66.7
+    for name in TASKS:
+        task = TASKS[name]
+        if task.num_labels != 2:
+            continue
+        records = [{"epoch": e, **task_metrics(task, pred, gold)} for e, pred in ((1, high_accuracy), (2, high_f1))]
+        assert records[0]["accuracy"] > records[1]["accuracy"] and records[0]["f1"] < records[1]["f1"]
+        assert best_epoch(records)["epoch"] == (2 if name in ("mrpc", "qqp") else 1), name
+        assert best_epoch(records + [{**records[0], "epoch": 3}])["epoch"] == best_epoch(records)["epoch"]  # ties
+    mnli = task_metrics(TASKS["mnli"], [0, 1, 2, 2], [0, 2, 2, 1])
+    assert mnli == {"accuracy": 50.0, "score": 50.0, "metric": "accuracy"}
+
+
+# ----------------------------------------------------------------------------------------------
+# Hugging Face model folders
+
+
+def _same_run(a: Path, b: Path, task: str) -> None:
+    """Two fine-tuning runs of ``task`` ended with the same weights, per-epoch scores and predictions."""
+    (m_a, h_a), (m_b, h_b) = _weights(a, task), _weights(b, task)
+    assert m_a.keys() == m_b.keys() and all(torch.equal(m_a[k], m_b[k]) for k in m_a)
+    assert all(torch.equal(h_a[k], h_b[k]) for k in h_a)
+    res_a, res_b = (json.loads((d / task / "results.json").read_text()) for d in (a, b))
+    assert res_a["per_epoch"] == res_b["per_epoch"] and res_a["predictions"] == res_b["predictions"]
+
+
+def test_exported_blalm_folder_finetunes_as_its_checkpoint(model_dir, glue_dir, tmp_path):
+    """MODEL = the folder 'blalm export' writes (loaded with AutoModelForCausalLM + trust_remote_code, in
+    a subprocess so that this process's Auto registry stays clean) gives the very run of the checkpoint."""
+    from blalm.model.export import export_hf
+
+    export = export_hf(model_dir, tmp_path / "export")
+    assert not (export / "model_config.json").exists() and (export / "config.json").is_file()
+    settings = ["max_train=12", "max_valid=12", "batch_size=4", "epochs=2", "max_length=40", "lr=1e-3"]
+    args = [str(export), "--tasks", "rte", "--out", str(tmp_path / "hf"), "--data-dir", str(glue_dir),
+            "--device", "cpu", "--quiet", *itertools.chain.from_iterable(("--set", s) for s in settings)]
+    run = _run(args)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "rte: accuracy" in run.stdout and "best epoch" in run.stdout
+    finetune(_cfg(model_dir, glue_dir, tasks=["rte"], max_train=12, max_valid=12, epochs=2, max_length=40),
+             tmp_path / "ckpt", log=lambda m: None)
+    _same_run(tmp_path / "hf", tmp_path / "ckpt", "rte")
+    latest = ckpt.read_latest(tmp_path / "hf" / "rte" / "checkpoints")
+    assert ckpt.read_state(latest)["model_kind"] == "blalm"
+    load_model(latest)                                  # the fine-tuned decoder is a blalm checkpoint
+
+
+def test_hugging_face_gpt2_folder_finetunes_and_resumes(model_dir, glue_dir, tmp_path):
+    """Any AutoModelForCausalLM folder: a tiny GPT-2 (saved with save_pretrained, our tokenizer beside
+    it) is fine-tuned as its base model; a run cut after epoch 1 resumes to the uninterrupted run."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = load_tokenizer(model_dir)
+    torch.manual_seed(0)
+    gpt = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=32, n_layer=1, n_head=2,
+                                     bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id))
+    folder = tmp_path / "gpt2"
+    gpt.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    kw = dict(tasks=["mrpc"], max_train=12, max_valid=12, max_length=40)
+    finetune(_cfg(folder, glue_dir, epochs=2, **kw), tmp_path / "full", log=lambda m: None)
+    res = json.loads((tmp_path / "full" / "mrpc" / "results.json").read_text())
+    assert res["status"] == "ok" and [r["epoch"] for r in res["per_epoch"]] == [1, 2] and res["score"] == res["f1"]
+    latest = ckpt.read_latest(tmp_path / "full" / "mrpc" / "checkpoints")
+    assert ckpt.read_state(latest)["model_kind"] == "hf"
+    tuned = load_file(str(latest / "model.safetensors"))
+    assert "wte.weight" in tuned and not any(k.startswith("lm_head") for k in tuned)   # GPT2Model's names
+    assert not torch.equal(tuned["wte.weight"], gpt.transformer.wte.weight.detach())   # fine-tuned
+    # killed in epoch 2 (after epoch 1's checkpoint), then resumed: the uninterrupted run's end
+    part = tmp_path / "part"
+    args = [str(folder), "--tasks", "mrpc", "--out", str(part), "--data-dir", str(glue_dir), "--device", "cpu",
+            "--quiet"]
+    for item in ("max_train=12", "max_valid=12", "max_length=40", "batch_size=4", "epochs=2", "lr=1e-3"):
+        args += ["--set", item]
+    run = _run(args, fault="step_backward@5")
+    assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
+    assert ckpt.read_state(ckpt.read_latest(part / "mrpc" / "checkpoints"))["step"] == 3
+    finetune(_cfg(folder, glue_dir, epochs=2, **kw), part, log=lambda m: None)
+    _same_run(part, tmp_path / "full", "mrpc")
+
+
+# ----------------------------------------------------------------------------------------------
+# errors and --help
+
+
+def test_missing_data_and_model_are_named_with_the_fix(model_dir, glue_dir, tmp_path, capsys):
+    with pytest.raises(InputError, match=r"nowhere: GLUE data folder not found; give --data-dir"):
+        finetune(_cfg(model_dir, tmp_path / "nowhere"), tmp_path / "o1", log=lambda m: None)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "rte.valid.jsonl").write_text((glue_dir / "rte.valid.jsonl").read_text())       # no training file
+    (data / "mrpc.train.jsonl").write_text((glue_dir / "mrpc.train.jsonl").read_text())     # no valid file
+    report = finetune(_cfg(model_dir, data, tasks=["rte", "mrpc"]), tmp_path / "o2", log=lambda m: None)
+    rte, mrpc = report["tasks"]["rte"], report["tasks"]["mrpc"]
+    assert rte["status"] == mrpc["status"] == "not available" and report["glue"]["status"] == "not available"
+    assert f"{data / 'rte.train.jsonl'} (or .jsonl.xz) not found; give --data-dir" in rte["reason"]
+    assert f"{data / 'mrpc.valid.jsonl'} (or .jsonl.xz) not found; give --data-dir" in mrpc["reason"]
+    with pytest.raises(InputError, match="neither a blalm checkpoint .* nor a Hugging Face model folder"):
+        finetune(_cfg(data, glue_dir), tmp_path / "o3", log=lambda m: None)
+    missing = tmp_path / "no-model"
+    assert cli.main(["finetune", str(missing), "--out", str(tmp_path / "o4"), "--data-dir", str(glue_dir)]) == 2
+    assert f"{missing}: model folder not found" in capsys.readouterr().err
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["finetune", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("MODEL", "--tasks", "--out", "--data-dir", "--device", "--precision", "--set", "--quiet"):
+        assert option in text
+    options = {"model", "tasks", "data_dir", "device", "precision", "progress"}     # set by the options above
+    for f in dataclasses.fields(FinetuneConfig):
+        if f.name not in options:
+            assert f"\n  {f.name}=" in text, f.name                              # every --set key explained
+    assert "Hugging Face" in text and "best" in text

@@ -10,12 +10,12 @@ from blalm.config import check
 from blalm.finetune.tasks import DEFAULT_TASKS, TASKS
 
 # keys that may change between a killed run and its resumption (they keep the math)
-RESUMABLE_KEYS = ("progress", "device")
+RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints")
 
 
 @dataclass
 class FinetuneConfig:
-    model: str = ""                       # a blalm checkpoint folder (model.safetensors + config + tokenizer)
+    model: str = ""                       # a blalm checkpoint folder or a Hugging Face causal-LM folder (+ tokenizer)
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
     data_dir: str = ""                    # "" = <eval data>/full_eval/glue_filtered
     lr: float = 3e-5                      # AdamW peak learning rate (official default)
@@ -34,6 +34,8 @@ class FinetuneConfig:
     save_every: int = 0                   # also checkpoint every N steps (0 = at epoch ends only)
     log_every: int = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "tf32", "bf16"] = "bf16"   # CUDA only (bf16 autocast); the CPU runs float32
+    keep_all_checkpoints: bool = False    # False: only the latest checkpoint folder is kept (disk)
     progress: bool = True
 
     def validate(self) -> None:

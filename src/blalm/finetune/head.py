@@ -1,9 +1,15 @@
-"""The classification model: a pretrained blalm decoder plus a head on the LAST real token.
+"""The classification model: a pretrained decoder plus a head on the LAST real token.
 
 ``SequenceClassifier(backbone, num_labels)`` runs the decoder on right-padded input, takes the
 final (normed) hidden state of each row's last real token (position ``attention_mask.sum(1) - 1``)
 and applies dropout and a linear layer (``hidden -> num_labels``). For a causal decoder that is
 the only position that has seen the whole input.
+
+``backbone`` is either a blalm decoder (``BlalmForCausalLM``, also the copy bundled in an exported
+Hugging Face folder): its final norm's output is read and the forward stops there, so the
+vocabulary projection is never computed; or a Hugging Face base model (``AutoModelForCausalLM``'s
+``base_model``, e.g. ``GPT2Model``, ``LlamaModel``), whose ``last_hidden_state`` is read (after the
+final norm in every standard causal LM).
 
 Note: the official BabyLM 2025 fine-tuning script pools the FIRST token's hidden state for causal
 models too (evaluation-pipeline-2025 issue #38), which for a decoder sees only the first token; we
@@ -21,7 +27,40 @@ def last_token_states(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     last = attention_mask.long().sum(dim=1) - 1
     if bool((last < 0).any()):
         raise ValueError("every row needs at least one real token")
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
+
+
+def is_blalm_decoder(module: nn.Module) -> bool:
+    """A blalm decoder (ours or the copy bundled with an exported folder: matched by class name)."""
+    return type(module).__name__ == "BlalmForCausalLM" and isinstance(getattr(module, "norm", None), nn.Module)
+
+
+class _Stop(Exception):
+    """Raised by the norm hook to skip the (unused) vocabulary projection."""
+
+
+def final_hidden_states(backbone: nn.Module, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+    """``(B, S, H)``: the backbone's final (normed) hidden states."""
+    if is_blalm_decoder(backbone):
+        captured: list[Tensor] = []
+
+        def hook(_module, _inputs, output):
+            captured.append(output)
+            raise _Stop
+
+        handle = backbone.norm.register_forward_hook(hook)
+        try:
+            backbone(input_ids, attention_mask=attention_mask)
+        except _Stop:
+            pass
+        finally:
+            handle.remove()
+        if not captured:   # pragma: no cover - a decoder whose forward skips its final norm
+            raise RuntimeError("the blalm decoder's final norm did not run")
+        return captured[-1]
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask)
+    hidden = getattr(out, "last_hidden_state", None)
+    return hidden if hidden is not None else out[0]
 
 
 class SequenceClassifier(nn.Module):
@@ -34,21 +73,17 @@ class SequenceClassifier(nn.Module):
 
     def pooled(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The head's input: the last real token's final hidden state (after the final norm)."""
-        captured: list[Tensor] = []
-        handle = self.backbone.norm.register_forward_hook(lambda _m, _i, out: captured.append(out))
-        try:
-            self.backbone(input_ids, attention_mask=attention_mask)
-        finally:
-            handle.remove()
-        return last_token_states(captured[-1], attention_mask)
+        return last_token_states(final_hidden_states(self.backbone, input_ids, attention_mask), attention_mask)
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Logits ``(B, num_labels)``."""
+        """Logits ``(B, num_labels)`` (float32 outside autocast; under CUDA autocast the head's matmul
+        runs in its dtype and the loss is taken in float32 by the caller)."""
         return self.head(self.dropout(self.pooled(input_ids, attention_mask)).float())
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    """Right-padded ``input_ids`` and ``attention_mask`` of a list of token-id lists."""
+    """Right-padded ``input_ids`` and ``attention_mask`` of a list of token-id lists (on the CPU;
+    the caller moves them to its device)."""
     width = max(len(s) for s in sequences)
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)

@@ -1,28 +1,48 @@
 """``finetune(cfg, out_dir)``: fine-tune a pretrained model on each task and write the results.
 
+MODEL is a blalm checkpoint folder or a Hugging Face causal-LM folder (an exported blalm model or
+any ``AutoModelForCausalLM`` folder with a fast tokenizer), loaded in float32 by the evaluation
+stage's :func:`blalm.eval.loading.load_for_eval`. A blalm model (either form) is fine-tuned as the
+blalm decoder itself; another model as its Hugging Face base model (``model.base_model``).
+
 Per task ``T`` the run folder ``OUT/T/`` is a small training run of the training stage's kind:
 ``config.json`` (the resolved settings of this task), ``run_info.json``, ``metrics.jsonl`` (``setup``,
-``train`` records every ``log_every`` steps, ``resume``, ``eval``), ``checkpoints/`` written atomically
-by :func:`blalm.train.checkpoint.save_checkpoint` (the fine-tuned decoder as ``model.safetensors`` +
-``model_config.json`` + tokenizer, so ``load_model`` reads it; the head as ``head.safetensors``; the
-AdamW state; ``state.json`` with the step and RNG states) at every epoch end, every ``save_every``
-steps and the end, and ``results.json`` (accuracy, F1 where reported, predictions) once it is
-evaluated on the task's ``valid`` file. ``OUT/results.json`` gathers every task and the GLUE score.
+``train`` records every ``log_every`` steps, ``valid`` after every epoch, ``resume``, ``eval``),
+``checkpoints/`` written atomically by :func:`blalm.train.checkpoint.save_checkpoint` at every epoch
+end, every ``save_every`` steps and the end (the fine-tuned decoder as ``model.safetensors`` +
+``model_config.json`` + tokenizer, so ``load_model`` reads it when the model is a blalm one; the
+head as ``head.safetensors``; the AdamW state; ``state.json`` with the step, the RNG states and
+the per-epoch validation records; only the latest folder is kept unless ``keep_all_checkpoints``),
+and ``results.json`` once the last epoch is done. ``OUT/results.json`` gathers every task and the
+GLUE score.
+
+**Validation and the reported score (as the official pipeline).** After every epoch the model is
+scored on the task's ``valid`` file (accuracy; F1 and MCC for binary tasks). The task's result is
+the epoch with the best validation metric (``metric_for_valid``: F1 for MRPC and QQP, accuracy
+otherwise; the earliest epoch wins a tie): its scores and predictions. Every epoch's scores are
+kept in the result (``per_epoch``). The official pipeline evaluates on the same ``valid`` files
+(its predict data is the valid file), so the reported score is the best epoch's validation
+score. The checkpoint holds the last epoch's weights, not the best epoch's.
 
 Re-running the same command resumes: a task with ``results.json`` is done; a task with a checkpoint
-continues from ``checkpoints/latest``. On CPU a killed and resumed run ends with the same weights
-as an uninterrupted one: the example order of each epoch is a pure function of (seed, epoch), the
-learning rate of the step, and the checkpoint holds weights, optimizer state and RNG states.
+continues from ``checkpoints/latest`` with its per-epoch records. On CPU a killed and resumed run
+ends with the same weights, per-epoch scores and predictions as an uninterrupted one: the example
+order of each epoch is a pure function of (seed, epoch), the learning rate of the step, the
+checkpoint holds weights, optimizer state and RNG states, and validation draws no random numbers.
 
 Optimizer: AdamW over every parameter (decoder and head), peak ``lr`` (3e-5), weight decay on 2-D
 weights, the training stage's schedule (warm-up, then cosine decay), gradient clipping at
-``grad_clip``. Loss: cross-entropy of the head's logits.
+``grad_clip``. Loss: cross-entropy of the head's logits (float32). On CUDA the forward runs under
+``precision`` (bf16 autocast by default; weights and optimizer state stay float32); on the CPU in
+float32.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -36,7 +56,7 @@ from blalm.atomic import write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
-from blalm.finetune.head import SequenceClassifier, pad_batch
+from blalm.finetune.head import SequenceClassifier, is_blalm_decoder, pad_batch
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
 from blalm.runinfo import run_info
@@ -50,6 +70,7 @@ RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"
 HEAD_FILE = "head.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+METRIC_KEYS = ("accuracy", "f1", "mcc", "score", "metric")
 
 
 def task_settings(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
@@ -61,25 +82,52 @@ def task_settings(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
     out["epochs"] = cfg.epochs or task.epochs
     out["data_dir"] = str(cfg.glue_dir())
     out["model"] = str(Path(cfg.model).expanduser().resolve())
+    out["metric_for_valid"] = task.primary
     return out
 
 
-def load_backbone(model_dir: Path, device: torch.device):
-    """(decoder, tokenizer, model config dict) of a blalm checkpoint folder."""
-    from blalm.model.checkpoint import CONFIG_FILE as MODEL_CONFIG, is_model_checkpoint, load_model
-    from blalm.tokenizer.train import load_tokenizer
+def check_model_dir(model_dir: Path) -> None:
+    """InputError unless ``model_dir`` looks like a blalm checkpoint or a Hugging Face model folder."""
+    from blalm.model.checkpoint import is_model_checkpoint
 
     if not model_dir.is_dir():
-        raise InputError(f"{model_dir}: model folder not found")
-    if not is_model_checkpoint(model_dir):
-        raise InputError(f"{model_dir}: not a blalm checkpoint (model.safetensors + model_config.json); give a "
-                         f"checkpoint folder, e.g. RUN_DIR/checkpoints/<name>")
-    if not (model_dir / "tokenizer.json").is_file():
-        raise InputError(f"{model_dir}: the checkpoint has no tokenizer.json; fine-tuning needs its tokenizer")
-    tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, device)
-    model_config = json.loads((model_dir / MODEL_CONFIG).read_text(encoding="utf-8"))
-    return model, tokenizer, model_config
+        raise InputError(f"{model_dir}: model folder not found; give a blalm checkpoint folder "
+                         f"(RUN_DIR/checkpoints/<name>) or a Hugging Face model folder (e.g. from 'blalm export')")
+    if not is_model_checkpoint(model_dir) and not (model_dir / "config.json").is_file():
+        raise InputError(f"{model_dir}: neither a blalm checkpoint (model.safetensors + model_config.json) nor a "
+                         f"Hugging Face model folder (config.json + weights + tokenizer); give a checkpoint folder, "
+                         f"e.g. RUN_DIR/checkpoints/<name>, or the folder 'blalm export' wrote")
+
+
+def load_backbone(model_dir: Path, device: torch.device) -> tuple[torch.nn.Module, Any, dict[str, Any], str]:
+    """(backbone, tokenizer, config dict for checkpoints, kind) of MODEL, in float32 on ``device``.
+
+    kind ``"blalm"``: the backbone is the blalm decoder (of a blalm checkpoint or an exported folder)
+    and its checkpoints are blalm checkpoints; ``"hf"``: the Hugging Face base model of another
+    causal LM (its checkpoints are for resuming only: ``model_config.json`` holds its HF config)."""
+    from blalm.eval.loading import load_for_eval
+
+    check_model_dir(model_dir)
+    lm, tokenizer = load_for_eval(model_dir, device=str(device), dtype=torch.float32)
+    inner = getattr(lm, "model", None)
+    if getattr(lm.config, "model_type", None) == "blalm" and inner is not None and is_blalm_decoder(inner):
+        return inner, tokenizer, dataclasses.asdict(inner.config), "blalm"
+    base = lm.base_model
+    if base is lm or not hasattr(base.config, "hidden_size"):
+        raise InputError(f"{model_dir}: {type(lm).__name__} exposes no base model with a hidden_size to put a "
+                         f"classification head on; give a causal LM with a base model (GPT-2, Llama, ...)")
+    return base, tokenizer, {"hf_config": json.loads(lm.config.to_json_string())}, "hf"
+
+
+def _state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` with tensors that share storage (tied weights) copied, as safetensors needs."""
+    seen: set[tuple[int, int]] = set()
+    out = {}
+    for name, tensor in module.state_dict().items():
+        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
+        out[name] = tensor.clone() if key in seen else tensor
+        seen.add(key)
+    return out
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -91,31 +139,57 @@ def _pad_id(tokenizer: Any) -> int:
 
 @torch.no_grad()
 def predict(model: SequenceClassifier, sequences: list[list[int]], pad_id: int, batch: int,
-            device: torch.device) -> list[int]:
+            device: torch.device, precision: str = "fp32") -> list[int]:
+    """The predicted label of every sequence (eval mode; ``precision`` applies on CUDA)."""
+    from blalm.eval.suite import gpu_precision
+
     was = model.training
     model.eval()
     out: list[int] = []
     for start in range(0, len(sequences), batch):
         ids, mask = pad_batch(sequences[start:start + batch], pad_id)
-        out.extend(model(ids.to(device), mask.to(device)).argmax(dim=-1).tolist())
+        with gpu_precision(precision):
+            logits = model(ids.to(device), mask.to(device))
+        out.extend(logits.float().argmax(dim=-1).tolist())
     model.train(was)
     return out
 
 
 def task_metrics(task: Task, predictions: list[int], labels: list[int]) -> dict[str, Any]:
+    """Accuracy; F1 and MCC for binary tasks (as the official pipeline reports them); ``score`` is
+    the task's validation metric (F1 for MRPC/QQP, accuracy otherwise), named by ``metric``."""
     res: dict[str, Any] = {"accuracy": accuracy(predictions, labels)}
-    if task.f1:
+    if task.num_labels == 2:
         res["f1"] = binary_f1(predictions, labels)
-    if task.num_labels == 2:   # the official pipeline reports MCC for its binary tasks too
         res["mcc"] = binary_mcc(predictions, labels)
     res["score"] = res[task.primary]
     res["metric"] = task.primary
     return res
 
 
+def best_epoch(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-epoch record with the highest ``score`` (the earliest one on a tie)."""
+    if not records:
+        raise ValueError("no per-epoch validation records")
+    best = records[0]
+    for rec in records[1:]:
+        if rec["score"] > best["score"]:
+            best = rec
+    return best
+
+
+def _prune_checkpoints(root: Path, keep: str) -> None:
+    """Remove every checkpoint folder under ``root`` but ``keep`` (the one ``latest`` names)."""
+    for entry in list(root.iterdir()):
+        if entry.is_dir() and not entry.name.startswith(".") and entry.name != keep:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Fine-tune (or resume, or skip when done) one task; return its result record."""
     from tqdm import tqdm
+
+    from blalm.eval.suite import gpu_precision
 
     settings = task_settings(cfg, task)
     ckpt_root = task_dir / "checkpoints"
@@ -132,16 +206,19 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
 
     train_ex, valid_ex = load_task(cfg.glue_dir(), task.name, cfg.max_train, cfg.max_valid)
     device = resolve_device(cfg.device)
+    precision = cfg.precision if device.type == "cuda" else "fp32"
     model_dir = Path(cfg.model).expanduser()
-    torch.manual_seed(cfg.seed)
+    backbone, tokenizer, model_config, kind = load_backbone(model_dir, device)
+    torch.manual_seed(cfg.seed)      # after loading: the head's initialisation depends on the seed alone
     np.random.seed(cfg.seed % 2**32)
     import random
     random.seed(cfg.seed)
-    backbone, tokenizer, model_config = load_backbone(model_dir, device)
     model = SequenceClassifier(backbone, task.num_labels, cfg.dropout).to(device)
     pad_id = _pad_id(tokenizer)
     train_seqs = [encode(tokenizer, ex["fields"], cfg.max_length) for ex in train_ex]
     train_labels = [ex["label"] for ex in train_ex]
+    valid_seqs = [encode(tokenizer, ex["fields"], cfg.max_length) for ex in valid_ex]
+    gold = [ex["label"] for ex in valid_ex]
     B, epochs = settings["batch_size"], settings["epochs"]
     steps_per_epoch = math.ceil(len(train_seqs) / B)
     total = steps_per_epoch * epochs
@@ -159,20 +236,30 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
     ckpt.cleanup_stale(ckpt_root)
     latest = ckpt.read_latest(ckpt_root) if ckpt_root.is_dir() else None
     step = 0
+    records: list[dict[str, Any]] = []          # one per finished epoch: its validation scores
+    best_predictions: list[int] | None = None   # of the best epoch so far
+    seconds_before = 0.0                        # wall time of earlier (killed) sessions
     task_dir.mkdir(parents=True, exist_ok=True)
     if latest is not None:   # before the logger opens the file: truncation replaces it
         truncate_metrics(task_dir, ckpt.read_state(latest)["step"])
     else:
         (task_dir / "metrics.jsonl").unlink(missing_ok=True)
     metrics = MetricsLogger(task_dir, tensorboard=False)
+    t_session = time.time()
     if latest is not None:
         state = ckpt.read_state(latest)
         backbone.load_state_dict(ckpt.load_model_state(latest, device))
         model.head.load_state_dict(ckpt.load_tensors(latest / HEAD_FILE, device))
-        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(latest / ckpt.OPTIMIZER_FILE, device),
+        # read on the CPU: AdamW's load_state_dict moves the moments to their parameters' device and
+        # keeps its 'step' counters on the CPU, as a fresh AdamW holds them (a CUDA 'step' would cost a sync
+        # per parameter and step)
+        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(latest / ckpt.OPTIMIZER_FILE, "cpu"),
                                   state["optimizer_scalars"])
         ckpt.set_rng_state(state["rng"])
         step = state["step"]
+        records = list(state.get("per_epoch", []))
+        best_predictions = state.get("best_predictions")
+        seconds_before = float(state.get("seconds", 0.0))
         metrics.log({"kind": "resume", "step": step, "checkpoint": latest.name})
         log(f"{task.name}: resuming from {latest} (step {step} of {total})")
     else:
@@ -180,9 +267,11 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
         write_json_atomic(task_dir / "run_info.json", run_info(settings, cfg.seed))
         metrics.log({"kind": "setup", "step": 0, "task": task.name, "train_examples": len(train_seqs),
                      "valid_examples": len(valid_ex), "batch_size": B, "epochs": epochs,
-                     "steps_per_epoch": steps_per_epoch, "total_steps": total,
-                     "parameters": sum(p.numel() for p in model.parameters()), "device": str(device)})
-        log(f"{task.name}: {len(train_seqs)} training examples, batch {B}, {epochs} epochs = {total} steps")
+                     "steps_per_epoch": steps_per_epoch, "total_steps": total, "model_kind": kind,
+                     "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
+                     "precision": precision, "metric_for_valid": task.primary})
+        log(f"{task.name}: {len(train_seqs)} training examples, batch {B}, {epochs} epochs = {total} steps "
+            f"on {device} ({precision})")
     tokenizer_files = [model_dir / n for n in TOKENIZER_FILES if (model_dir / n).is_file()]
 
     model.train()
@@ -196,7 +285,8 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
             lrs = set_learning_rates(optimizers, lr_factor(step, total, cfg.warmup_fraction, cfg.min_lr_fraction))
             ids, mask = pad_batch([train_seqs[i] for i in rows], pad_id)
             labels = torch.tensor([train_labels[i] for i in rows], dtype=torch.long, device=device)
-            loss = F.cross_entropy(model(ids.to(device), mask.to(device)), labels)
+            with gpu_precision(precision):
+                loss = F.cross_entropy(model(ids.to(device), mask.to(device)).float(), labels)
             loss.backward()
             loss = loss.detach()
             ckpt.fault_point("step_backward")
@@ -214,33 +304,53 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                              "loss": interval_loss / interval_n, "lr": lrs, "grad_norm": float(grad_norm),
                              "seconds": round(time.time() - t0, 3)})
                 interval_loss, interval_n, t0 = 0.0, 0, time.time()
+            if step % steps_per_epoch == 0:          # an epoch ended: score it on the valid file
+                predictions = predict(model, valid_seqs, pad_id, cfg.eval_batch, device, precision)
+                record = {"epoch": step // steps_per_epoch, "step": step, **task_metrics(task, predictions, gold)}
+                if not records or record["score"] > best_epoch(records)["score"]:
+                    best_predictions = predictions
+                records.append(record)
+                metrics.log({"kind": "valid", **record})
+                with tqdm.external_write_mode(file=sys.stderr):      # a line of its own, not inside the bar
+                    log(f"{task.name}: epoch {record['epoch']}/{epochs}: " + _scores_line(record))
             if step % steps_per_epoch == 0 or (cfg.save_every and step % cfg.save_every == 0) or step == total:
                 opt_tensors, opt_scalars = ckpt.optimizer_tensors(optimizers, names)
                 name = f"step{step:07d}"
                 state = {"step": step, "epoch": step // steps_per_epoch, "total_steps": total,
                          "steps_per_epoch": steps_per_epoch, "complete": step == total, "loss": float(loss),
                          "rng": ckpt.rng_state(), "optimizer_scalars": opt_scalars,
-                         "optimizer_param_names": names, "task": task.name}
-                ckpt.save_checkpoint(ckpt_root, name, backbone.state_dict(), opt_tensors, state, model_config,
+                         "optimizer_param_names": names, "task": task.name, "model_kind": kind,
+                         "per_epoch": records, "best_predictions": best_predictions,
+                         "seconds": round(seconds_before + time.time() - t_session, 3)}
+                ckpt.save_checkpoint(ckpt_root, name, _state_dict(backbone), opt_tensors, state, model_config,
                                      tokenizer_files, extra_tensors={HEAD_FILE: model.head.state_dict()})
-                if latest is not None and latest.name != name:   # keep the optimizer state of the latest only
-                    (latest / ckpt.OPTIMIZER_FILE).unlink(missing_ok=True)
+                if cfg.keep_all_checkpoints:
+                    if latest is not None and latest.name != name:   # the optimizer state of the latest only
+                        (latest / ckpt.OPTIMIZER_FILE).unlink(missing_ok=True)
+                else:
+                    _prune_checkpoints(ckpt_root, name)
                 latest = ckpt_root / name
     finally:
         bar.close()
 
-    predictions = predict(model, [encode(tokenizer, ex["fields"], cfg.max_length) for ex in valid_ex],
-                          pad_id, cfg.eval_batch, device)
-    gold = [ex["label"] for ex in valid_ex]
-    result = {"status": "ok", "task": task.name, **task_metrics(task, predictions, gold),
+    best = best_epoch(records)
+    seconds = round(seconds_before + time.time() - t_session, 3)
+    result = {"status": "ok", "task": task.name, **{k: best[k] for k in METRIC_KEYS if k in best},
+              "best_epoch": best["epoch"], "metric_for_valid": task.primary, "per_epoch": records,
               "n_train": len(train_seqs), "n_valid": len(gold), "steps": total, "epochs": epochs,
-              "batch_size": B, "checkpoint": str(latest) if latest else None, "predictions": predictions}
-    metrics.log({"kind": "eval", "step": total, **{k: result[k] for k in ("accuracy", "score", "metric")},
-                 **({"f1": result["f1"]} if "f1" in result else {})})
+              "batch_size": B, "precision": precision, "device": str(device), "seconds": seconds,
+              "checkpoint": str(latest) if latest else None, "predictions": best_predictions}
+    metrics.log({"kind": "eval", "step": total, "best_epoch": best["epoch"],
+                 **{k: best[k] for k in METRIC_KEYS if k in best}})
     metrics.close()
     write_json_atomic(task_dir / RESULTS_FILE, result)
-    log(f"{task.name}: accuracy {result['accuracy']:.2f}" + (f", F1 {result['f1']:.2f}" if "f1" in result else ""))
+    log(f"{task.name}: best epoch {best['epoch']} of {epochs} by {task.primary}: " + _scores_line(best))
     return result
+
+
+def _scores_line(res: dict[str, Any]) -> str:
+    return ", ".join(f"{label} {res[key]:.2f}" for key, label in (("accuracy", "accuracy"), ("f1", "F1"),
+                                                                   ("mcc", "MCC")) if key in res)
 
 
 def glue_summary(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -258,7 +368,14 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = pr
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BlalmError(f"--out {out_dir} exists and is not a folder; give a folder path")
+    glue_dir = cfg.glue_dir()
+    if not glue_dir.is_dir():
+        raise InputError(f"{glue_dir}: GLUE data folder not found; give --data-dir with the folder that holds "
+                         f"{{task}}.train.jsonl and {{task}}.valid.jsonl (the official glue_filtered), or set "
+                         f"BLALM_DATA_DIR to the data folder holding eval/full_eval/glue_filtered")
+    check_model_dir(Path(cfg.model).expanduser())
     out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
     results: dict[str, dict[str, Any]] = {}
     for name in cfg.tasks:
         try:
@@ -269,6 +386,8 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = pr
         results[name] = res
     report = {"model": str(cfg.model), "data_dir": str(cfg.glue_dir()), "glue": glue_summary(results),
               "tasks": {t: {k: v for k, v in r.items() if k != "predictions"} for t, r in results.items()},
+              "seconds": round(time.time() - t0, 3),
+              "task_seconds": {t: r["seconds"] for t, r in results.items() if "seconds" in r},
               "config": to_dict(cfg)}
     write_json_atomic(out_dir / RESULTS_FILE, report)
     return report
@@ -278,7 +397,8 @@ def format_results(report: dict[str, Any]) -> str:
     lines = []
     for name, res in report["tasks"].items():
         if res.get("status") == "ok":
-            lines.append(f"{name}: accuracy {res['accuracy']:.2f}" + (f", F1 {res['f1']:.2f}" if "f1" in res else ""))
+            lines.append(f"{name}: {_scores_line(res)} (best epoch {res.get('best_epoch', '?')} by "
+                         f"{res.get('metric', 'accuracy')})")
         else:
             lines.append(f"{name}: {res['status']} ({res.get('reason', '')})")
     glue = report["glue"]

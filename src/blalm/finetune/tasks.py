@@ -2,9 +2,10 @@
 
 Per task: the input fields (Hugging Face ``glue``/``super_glue`` names, in the order they are put
 in the input), the number of labels, the official batch size and epochs (32 and 10; 16 for BoolQ
-and MultiRC; 30 epochs for WSC), and the metrics reported (accuracy for every task, F1 of the
-positive class for MRPC and QQP). The task's primary score (the GLUE column's mean) is F1 for
-MRPC and QQP and accuracy for the rest.
+and MultiRC; 30 epochs for WSC), and the validation metric (``metric_for_valid`` in the official
+pipeline): F1 of the positive class for MRPC and QQP, accuracy for the rest. Accuracy is reported
+for every task, F1 and MCC for the binary ones. The primary score (the validation metric) picks
+the best epoch and is the task's entry in the GLUE column's mean.
 
 Input (this project's format; the separator and truncation are our choice): every field is tokenized on its own (no special tokens), the pieces are joined with the
 tokenizer's EOS token as separator, the tokenizer's BOS (when it has one) goes first; inputs
@@ -12,7 +13,7 @@ longer than ``max_length`` lose tokens from their longest field first (``longest
 the last field (hypothesis, answer, span) is kept.
 
 Data: ``DATA_DIR/{task}.train.jsonl`` (or ``.jsonl.xz``) and ``DATA_DIR/{task}.valid.jsonl``; the
-valid file is the evaluation set (as the official pipeline evaluates on it). BoolQ has no training
+valid file is both the per-epoch validation set and the evaluation set (as in the official pipeline). BoolQ has no training
 file in the official 2025 data: it is reported "not available" unless ``--data-dir`` holds one.
 """
 
@@ -102,9 +103,11 @@ def load_task(data_dir: Path, name: str, max_train: int = 0, max_valid: int = 0
     if train_path is None:
         extra = (" (the official 2025 data has no BoolQ training file; give --data-dir with a "
                  "boolq.train.jsonl to fine-tune on it)" if name == "boolq" else "")
-        raise TaskUnavailable(f"no training data: {Path(data_dir) / (name + '.train.jsonl')} not found{extra}")
+        raise TaskUnavailable(f"no training data: {Path(data_dir) / (name + '.train.jsonl')} (or .jsonl.xz) not "
+                              f"found{extra or '; give --data-dir with the folder that holds it'}")
     if valid_path is None:
-        raise TaskUnavailable(f"no evaluation data: {Path(data_dir) / (name + '.valid.jsonl')} not found")
+        raise TaskUnavailable(f"no validation data: {Path(data_dir) / (name + '.valid.jsonl')} (or .jsonl.xz) not "
+                              f"found; give --data-dir with the folder that holds it")
     return read_examples(train_path, task, max_train), read_examples(valid_path, task, max_valid)
 
 
