@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = verbs.add_parser("train", help="training-step throughput of a training config's model (and its HF peer)",
                          description="Times optimizer steps of the model in a training CONFIG (configs/train/*.toml) "
                                      "on random tokens: global batch by accumulation, bf16 autocast on GPU, the "
-                                     "config's optimizers. Prints tokens/s, step ms, MFU and peak memory.")
+                                     "config's optimizers. Prints tokens/s, step ms, MFU and peak memory. Under "
+                                     "torchrun (one process per GPU) it times DDP, the global batch split over the GPUs.")
     from blalm.cli import add_config_args
 
     add_config_args(t, "training")
@@ -87,13 +89,22 @@ def run_train(args: argparse.Namespace) -> int:
     from blalm.bench.train import bench_train, profile_blalm
     from blalm.train.config import load_train_config
 
+    from blalm.train.trainer import Dist
+
     cfg = load_train_config(args.config, args.overrides)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))   # torchrun: one GPU per rank
     if args.profile:
         print(profile_blalm(cfg, device, warmup=args.warmup))
         return 0
-    for row in bench_train(cfg, device, args.steps, args.warmup, args.peers):
-        print(json.dumps(row), flush=True)
+    dist = Dist(device)
+    try:
+        for row in bench_train(cfg, device, args.steps, args.warmup, args.peers and not dist.enabled, dist):
+            if dist.is_main:
+                print(json.dumps(row), flush=True)
+    finally:
+        dist.close()
     return 0
 
 

@@ -20,6 +20,7 @@ from blalm.model.decoder import build_model, count_parameters
 from blalm.bench import device_fields
 from blalm.train.config import TrainConfig
 from blalm.train.optim import build_optimizers
+from blalm.train.trainer import Dist
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -46,11 +47,12 @@ def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.
 
 
 def make_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], cfg: TrainConfig,
-              device: torch.device, loss_of: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[], None]:
+              device: torch.device, loss_of: Callable[[torch.Tensor], torch.Tensor],
+              world_size: int = 1) -> Callable[[], None]:
     vocab = cfg.model.vocab_size
     gen = torch.Generator(device="cpu").manual_seed(0)
     batch = torch.randint(0, vocab, (cfg.micro_batch, cfg.context_length), generator=gen).to(device)
-    accumulation = cfg.global_batch // cfg.micro_batch
+    accumulation = cfg.global_batch // (cfg.micro_batch * world_size)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     def step() -> None:
@@ -81,21 +83,31 @@ def result_row(name: str, params: int, times: list[float], cfg: TrainConfig, dev
     return {**row, **device_fields(device)}
 
 
-def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
+def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int,
+                dist: Dist | None = None) -> dict[str, Any]:
+    """One training config's step time; under ``torchrun`` (``dist`` enabled) DDP over the ranks,
+    the global batch split between them, tokens/s counted over all of them."""
+    world = dist.world_size if dist is not None else 1
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, device)
     model.train()
     optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
     forward = torch.compile(model) if cfg.compile else model
+    if world > 1:
+        forward = torch.nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None)
     step = make_step(model, list(optimizers.values()), cfg, device,
-                     lambda ids: forward(ids, labels=ids).loss)
+                     lambda ids: forward(ids, labels=ids).loss, world)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = time_steps(step, steps, warmup, device)
     name = f"blalm-{cfg.model.mixer}-{cfg.model.num_layers}L"
-    return result_row(name, count_parameters(model)["total"], times, cfg, device,
-                      {"optimizer": cfg.optimizer, "compile": cfg.compile, "mlstm_kernel": cfg.model.mlstm_kernel,
-                       "mechanisms": cfg.model.mechanisms()})
+    row = result_row(name, count_parameters(model)["total"], times, cfg, device,
+                     {"optimizer": cfg.optimizer, "compile": cfg.compile, "mlstm_kernel": cfg.model.mlstm_kernel,
+                      "mechanisms": cfg.model.mechanisms(), "world_size": world})
+    if "mfu" in row:
+        row["mfu"] = round(row["mfu"] / world, 4)   # per GPU
+    return row
 
 
 def hf_peer(cfg: TrainConfig) -> tuple[str, Any]:
@@ -147,8 +159,8 @@ def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup
 
 
 def bench_train(cfg: TrainConfig, device: torch.device, steps: int = 10, warmup: int = 3,
-                peers: bool = False) -> Iterator[dict[str, Any]]:
-    yield bench_blalm(cfg, device, steps, warmup)
+                peers: bool = False, dist: Dist | None = None) -> Iterator[dict[str, Any]]:
+    yield bench_blalm(cfg, device, steps, warmup, dist)
     if peers:
         try:
             yield bench_peer(cfg, device, steps, warmup)
