@@ -22,6 +22,7 @@ STAGE_CLIS = [
     "blalm.finetune.cli",
     "blalm.eval.cli",
     "blalm.bench.cli",
+    "blalm.experiments.cli",
 ]
 
 
