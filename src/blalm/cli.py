@@ -23,6 +23,7 @@ STAGE_CLIS = [
     "blalm.eval.cli",
     "blalm.bench.cli",
     "blalm.experiments.cli",
+    "blalm.report.cli",
 ]
 
 

@@ -21,7 +21,9 @@ Sources, table by table:
   per run; Table 4 and §6.3 state the mean ± std of perplexity and average (a population std:
   App. E's averages give 35.74 ± 1.74 and 36.24 ± 1.16 with ``numpy.std``).
 - ``table5`` — Experiment 4 (§6.4), learning rates: Table 5 (PPL, Avg.) and App. F (columns).
-  App. F also lists 1e-4 for strict-small (not in Table 5).
+  App. F also lists 1e-4 for strict-small (not in Table 5). As printed, App. F's 1e-4 and 2e-4
+  strict-small rows have their averages swapped against their columns (the columns of 1e-4 average
+  34.80, those of 2e-4 36.04; Table 5 gives 2e-4 34.80): transcribed as printed.
 - ``table6`` — Experiment 5 (§6.5), the mechanisms, lr 4e-4: Table 6 (PPL, Avg.) and App. G
   (columns; the base BLaLM row is Table 6's, its columns are App. F's 4e-4 row for strict-small).
 - ``table7`` — final submissions (§6.6): Table 7 (the full-suite average over 10 benchmarks and the
