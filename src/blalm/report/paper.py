@@ -186,14 +186,25 @@ def table_rows(table: str) -> dict[str, list[PaperRow]]:
 def reference_row(track: str, mixer: str, mechanisms: list[str]) -> tuple[str, PaperRow] | None:
     """The paper's nearest fast-suite row for a single run of ``track`` (for a plain run folder):
     Table 3's best Transformer for the attention baseline; else Table 6's row of the run's
-    mechanism (the plain BLaLM row when none or several are on)."""
+    mechanism (``mechanisms`` as ``ModelConfig.mechanisms()`` names them; with several, SWA's
+    variant wins, then Hedgehog, then ShortConv; the plain BLaLM row when none is on)."""
     if track not in ("strict-small", "strict"):
         return None
     if mixer == "attention":
         key = f"{track}/transformer_lr4e-4"
         return "table3", TABLES["table3"]["rows"][key][0]  # type: ignore[index]
-    names = {"short_conv": "short_conv", "hedgehog": "hedgehog", "swa_add": "swa", "swa_memory": "swa_memory",
-             "swa_dynmod": "swa_dynmod", "swa_dynmod_bounded": "swa_dynmod_bounded"}
-    found = [names[k] for m in mechanisms for k in names if m.split("(")[0] == k]
-    run = found[0] if len(found) == 1 else "hedgehog_swa" if sorted(found) == ["hedgehog", "swa"] else "blalm"
+    found = {m.split("(")[0] for m in mechanisms}
+    swa = sorted(m for m in found if m.startswith("swa_"))
+    names = {"swa_add": "swa", "swa_memory": "swa_memory", "swa_dynmod": "swa_dynmod",
+             "swa_dynmod_bounded": "swa_dynmod_bounded"}
+    if "hedgehog" in found and swa == ["swa_add"]:
+        run = "hedgehog_swa"
+    elif swa and swa[0] in names:      # SWA is the most specific switch: its row, whatever else is on
+        run = names[swa[0]]
+    elif "hedgehog" in found:
+        run = "hedgehog"
+    elif "short_conv" in found:
+        run = "short_conv"
+    else:
+        run = "blalm"
     return "table6", TABLES["table6"]["rows"][f"{track}/{run}"][0]  # type: ignore[index]

@@ -199,7 +199,7 @@ def plot_blimp(runs: Sequence[Any], path: Path, title: str, eval_data_dir: Path 
     ax.set(xlabel="accuracy (%)", xlim=(0, 100),
            title=title + (" — by phenomenon (field)" if groups else " — by paradigm"))
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     _save(fig, path)
     return True
 

@@ -85,7 +85,7 @@ class Source:
     def title(self) -> str:
         if self.sweep:
             return self.sweep.get("title") or self.sweep.get("experiment") or self.path.name
-        return f"Run {self.path}" if len(self.runs) == 1 else f"Runs under {self.path}"
+        return f"Run {self.path}" if is_run_dir(self.path) else f"Runs under {self.path}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,11 +374,12 @@ def write_report(paths: Sequence[Path], out_dir: Path, eval_data_dir: Path | Non
             lines += paper_table_md(source)
             lines += ["### Runs", ""] + runs_table_md(source)
         else:
+            single = is_run_dir(source.path)
             for run in source.runs:
-                if len(source.runs) > 1:
+                if not single:
                     lines += [f"### `{run.run_id}`", ""]
                 lines += plain_run_md(run)
-            if len(source.runs) > 1:
+            if not single:
                 lines += ["### Runs", ""] + runs_table_md(source)
         figures = plots.plot_source(source, out_dir, slug, eval_data_dir)
         if figures:
