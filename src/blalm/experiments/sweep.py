@@ -151,11 +151,10 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
     previous = _read_json(out_dir / SWEEP_FILE) or {}
     records: dict[str, dict[str, Any]] = {r["run_id"]: r for r in previous.get("runs", []) if "run_id" in r}
     summary = {"experiment": exp.name, "title": exp.title, "paper_table": exp.paper_table, "scale": exp.scale,
-               "source": exp.source, "experiment_config": to_dict(exp), "runs": []}
+               "source": exp.source, "experiment_config": to_dict(exp), "runs": [], "run_info": run_info(to_dict(exp))}
 
     def save() -> None:
         summary["runs"] = list(records.values())
-        summary["run_info"] = run_info(to_dict(exp))
         write_json_atomic(out_dir / SWEEP_FILE, summary)
 
     corpora: dict[tuple[str, str], tuple[Path, Path]] = {}
