@@ -22,6 +22,8 @@ STAGE_CLIS = [
     "blalm.finetune.cli",
     "blalm.eval.cli",
     "blalm.bench.cli",
+    "blalm.experiments.cli",
+    "blalm.report.cli",
 ]
 
 
