@@ -1,0 +1,46 @@
+"""The benchmarks on CPU: rows are complete, the kernels they time agree with the reference, bad
+tile specs are refused. (Speed itself is measured on the device, not asserted here.)"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from blalm.bench.mixer import MixerShape, bench_mixers, parse_tiles
+from blalm.bench.train import bench_train
+from blalm.model.decoder import build_model, count_parameters
+from blalm.train.config import load_train_config
+
+
+def test_mixer_rows_time_every_mixer_and_hold_kernels_to_the_reference():
+    shape = MixerShape(batch=1, heads=2, seq=32, head_dim=8, dtype="float32", window=8)
+    rows = list(bench_mixers(shape, ["parallel", "chunkwise", "recurrent"], "cpu", warmup=1, reps=2, check=True))
+    assert [r["mixer"] for r in rows] == ["sdpa_causal", "swa_w8", "mlstm_parallel", "mlstm_chunkwise",
+                                          "mlstm_recurrent"]
+    for row in rows:
+        assert "error" not in row and row["fwd_bwd_ms_median"] > 0 and row["device"].startswith("cpu")
+        if row["mixer"].startswith("mlstm_"):
+            errs = row["max_rel_err_vs_float64_reference"]
+            assert set(errs) == {"out", "grad_q", "grad_k", "grad_v", "grad_i", "grad_f"}
+            assert max(errs.values()) < 1e-4, errs
+
+
+def test_unknown_mixer_kernel_is_refused_with_its_name():
+    shape = MixerShape(batch=1, heads=1, seq=16, head_dim=8, dtype="float32")
+    with pytest.raises(Exception, match="nonexistent"):
+        list(bench_mixers(shape, ["nonexistent"], "cpu", warmup=0, reps=1))
+
+
+def test_parse_tiles():
+    assert parse_tiles("64,64,4,2;32,16,2,1") == [(64, 64, 4, 2), (32, 16, 2, 1)]
+    with pytest.raises(ValueError, match="BLOCK_M,BLOCK_N,WARPS,STAGES"):
+        parse_tiles("64,64,4")
+
+
+def test_train_bench_row_on_cpu(repo_root):
+    cfg = load_train_config(repo_root / "configs/train/demo.toml",
+                            ["global_batch=4", "micro_batch=2", "context_length=32"])
+    (row,) = bench_train(cfg, torch.device("cpu"), steps=1, warmup=1)
+    expected = count_parameters(build_model(cfg.model))["total"]
+    assert row["parameters"] == expected and row["world_size"] == 1
+    assert row["tokens_per_s"] == pytest.approx(4 * 32 / (row["step_ms_median"] / 1e3), rel=0.01)
