@@ -228,7 +228,8 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
     no_decay = [n for n, p in named if p.ndim < 2]
     params = dict(named)
     opt = torch.optim.AdamW([{"params": [params[n] for n in decay], "weight_decay": cfg.weight_decay},
-                             {"params": [params[n] for n in no_decay], "weight_decay": 0.0}], lr=cfg.lr)
+                             {"params": [params[n] for n in no_decay], "weight_decay": 0.0}], lr=cfg.lr,
+                            fused=device.type == "cuda")   # one kernel for all parameters on a GPU
     for group in opt.param_groups:
         group["base_lr"] = cfg.lr
     optimizers, names = {"adamw": opt}, {"adamw": [decay, no_decay]}
@@ -277,7 +278,8 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
     model.train()
     bar = tqdm(total=total, initial=step, desc=f"finetune {task.name}", unit="step", dynamic_ncols=True,
                disable=not cfg.progress, file=sys.stderr)
-    interval_loss, interval_n, t0 = 0.0, 0, time.time()
+    # the loss stays on the device between log records: no host sync per step keeps the GPU queue full
+    interval_loss, interval_n, t0 = torch.zeros((), device=device), 0, time.time()
     try:
         while step < total:
             epoch, s = divmod(step, steps_per_epoch)
@@ -295,15 +297,16 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
             opt.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            interval_loss += float(loss)
+            interval_loss += loss.float()
             interval_n += 1
             bar.update(1)
-            bar.set_postfix(loss=f"{float(loss):.4f}", refresh=False)
             if step % cfg.log_every == 0 or step == total:
+                mean_loss = float(interval_loss) / interval_n
+                bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
                 metrics.log({"kind": "train", "step": step, "epoch": step / steps_per_epoch,
-                             "loss": interval_loss / interval_n, "lr": lrs, "grad_norm": float(grad_norm),
+                             "loss": mean_loss, "lr": lrs, "grad_norm": float(grad_norm),
                              "seconds": round(time.time() - t0, 3)})
-                interval_loss, interval_n, t0 = 0.0, 0, time.time()
+                interval_loss, interval_n, t0 = torch.zeros((), device=device), 0, time.time()
             if step % steps_per_epoch == 0:          # an epoch ended: score it on the valid file
                 predictions = predict(model, valid_seqs, pad_id, cfg.eval_batch, device, precision)
                 record = {"epoch": step // steps_per_epoch, "step": step, **task_metrics(task, predictions, gold)}
