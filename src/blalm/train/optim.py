@@ -19,7 +19,9 @@ paper's single learning rate (7e-4 strict-small, 5.5e-4 strict) serves both opti
 same update) with the Newton–Schulz orthogonalisation run once per group of same-shaped
 matrices as a batched matmul instead of once per matrix: a BLaLM block has only three shapes, so
 192 sequential small iterations become 3 batched ones (on the H100, ``Muon.step`` took 31% of an
-eager BLaLM 270M step). ``tests/test_train_muon.py`` holds it to ``torch.optim.Muon``.
+eager BLaLM 270M step). ``tests/test_train_muon.py`` holds it to ``torch.optim.Muon``. Under DDP
+the ranks split each group's orthogonalisation between them and all-gather the results
+(``tests/test_train_ddp.py`` holds the 2-process run to one process).
 
 **Weight decay** (decoupled) applies to 2-D weights only (Muon's matrices, embeddings, LM head,
 gate weights), never to norms, biases, α, conv kernels, Hedgehog maps or memory slots.
@@ -84,11 +86,32 @@ class BatchedMuon(torch.optim.Muon):
         torch._foreach_lerp_(bufs, grads, 1 - momentum)
         stacked = torch.stack(bufs)
         update = torch.stack(grads).lerp(stacked, momentum) if group["nesterov"] else stacked
-        ortho = newton_schulz_batched(update, group["ns_coefficients"], group["ns_steps"], group["eps"])
+        ortho = self._orthogonalise(update, group)
         lr = float(group["lr"])
         adjusted = lr * _muon_lr_ratio(group["adjust_lr_fn"], shape)
         torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
         torch._foreach_add_(params, list(ortho.to(params[0].dtype).unbind(0)), alpha=-adjusted)
+
+
+    @staticmethod
+    def _orthogonalise(update: torch.Tensor, group: dict) -> torch.Tensor:
+        """Newton–Schulz of the stack; under DDP each rank orthogonalises its share of the matrices
+        (every rank holds the same all-reduced gradients and momenta) and the ranks all-gather the
+        results, so the optimizer step does not run whole on every GPU."""
+        args = (group["ns_coefficients"], group["ns_steps"], group["eps"])
+        dist = torch.distributed
+        world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+        if world == 1:
+            return newton_schulz_batched(update, *args)
+        count = update.shape[0]
+        share = -(-count // world)
+        if share * world != count:   # pad with zero matrices (they stay zero) to equal shares
+            update = torch.cat((update, update.new_zeros(share * world - count, *update.shape[1:])))
+        rank = dist.get_rank()
+        mine = newton_schulz_batched(update[rank * share:(rank + 1) * share], *args).contiguous()
+        gathered = [torch.empty_like(mine) for _ in range(world)]
+        dist.all_gather(gathered, mine)
+        return torch.cat(gathered)[:count]
 
 
 def _muon_lr_ratio(adjust_lr_fn: str | None, shape: tuple) -> float:
