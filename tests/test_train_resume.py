@@ -118,3 +118,21 @@ def test_killed_runs_resume_to_bit_identical_weights(train_data, tmp_path):
     ref_losses = [(r["step"], r["loss"]) for r in read_metrics(reference, "train")]
     got_losses = [(r["step"], r["loss"]) for r in read_metrics(out, "train")]
     assert got_losses == ref_losses
+
+
+def test_background_saver_writes_in_order_and_surfaces_errors(tmp_path):
+    """Checkpoints written on the background thread land in submission order with the snapshot's
+    values (not the live tensors', changed after submit); a failed write is raised, not lost."""
+    weights = {"w": torch.zeros(3)}
+    saver = ckpt.BackgroundSaver()
+    for i in range(3):
+        weights["w"].fill_(float(i))
+        saver.submit(ckpt.save_checkpoint, tmp_path, f"c{i}", ckpt.snapshot(weights), None, {"step": i}, {})
+        weights["w"].fill_(-1.0)           # training goes on changing the live tensor
+    saver.wait()
+    assert ckpt.read_latest(tmp_path).name == "c2"
+    for i in range(3):
+        assert torch.equal(ckpt.load_model_state(tmp_path / f"c{i}")["w"], torch.full((3,), float(i)))
+    saver.submit(ckpt.save_checkpoint, tmp_path / "c0" / "model.safetensors", "x", {}, None, {}, {})  # not a folder
+    with pytest.raises(OSError):
+        saver.close()

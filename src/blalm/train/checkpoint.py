@@ -22,6 +22,10 @@ pointer file ``checkpoints/latest`` (one line: the folder name) replaced atomica
 A crash at any moment therefore leaves ``latest`` naming a complete checkpoint (or no ``latest``
 at all before the first one); leftover ``.tmp-*`` folders are removed at the next start.
 
+**In the background.** The trainer hands CPU snapshots to a :class:`BackgroundSaver` and goes on
+training while the files are written; ``latest`` moves only when a write is complete, so the
+guarantee above holds, and the run waits for the last write before it reports success.
+
 ``BLALM_TRAIN_FAULT`` (tests only) kills the process with SIGKILL at a named point of the save
 or of a training step, to test exactly this (see :func:`fault_point`).
 """
@@ -157,6 +161,43 @@ def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
     fault_point("save_renamed")
     write_latest(root, name)
     return target
+
+
+def snapshot(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU copies of ``tensors`` that training may go on changing in place (for :class:`BackgroundSaver`)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
+
+
+class BackgroundSaver:
+    """Writes checkpoints on one background thread, one at a time, in the order given.
+
+    The training loop hands over CPU snapshots (:func:`snapshot`) and goes on with the next steps
+    while the files are written and fsynced (on the H100 a 270M checkpoint took ~5 s of a step loop
+    that runs 4.6 steps/s). The atomic protocol of :func:`save_checkpoint` is unchanged: a crash
+    while a write is in flight leaves ``latest`` at the previous checkpoint, and a resumed run
+    repeats the steps since then exactly. An error in a write is raised at the next ``submit`` or
+    at ``close``."""
+
+    def __init__(self) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blalm-checkpoint")
+        self._pending = None
+
+    def submit(self, fn, *args, **kwargs) -> None:
+        self.wait()
+        self._pending = self._pool.submit(fn, *args, **kwargs)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def write_latest(root: Path, name: str) -> None:
