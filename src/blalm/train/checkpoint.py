@@ -37,7 +37,9 @@ import os
 import random
 import shutil
 import signal
+import threading
 import uuid
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,8 @@ LATEST_FILE = "latest"
 
 FAULT_ENV = "BLALM_TRAIN_FAULT"
 _fault_counts: dict[str, int] = {}
+SAVER_THREAD = "blalm-checkpoint"
+_savers: "weakref.WeakSet[BackgroundSaver]" = weakref.WeakSet()   # for fault_point (tests)
 
 
 def fault_point(name: str) -> None:
@@ -64,7 +68,9 @@ def fault_point(name: str) -> None:
     SIGKILLs itself the N-th time it reaches point NAME. Points: ``step_backward`` (after a
     micro-batch's backward, before the optimizer step), ``save_written`` (checkpoint files
     written in the temporary folder, not yet renamed), ``save_renamed`` (checkpoint in place,
-    ``latest`` not yet updated)."""
+    ``latest`` not yet updated). A point of the training loop first lets a checkpoint write in
+    flight on the :class:`BackgroundSaver` finish, so each test kills at a known state (a kill at
+    an arbitrary moment, write in flight or not, is tested by timing)."""
     spec = os.environ.get(FAULT_ENV)
     if not spec:
         return
@@ -72,6 +78,9 @@ def fault_point(name: str) -> None:
     for item in spec.split(","):
         point, _, count = item.strip().partition("@")
         if point == name and _fault_counts[name] == int(count or 1):
+            if not threading.current_thread().name.startswith(SAVER_THREAD):
+                for saver in list(_savers):
+                    saver.wait(raise_errors=False)
             os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -181,17 +190,21 @@ class BackgroundSaver:
     def __init__(self) -> None:
         from concurrent.futures import ThreadPoolExecutor
 
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blalm-checkpoint")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=SAVER_THREAD)
         self._pending = None
+        _savers.add(self)
 
     def submit(self, fn, *args, **kwargs) -> None:
         self.wait()
         self._pending = self._pool.submit(fn, *args, **kwargs)
 
-    def wait(self) -> None:
-        pending, self._pending = self._pending, None
+    def wait(self, raise_errors: bool = True) -> None:
+        pending = self._pending
         if pending is not None:
-            pending.result()
+            exc = pending.exception()          # blocks until the write is done
+            self._pending = None
+            if exc is not None and raise_errors:
+                raise exc
 
     def close(self) -> None:
         try:
