@@ -119,3 +119,30 @@ def test_the_papers_numbers_are_transcribed_consistently():
         exp = load_experiment(root / f"{name}.toml")
         keys = {r.paper_key for r in expand_grid(exp)}
         assert keys == set(paper.table_rows(exp.paper_table)), name
+
+
+def test_a_fine_tuned_run_shows_its_glue_beside_the_papers(dynmod_run, data_dir, tmp_path):
+    """With ``blalm finetune BEST --out RUN_DIR/glue`` done, the report states our GLUE score (the
+    mean of the tasks' scores) beside the paper's final submission's (Table 7)."""
+    from blalm.cli import main
+    from blalm.finetune.config import FinetuneConfig
+    from blalm.finetune.run import finetune
+
+    run = dynmod_run["run"]
+    best = run / "checkpoints" / dynmod_run["summary"]["best"]["checkpoint"]
+    cfg = from_dict(FinetuneConfig, {"model": str(best), "data_dir": str(data_dir / "eval" / "full_eval" / "glue_filtered"),
+                                     "tasks": ["rte", "wsc"], "max_train": 8, "max_valid": 8, "batch_size": 4,
+                                     "epochs": 1, "max_length": 48, "device": "cpu", "progress": False})
+    result = finetune(cfg, run / "glue", log=lambda m: None)
+    try:
+        assert main(["report", str(run), "--out", str(tmp_path), "--quiet"]) == 0
+        text = (tmp_path / "report.md").read_text()
+    finally:
+        import shutil
+
+        shutil.rmtree(run / "glue")          # the module's other tests see the run without it
+    scores = result["glue"]["components"]
+    assert result["glue"]["score"] == pytest.approx((scores["rte"] + scores["wsc"]) / 2)
+    line = next(x for x in text.splitlines() if x.startswith("(Super)GLUE"))
+    assert f"**{result['glue']['score']:.2f}**" in line and f"rte {scores['rte']:.2f}" in line
+    assert "57.35 (Table 7)" in line          # the paper's strict-small final submission

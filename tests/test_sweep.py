@@ -207,3 +207,38 @@ def test_the_report_puts_the_sweep_beside_table_4(tiny_sweep, tmp_path):
         assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (tmp_path / "report" / name).stat().st_size > 10_000
         assert f"]({name})" in text
+
+
+def test_table_7_has_a_glue_column_from_the_runs_fine_tuning(tiny_sweep, data_dir, tmp_path):
+    """For the final submissions (Table 7) the report adds GLUE: the paper's, and ours as the mean ±
+    std over seeds of ``RUN_DIR/glue/results.json`` (written by ``blalm finetune``)."""
+    import shutil
+
+    from blalm.cli import main
+    from blalm.config import from_dict
+    from blalm.finetune.config import FinetuneConfig
+    from blalm.finetune.run import finetune
+
+    out = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep["out"], out)
+    summary = json.loads((out / "sweep.json").read_text())
+    summary["paper_table"] = "table7"
+    (out / "sweep.json").write_text(json.dumps(summary))
+    glue_data = data_dir / "eval" / "full_eval" / "glue_filtered"
+    scores = []
+    for run in summary["runs"][:2]:                      # the two AdamW seeds
+        run_dir = out / run["dir"]
+        cfg = from_dict(FinetuneConfig, {
+            "model": str(run_dir / "checkpoints" / run["best"]["checkpoint"]), "data_dir": str(glue_data),
+            "tasks": ["rte"], "max_train": 8, "max_valid": 8, "batch_size": 4, "epochs": 1, "max_length": 32,
+            "device": "cpu", "progress": False, "seed": run["seed"]})
+        scores.append(finetune(cfg, run_dir / "glue", log=lambda m: None)["glue"]["score"])
+    assert main(["report", str(out), "--out", str(tmp_path / "report"), "--quiet"]) == 0
+    text = (tmp_path / "report" / "report.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    assert rows[0].rstrip().endswith("| PPL | GLUE |")
+    ours = rows[rows.index(next(r for r in rows if r.startswith("| strict | adamw | paper"))) + 1]
+    assert ours.rstrip().endswith(f"| {np.mean(scores):.2f} ± {np.std(scores):.2f} |")
+    muon = rows[rows.index(next(r for r in rows if r.startswith("| strict | muon | paper"))) + 1]
+    assert muon.rstrip().endswith("| — |")                 # not fine-tuned: no GLUE
+    assert "blalm finetune BEST_CHECKPOINT --out RUN_DIR/glue" in text

@@ -69,8 +69,22 @@ class RunData:
         return found
 
     @property
+    def glue(self) -> dict[str, Any] | None:
+        """The GLUE summary of ``blalm finetune BEST_CHECKPOINT --out RUN_DIR/glue`` (None if not run)."""
+        found = _read_json(self.dir / GLUE_DIR / "results.json")
+        glue = found.get("glue") if isinstance(found, dict) else None
+        return glue if isinstance(glue, dict) and glue.get("status") == "ok" else None
+
+    @property
     def model(self) -> dict[str, Any]:
         return self.config.get("model", {}) if isinstance(self.config.get("model"), dict) else {}
+
+
+GLUE_DIR = "glue"   # RUN_DIR/glue: where the report looks for the run's fine-tuning results
+
+
+def glue_cell(scores: Sequence[float | None]) -> str:
+    return fmt_stat(mean_std([_num(v) for v in scores]))
 
 
 @dataclass
@@ -227,7 +241,8 @@ def paper_table_md(source: Source) -> list[str]:
                   f"Paper: {info['section']} (best checkpoint in parentheses: the paper's checkpoint number; "
                   f"ours: the checkpoint's name). Ours: scale `{source.sweep.get('scale')}`, "
                   f"{(source.sweep.get('experiment_config') or {}).get('eval', {}).get('suite', 'fast')} suite.", ""]
-    head = ["Track", "Run", "", *COLUMN_TITLES, "Avg.", "PPL"]
+    with_glue = table == "table7"
+    head = ["Track", "Run", "", *COLUMN_TITLES, "Avg.", "PPL", *(["GLUE"] if with_glue else [])]
     lines += [_row(head), _row(["---"] * len(head))]
     groups: dict[str, list[RunData]] = {}
     for run in source.runs:
@@ -241,10 +256,11 @@ def paper_table_md(source: Source) -> list[str]:
             if len(prow) > 1:
                 who += f", {len(prow)} runs"
             avg = fmt_stat(stats.get("average")) + ("*" if any(r.average_computed for r in prow) else "")
+            glue = [glue_cell([r.extra.get("glue") for r in prow])] if with_glue else []
             lines.append(_row([track, label, who, *[fmt_stat(stats.get(k)) for k in paper.COLUMNS], avg,
-                               fmt_stat(stats.get("ppl"))]))
+                               fmt_stat(stats.get("ppl")), *glue]))
         else:
-            lines.append(_row([track, label, "paper", *["—"] * 8]))
+            lines.append(_row([track, label, "paper", *["—"] * (9 if with_glue else 8)]))
         ours = ours_stats(runs)
         done = [r for r in runs if r.best]
         who = "**ours**" + _ckpts([r.best["checkpoint"] for r in done])  # type: ignore[index]
@@ -252,14 +268,17 @@ def paper_table_md(source: Source) -> list[str]:
             who += f", {len(done)} seeds"
         if not done:
             who = f"**ours** ({', '.join(sorted({r.status for r in runs}))})"
+        glue = [glue_cell([(r.glue or {}).get("score") for r in runs])] if with_glue else []
         lines.append(_row(["", "", who, *[fmt_stat(ours.get(k)) for k in paper.COLUMNS],
-                           fmt_stat(ours.get("average")), fmt_stat(ours.get("ppl"))]))
+                           fmt_stat(ours.get("average")), fmt_stat(ours.get("ppl")), *glue]))
     lines.append("")
     notes = ["Mean ± std over seeds (population std, `numpy.std`, as the paper's Table 4) where a run has several."]
     if table == "table4":
         notes.append("The paper's ± for Avg. and PPL are Table 4's own; the other columns' are computed from App. E.")
     if table == "table7":
         notes.append(paper.TABLE7_NOTE)
+        notes.append(f"Our GLUE: `blalm finetune BEST_CHECKPOINT --out RUN_DIR/{GLUE_DIR}` (the report reads "
+                     f"`RUN_DIR/{GLUE_DIR}/results.json`); the mean over the tasks fine-tuned.")
     if any(r.average_computed for rows in paper.table_rows(table).values() for r in rows):
         notes.append("\\* the mean of the paper's six columns, computed here (the paper prints no such average).")
     if table == "table2":
@@ -332,6 +351,14 @@ def plain_run_md(run: RunData) -> list[str]:
                   + (f" ({params:,} parameters)" if isinstance(params, int) else "")
                   + (f" on {words:,} training words" if isinstance(words, int) else "")
                   + ". The paper's numbers are a target, not a like-for-like comparison.", ""]
+    glue = run.glue
+    if glue is not None:
+        final = paper.table_rows("table7").get(f"{run.track}/final", [])
+        theirs = final[0].extra.get("glue") if final else None
+        tasks = ", ".join(f"{t} {v:.2f}" for t, v in sorted((glue.get("components") or {}).items()))
+        lines += [f"(Super)GLUE, fine-tuned with `blalm finetune` (`{GLUE_DIR}/results.json`): **{glue['score']:.2f}**"
+                  + (f" ({tasks})" if tasks else "")
+                  + (f"; the paper's final {run.track} submission: {theirs:.2f} (Table 7)." if theirs else "."), ""]
     if run.summary and run.summary.get("checkpoints"):
         lines += ["Every checkpoint scored (fast suite):", ""]
         head = ["Checkpoint", "Words seen", *COLUMN_TITLES, "Avg."]
