@@ -29,6 +29,20 @@ def jsonl_text_lines(path: Path, n: int) -> list[str]:
     return out[:n]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """Torch on one CPU thread in every test, whatever OMP_NUM_THREADS said (subprocesses get it from
+    the environment above): tiny models are all per-op overhead, a second thread's spin-waits cost
+    more than the work on a busy 2-core machine, and bit-identity across processes wants one thread
+    count everywhere."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = default_data_dir()

@@ -28,14 +28,6 @@ VARIANTS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Decoding runs many tiny ops; on a busy 2-core machine, torch's second thread makes them
-    wait on each other (measured: 0.05 s vs up to 9 s for one generation). One thread, restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_model(repo_root, *overrides: str, seed: int = 0) -> BlalmForCausalLM:

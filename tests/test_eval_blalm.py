@@ -8,7 +8,7 @@ from blalm.config import from_dict
 from blalm.eval.config import EvalConfig
 from blalm.eval.suite import evaluate_model
 from test_eval_suite import make_mini_eval
-from test_hf_export import checkpoints, exports, one_thread, tokenizer_dir  # noqa: F401  (fixtures)
+from test_hf_export import checkpoints, exports, tokenizer_dir  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from blalm.eval.config import PAPER_COLUMNS, EvalConfig
 from blalm.eval.runs import SUMMARY_FILE, evaluate_run, format_run_table, is_run_dir
 from blalm.train.trainer import train
 from test_eval_suite import make_mini_eval
-from test_train_helpers import one_thread, tiny_config, train_data  # noqa: F401  (fixtures)
+from test_train_helpers import tiny_config, train_data  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(one_thread, train_data, tmp_path_factory):  # noqa: F811
+def tiny_run(train_data, tmp_path_factory):  # noqa: F811
     corpus, tokenizer = train_data
     out = tmp_path_factory.mktemp("eval_run") / "run"
     train(tiny_config(corpus, tokenizer, max_steps=12), out)

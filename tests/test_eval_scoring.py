@@ -84,14 +84,6 @@ def build_tiny_lm(folder: Path, data_dir: Path, add_bos: bool = False, vocab_siz
     return folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's ops are too small to gain from threads, and on a busy 2-core machine the
-    threads' spin-waits cost more than the work; restored after this module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

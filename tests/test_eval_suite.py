@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import torch
 
 from blalm.config import from_dict
 from blalm.errors import ConfigError, InputError
@@ -24,12 +23,6 @@ from blalm.eval.suite import RESULTS_FILE, evaluate_model, paper_average
 from test_eval_scoring import build_tiny_lm
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

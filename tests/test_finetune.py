@@ -39,12 +39,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 AVAILABLE = ("mnli", "mrpc", "multirc", "qqp", "rte", "wsc")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -48,13 +48,6 @@ MODELS = {   # every mechanism at once (window 4 < the generated length), and th
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models, many small ops: torch's second thread only adds waiting on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 

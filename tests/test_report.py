@@ -18,11 +18,11 @@ from blalm.report.plots import read_alphas
 from blalm.report.report import fmt_stat, load_source, mean_std, write_report
 from blalm.train.trainer import train
 from test_eval_suite import make_mini_eval
-from test_train_helpers import one_thread, tiny_config, train_data  # noqa: F401  (fixtures)
+from test_train_helpers import tiny_config, train_data  # noqa: F401  (fixtures)
 
 
 @pytest.fixture(scope="module")
-def dynmod_run(one_thread, train_data, data_dir, tmp_path_factory):  # noqa: F811
+def dynmod_run(train_data, data_dir, tmp_path_factory):  # noqa: F811
     corpus, tokenizer = train_data
     root = tmp_path_factory.mktemp("report_run")
     run_dir = root / "runs" / "dynmod"

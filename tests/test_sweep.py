@@ -18,7 +18,6 @@ from blalm.errors import ConfigError
 from blalm.experiments.config import expand_grid, load_experiment
 from blalm.experiments.sweep import RUN_DONE_FILE, SWEEP_FILE, load_run_config, run_overrides, sweep
 from test_eval_suite import make_mini_eval
-from test_train_helpers import one_thread  # noqa: F401  (fixture)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO_ROOT / "configs" / "experiments"
@@ -110,7 +109,7 @@ device = "cpu"
 
 
 @pytest.fixture(scope="module")
-def tiny_sweep(one_thread, demo_corpus, data_dir, tmp_path_factory):  # noqa: F811
+def tiny_sweep(demo_corpus, data_dir, tmp_path_factory):  # noqa: F811
     root = tmp_path_factory.mktemp("sweep")
     eval_dir = make_mini_eval(data_dir / "eval", root / "mini_eval")
     config = write_experiment(root, demo_corpus, eval_dir)

@@ -26,18 +26,15 @@ from blalm.train.trainer import train
 from test_train_helpers import (  # noqa: F401
     DEMO_TRAIN_CONFIG,
     REPO_ROOT,
-    one_thread,
     tiny_config,
     train_data,
 )
 
 GLOBAL_TOKENS = 8 * 32   # global batch x context length of the tiny config
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
-def finished_run(one_thread, train_data, tmp_path_factory):
+def finished_run(train_data, tmp_path_factory):
     """One complete tiny run (2 epochs), shared by the tests that inspect its outputs."""
     corpus, tokenizer = train_data
     out = tmp_path_factory.mktemp("run") / "run"

@@ -13,7 +13,6 @@ from blalm.train.metrics import read_metrics
 from blalm.train.trainer import train
 from test_train_helpers import (  # noqa: F401
     DEMO_TRAIN_CONFIG,
-    one_thread,
     run_train_subprocess,
     tiny_config,
     tiny_overrides,
@@ -21,8 +20,6 @@ from test_train_helpers import (  # noqa: F401
 )
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # AdamW: float-rounding differences of the gradient sums (2 x 2 micro-batches + all-reduce vs 4

@@ -90,18 +90,6 @@ def train_data(request, tmp_path_factory, data_dir) -> tuple[Path, Path]:
     return build_train_data(request, tmp_path_factory, data_dir)
 
 
-@pytest.fixture(scope="module")
-def one_thread():
-    """Torch on one CPU thread while the test runs (the subprocesses get ``OMP_NUM_THREADS=1``):
-    tiny models are all per-op overhead, and on a busy 2-core machine two OpenMP threads per
-    process make them several times slower. Bit-identity across processes also wants one
-    thread count everywhere."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tiny_overrides(corpus: Path, tokenizer: Path, **extra) -> list[str]:

@@ -22,12 +22,9 @@ from test_train_helpers import (  # noqa: F401
     REPO_ROOT,
     run_train_subprocess,
     tiny_config,
-    one_thread,
     tiny_overrides,
     train_data,
 )
-
-pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _args(corpus, tokenizer, out) -> list[str]:
