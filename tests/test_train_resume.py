@@ -133,3 +133,13 @@ def test_background_saver_writes_in_order_and_surfaces_errors(tmp_path):
     saver.submit(ckpt.save_checkpoint, tmp_path / "c0" / "model.safetensors", "x", {}, None, {}, {})  # not a folder
     with pytest.raises(OSError):
         saver.close()
+
+
+def test_metrics_reader_skips_a_line_cut_by_a_kill(tmp_path):
+    """Every reader of metrics.jsonl (report, sweep, tests) sees the whole records of a killed run."""
+    from blalm.train.metrics import METRICS_FILE, read_metrics
+
+    (tmp_path / METRICS_FILE).write_text('{"kind": "train", "step": 1}\n{"kind": "eval", "step": 1}\n{"kind": "tr',
+                                         encoding="utf-8")
+    assert read_metrics(tmp_path) == [{"kind": "train", "step": 1}, {"kind": "eval", "step": 1}]
+    assert read_metrics(tmp_path, "eval") == [{"kind": "eval", "step": 1}]

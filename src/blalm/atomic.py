@@ -1,4 +1,5 @@
-"""Writing outputs so that a crash leaves the old version or the new one, never half of one."""
+"""Writing outputs so that a crash leaves the old version or the new one, never half of one (and
+reading them back)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,14 @@ import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
+
+
+def read_json(path: Path) -> Any:
+    """The JSON that ``path`` holds, or None when it is missing or not (yet) valid JSON."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

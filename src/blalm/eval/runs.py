@@ -23,10 +23,6 @@ from blalm.atomic import write_json_atomic
 SUMMARY_FILE = "summary.json"
 
 
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "checkpoints").is_dir() and (Path(path) / "config.json").is_file()
-
-
 def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, last: int = 0,
                  log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Score the run's checkpoints (all, or the ``last`` N by step) and select the best by average."""

@@ -33,7 +33,6 @@ command line. Load with :func:`load_experiment`; :func:`expand_grid` lists the r
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence

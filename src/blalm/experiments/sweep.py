@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from blalm.atomic import atomic_dir, write_json_atomic
+from blalm.atomic import atomic_dir, read_json, write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import BlalmError, ConfigError
 from blalm.experiments.config import ExperimentConfig, PlannedRun, expand_grid, resolve_path
 from blalm.runinfo import run_info
+from blalm.train.metrics import read_metrics
 
 SWEEP_FILE = "sweep.json"
 RUN_DONE_FILE = "sweep_run.json"
@@ -115,18 +116,9 @@ def eval_config(exp: ExperimentConfig, data_dir: Path | None, progress: bool = F
 
 def val_ppl_at(run_dir: Path, checkpoint: str | None) -> float | None:
     """The validation perplexity logged with ``checkpoint`` in ``run_dir/metrics.jsonl``."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if checkpoint is None or not path.is_file():
-        return None
-    found = None
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if rec.get("kind") == "eval" and rec.get("checkpoint") == checkpoint:
-            found = rec.get("val_ppl")
-    return float(found) if isinstance(found, (int, float)) else None
+    found = [r.get("val_ppl") for r in read_metrics(run_dir, "eval")
+             if checkpoint is not None and r.get("checkpoint") == checkpoint]
+    return float(found[-1]) if found and isinstance(found[-1], (int, float)) else None
 
 
 def run_settings(exp: ExperimentConfig, run: PlannedRun, overrides: Sequence[str]) -> dict[str, Any]:
@@ -148,7 +140,7 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
     grid = expand_grid(exp, tracks, runs)
     out_dir.mkdir(parents=True, exist_ok=True)
     ecfg = eval_config(exp, data_dir, progress=progress)
-    previous = _read_json(out_dir / SWEEP_FILE) or {}
+    previous = read_json(out_dir / SWEEP_FILE) or {}
     records: dict[str, dict[str, Any]] = {r["run_id"]: r for r in previous.get("runs", []) if "run_id" in r}
     summary = {"experiment": exp.name, "title": exp.title, "paper_table": exp.paper_table, "scale": exp.scale,
                "source": exp.source, "experiment_config": to_dict(exp), "runs": [], "run_info": run_info(to_dict(exp))}
@@ -172,7 +164,7 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
             overrides = run_overrides(exp, run, corpus_dir, tokenizer_dir,
                                       list(train_overrides) + ([] if progress else ["progress=false"]))
             settings = run_settings(exp, run, overrides)
-            done = _read_json(run_dir / RUN_DONE_FILE)
+            done = read_json(run_dir / RUN_DONE_FILE)
             if done is not None and done.get("settings") == settings:
                 log(f"{head}: finished before, skipped (best {(done.get('best') or {}).get('checkpoint')})")
                 records[run.run_id] = {**record, **{k: done[k] for k in ("status", "best", "val_ppl", "seconds")
@@ -203,10 +195,3 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
     summary["failed"] = failed
     save()
     return summary
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None

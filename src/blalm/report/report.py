@@ -21,7 +21,6 @@ tokenizer on our dev split: not comparable in absolute terms with the paper's).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
@@ -31,8 +30,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from blalm.atomic import read_json
 from blalm.errors import InputError
 from blalm.report import paper
+from blalm.train.config import RUN_CONFIG_FILE, is_run_dir
+from blalm.train.metrics import read_metrics
 
 REPORT_FILE = "report.md"
 COLUMN_TITLES = ("BLiMP", "B. Suppl.", "Entity", "EWoK", "Eye", "Reading")
@@ -54,6 +56,7 @@ class RunData:
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] | None = None    # eval/summary.json
     metrics: list[dict[str, Any]] = field(default_factory=list)
+    glue: dict[str, Any] | None = None       # the GLUE summary of RUN_DIR/glue/results.json, when it is "ok"
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -67,13 +70,6 @@ class RunData:
             if rec.get("kind") == "eval" and ckpt is not None and rec.get("checkpoint") == ckpt:
                 found = _num(rec.get("val_ppl"))
         return found
-
-    @property
-    def glue(self) -> dict[str, Any] | None:
-        """The GLUE summary of ``blalm finetune BEST_CHECKPOINT --out RUN_DIR/glue`` (None if not run)."""
-        found = _read_json(self.dir / GLUE_DIR / "results.json")
-        glue = found.get("glue") if isinstance(found, dict) else None
-        return glue if isinstance(glue, dict) and glue.get("status") == "ok" else None
 
     @property
     def model(self) -> dict[str, Any]:
@@ -112,36 +108,16 @@ def _num(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    out = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict):
-                out.append(rec)
-    return out
-
-
-def is_run_dir(path: Path) -> bool:
-    return (Path(path) / "checkpoints").is_dir() and (Path(path) / "config.json").is_file()
-
-
 def load_run(run_dir: Path, **info: Any) -> RunData:
+    """A run folder's config, evaluation summary, metrics and (``blalm finetune BEST --out
+    RUN_DIR/glue``) GLUE summary, read once."""
     run_dir = Path(run_dir)
-    config = _read_json(run_dir / "config.json") or {}
+    config = read_json(run_dir / RUN_CONFIG_FILE) or {}
+    found = read_json(run_dir / GLUE_DIR / "results.json")
+    glue = found.get("glue") if isinstance(found, dict) else None
     run = RunData(dir=run_dir, run_id=info.pop("run_id", run_dir.name), config=config,
-                  summary=_read_json(run_dir / "eval" / "summary.json"), metrics=read_metrics(run_dir), **info)
+                  summary=read_json(run_dir / "eval" / "summary.json"), metrics=read_metrics(run_dir),
+                  glue=glue if isinstance(glue, dict) and glue.get("status") == "ok" else None, **info)
     if run.track == "none" and isinstance(config.get("track"), str):
         run.track = config["track"]
     run.label = run.label or run.name or run.run_id
@@ -153,23 +129,23 @@ def load_source(path: Path) -> Source:
     path = Path(path)
     if not path.is_dir():
         raise InputError(f"{path}: not a folder; give a 'blalm sweep' --out folder or a 'blalm train' run folder")
-    sweep = _read_json(path / "sweep.json")
+    sweep = read_json(path / "sweep.json")
     if isinstance(sweep, dict) and isinstance(sweep.get("runs"), list):
         runs = []
         for rec in sweep["runs"]:
             run_dir = path / rec.get("dir", "")
-            if not is_run_dir(run_dir):
-                runs.append(RunData(dir=run_dir, run_id=rec.get("run_id", "?"), track=rec.get("track", "none"),
-                                    name=rec.get("name", ""), label=rec.get("label", ""), seed=rec.get("seed"),
-                                    paper_key=rec.get("paper_key", ""), status=rec.get("status", "missing")))
-                continue
-            runs.append(load_run(run_dir, run_id=rec.get("run_id", run_dir.name), track=rec.get("track", "none"),
-                                 name=rec.get("name", ""), label=rec.get("label", ""), seed=rec.get("seed"),
-                                 paper_key=rec.get("paper_key", ""), status=rec.get("status", "done")))
+            info = dict(track=rec.get("track", "none"), name=rec.get("name", ""), label=rec.get("label", ""),
+                        seed=rec.get("seed"), paper_key=rec.get("paper_key", ""))
+            if is_run_dir(run_dir):
+                runs.append(load_run(run_dir, run_id=rec.get("run_id", run_dir.name),
+                                     status=rec.get("status", "done"), **info))
+            else:   # never trained (or its folder is gone): listed with its status
+                runs.append(RunData(dir=run_dir, run_id=rec.get("run_id", "?"), status=rec.get("status", "missing"),
+                                    **info))
         return Source(path, runs, sweep)
     if is_run_dir(path):
         return Source(path, [load_run(path)])
-    found = sorted(p.parent for p in path.rglob("config.json") if is_run_dir(p.parent))
+    found = sorted(p.parent for p in path.rglob(RUN_CONFIG_FILE) if is_run_dir(p.parent))
     if not found:
         raise InputError(f"{path}: neither a sweep folder (sweep.json) nor a run folder (checkpoints/ and "
                          f"config.json), and no run folder below it")

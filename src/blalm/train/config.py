@@ -205,6 +205,15 @@ def config_differences(old: dict[str, Any], new: dict[str, Any], free: frozenset
     return out
 
 
+RUN_CONFIG_FILE = "config.json"     # RUN_DIR/config.json: the run's resolved TrainConfig
+RUN_CHECKPOINTS = "checkpoints"     # RUN_DIR/checkpoints/
+
+
+def is_run_dir(path: Path) -> bool:
+    """A folder written by ``blalm train``: its resolved config and its checkpoints folder."""
+    return (Path(path) / RUN_CHECKPOINTS).is_dir() and (Path(path) / RUN_CONFIG_FILE).is_file()
+
+
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:
     """The JSON view of a config (paths as strings)."""
     return to_dict(cfg)

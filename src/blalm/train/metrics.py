@@ -109,13 +109,18 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
 
 
 def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
+    """The records of ``run_dir/metrics.jsonl`` (of one ``kind``, or all); a line cut by a kill is
+    skipped, as :func:`truncate_metrics` skips it."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         return []
     out = []
     with open(path, encoding="utf-8") as fh:
         for line in fh:
-            record = json.loads(line)
-            if kind is None or record.get("kind") == kind:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and (kind is None or record.get("kind") == kind):
                 out.append(record)
     return out

@@ -56,6 +56,8 @@ from blalm.runinfo import run_info
 from blalm.train import checkpoint as ckpt
 from blalm.train import milestones as ms
 from blalm.train.config import (
+    RUN_CHECKPOINTS,
+    RUN_CONFIG_FILE,
     TRACK_MAX_EPOCHS,
     TRACK_WORD_BUDGET,
     TrainConfig,
@@ -67,9 +69,9 @@ from blalm.train.data import batch_indices, blocks_view, cache_root_for, epoch_p
 from blalm.train.metrics import MetricsLogger, truncate_metrics
 from blalm.train.optim import build_optimizers, lr_factor, param_names, set_learning_rates
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = RUN_CONFIG_FILE
 RUN_INFO_FILE = "run_info.json"
-CHECKPOINTS = "checkpoints"
+CHECKPOINTS = RUN_CHECKPOINTS
 TOKENIZER_COPY = "tokenizer"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
