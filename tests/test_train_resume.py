@@ -124,13 +124,13 @@ def test_background_saver_writes_in_order_and_surfaces_errors(tmp_path):
     saver = ckpt.BackgroundSaver()
     for i in range(3):
         weights["w"].fill_(float(i))
-        saver.submit(ckpt.save_checkpoint, tmp_path, f"c{i}", ckpt.snapshot(weights), None, {"step": i}, {})
+        saver.save(tmp_path, f"c{i}", weights, None, {"step": i}, {})
         weights["w"].fill_(-1.0)           # training goes on changing the live tensor
     saver.wait()
     assert ckpt.read_latest(tmp_path).name == "c2"
     for i in range(3):
         assert torch.equal(ckpt.load_model_state(tmp_path / f"c{i}")["w"], torch.full((3,), float(i)))
-    saver.submit(ckpt.save_checkpoint, tmp_path / "c0" / "model.safetensors", "x", {}, None, {}, {})  # not a folder
+    saver.save(tmp_path / "c0" / "model.safetensors", "x", {}, None, {}, {})  # not a folder
     with pytest.raises(OSError):
         saver.close()
 

@@ -40,6 +40,7 @@ float32.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import shutil
@@ -185,18 +186,6 @@ def _prune_checkpoints(root: Path, keep: str) -> None:
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _write_checkpoint(root: Path, name: str, backbone: dict, optimizer: dict, state: dict, model_config: dict,
-                      tokenizer_files: list[Path], head: dict, previous: Path | None, keep_all: bool) -> None:
-    """The background half of a save: the atomic checkpoint (head in ``head.safetensors``), then the
-    older checkpoints pruned (or, keeping them all, the previous one's optimizer state dropped)."""
-    ckpt.save_checkpoint(root, name, backbone, optimizer, state, model_config, tokenizer_files,
-                         extra_tensors={HEAD_FILE: head})
-    if not keep_all:
-        _prune_checkpoints(root, name)
-    elif previous is not None and previous.name != name:   # the optimizer state of the latest only
-        (previous / ckpt.OPTIMIZER_FILE).unlink(missing_ok=True)
-
-
 def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Fine-tune (or resume, or skip when done) one task; return its result record."""
     from tqdm import tqdm
@@ -338,9 +327,11 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                          "optimizer_param_names": names, "task": task.name, "model_kind": kind,
                          "per_epoch": records, "best_predictions": best_predictions,
                          "seconds": round(seconds_before + time.time() - t_session, 3)}
-                saver.submit(_write_checkpoint, ckpt_root, name, ckpt.snapshot(_state_dict(backbone)),
-                             ckpt.snapshot(opt_tensors), state, model_config, tokenizer_files,
-                             ckpt.snapshot(model.head.state_dict()), latest, cfg.keep_all_checkpoints)
+                keep_all = cfg.keep_all_checkpoints   # else only the latest checkpoint folder stays
+                saver.save(ckpt_root, name, _state_dict(backbone), opt_tensors, state, model_config, tokenizer_files,
+                           extra_tensors={HEAD_FILE: model.head.state_dict()},
+                           drop_optimizer_of=latest if keep_all else None,
+                           then=None if keep_all else functools.partial(_prune_checkpoints, ckpt_root, name))
                 latest = ckpt_root / name
     finally:
         saver.close()   # the last checkpoint is on disk before the task reports its result

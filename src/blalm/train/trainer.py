@@ -513,11 +513,9 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
                              "consecutive_nonfinite": consecutive_nonfinite, "rng": ckpt.rng_state(),
                              "data": data_info, "optimizer_scalars": opt_scalars, "optimizer_param_names": names,
                              "val": val, "world_size": dist.world_size}
-                    drop = (ckpt_root / previous_latest / ckpt.OPTIMIZER_FILE
-                            if cfg.keep_optimizer_state == "latest" and previous_latest and previous_latest != name
-                            else None)
-                    saver.submit(_write_checkpoint, ckpt_root, name, ckpt.snapshot(model.state_dict()),
-                                 ckpt.snapshot(opt_tensors), state, config_dict(cfg)["model"], tokenizer_files, drop)
+                    drop = ckpt_root / previous_latest if cfg.keep_optimizer_state == "latest" and previous_latest else None
+                    saver.save(ckpt_root, name, model.state_dict(), opt_tensors, state, config_dict(cfg)["model"],
+                               tokenizer_files, drop_optimizer_of=drop)
                     saved.append(name)
                 previous_latest = name
                 dist.barrier()
@@ -534,15 +532,6 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
             "checkpoints": saved, "resumed_from": latest.name if latest else None,
             "nonfinite_steps": nonfinite_total, "losses": losses,
             "final_loss": finite[-1] if finite else None}
-
-
-def _write_checkpoint(root: Path, name: str, model_state: dict, optimizer_state: dict, state: dict,
-                      model_config: dict, tokenizer_files: list[Path], drop_optimizer: Path | None) -> None:
-    """The background half of a save: the atomic checkpoint, then the previous one's optimizer state
-    (kept in the latest checkpoint only) is removed."""
-    ckpt.save_checkpoint(root, name, model_state, optimizer_state, state, model_config, tokenizer_files)
-    if drop_optimizer is not None:
-        drop_optimizer.unlink(missing_ok=True)
 
 
 def copy_tokenizer(src: Path, dst: Path) -> None:
