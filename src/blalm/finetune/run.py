@@ -282,10 +282,13 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                disable=not cfg.progress, file=sys.stderr)
     # the loss stays on the device between log records: no host sync per step keeps the GPU queue full
     interval_loss, interval_n, t0 = torch.zeros((), device=device), 0, time.time()
+    perm_epoch, perm = -1, None
     try:
         while step < total:
             epoch, s = divmod(step, steps_per_epoch)
-            rows = epoch_permutation(len(train_seqs), cfg.seed, epoch)[s * B:(s + 1) * B]
+            if epoch != perm_epoch:      # the epoch's order, drawn once per epoch (as the trainer does)
+                perm, perm_epoch = epoch_permutation(len(train_seqs), cfg.seed, epoch), epoch
+            rows = perm[s * B:(s + 1) * B]
             lrs = set_learning_rates(optimizers, lr_factor(step, total, cfg.warmup_fraction, cfg.min_lr_fraction))
             ids, mask = pad_batch([train_seqs[i] for i in rows], pad_id)
             labels = torch.tensor([train_labels[i] for i in rows], dtype=torch.long, device=device)
