@@ -61,6 +61,7 @@ from blalm.finetune.head import SequenceClassifier, is_blalm_decoder, pad_batch
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
 from blalm.runinfo import run_info
+from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.train import checkpoint as ckpt
 from blalm.train.data import epoch_permutation
 from blalm.train.metrics import MetricsLogger, truncate_metrics
@@ -70,7 +71,6 @@ from blalm.train.trainer import resolve_device
 RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"
 HEAD_FILE = "head.safetensors"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 METRIC_KEYS = ("accuracy", "f1", "mcc", "score", "metric")
 
 
@@ -120,17 +120,6 @@ def load_backbone(model_dir: Path, device: torch.device) -> tuple[torch.nn.Modul
     return base, tokenizer, {"hf_config": json.loads(lm.config.to_json_string())}, "hf"
 
 
-def _state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """``module.state_dict()`` with tensors that share storage (tied weights) copied, as safetensors needs."""
-    seen: set[tuple[int, int]] = set()
-    out = {}
-    for name, tensor in module.state_dict().items():
-        key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset())
-        out[name] = tensor.clone() if key in seen else tensor
-        seen.add(key)
-    return out
-
-
 def _pad_id(tokenizer: Any) -> int:
     for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if tid is not None:
@@ -172,11 +161,7 @@ def best_epoch(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The per-epoch record with the highest ``score`` (the earliest one on a tie)."""
     if not records:
         raise ValueError("no per-epoch validation records")
-    best = records[0]
-    for rec in records[1:]:
-        if rec["score"] > best["score"]:
-            best = rec
-    return best
+    return max(records, key=lambda rec: rec["score"])   # max keeps the first of equal scores
 
 
 def _prune_checkpoints(root: Path, keep: str) -> None:
@@ -331,7 +316,7 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                          "per_epoch": records, "best_predictions": best_predictions,
                          "seconds": round(seconds_before + time.time() - t_session, 3)}
                 keep_all = cfg.keep_all_checkpoints   # else only the latest checkpoint folder stays
-                saver.save(ckpt_root, name, _state_dict(backbone), opt_tensors, state, model_config, tokenizer_files,
+                saver.save(ckpt_root, name, backbone.state_dict(), opt_tensors, state, model_config, tokenizer_files,
                            extra_tensors={HEAD_FILE: model.head.state_dict()},
                            drop_optimizer_of=latest if keep_all else None,
                            then=None if keep_all else functools.partial(_prune_checkpoints, ckpt_root, name))

@@ -53,6 +53,7 @@ from torch import nn
 from blalm.errors import BlalmError, InputError
 from blalm.atomic import write_json_atomic
 from blalm.runinfo import run_info
+from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.train import checkpoint as ckpt
 from blalm.train import milestones as ms
 from blalm.train.config import (
@@ -73,7 +74,6 @@ CONFIG_FILE = RUN_CONFIG_FILE
 RUN_INFO_FILE = "run_info.json"
 CHECKPOINTS = RUN_CHECKPOINTS
 TOKENIZER_COPY = "tokenizer"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
 
 # ----------------------------------------------------------------------------------------------
