@@ -20,6 +20,8 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from blalm.atomic import read_json
+
 COLUMN_TITLES = {"blimp": "BLiMP", "blimp_supplement": "B. Suppl.", "entity_tracking": "Entity", "ewok": "EWoK",
                  "eye_tracking": "Eye", "self_paced_reading": "Reading", "average": "Avg."}
 ALPHA_PARAM = re.compile(r"^layers\.(\d+)\.mixer\.swa_alpha$")
@@ -147,10 +149,7 @@ def _best_blimp(run: Any) -> tuple[dict[str, Any], str] | None:
     best = (run.summary or {}).get("best")
     if not best:
         return None
-    try:
-        results = json.loads((run.dir / "eval" / best["checkpoint"] / "results.json").read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+    results = read_json(run.dir / "eval" / best["checkpoint"] / "results.json")
     blimp = (results or {}).get("tasks", {}).get("blimp", {})
     if blimp.get("status") != "ok" or not isinstance(blimp.get("per_paradigm"), dict):
         return None
@@ -205,32 +204,27 @@ def plot_blimp(runs: Sequence[Any], path: Path, title: str, eval_data_dir: Path 
 
 
 def read_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | None:
-    """(words seen per checkpoint, α per layer per checkpoint, swa mode) of a DynMod run, or None."""
+    """(words seen per checkpoint, α per layer per checkpoint, swa mode) of a DynMod run, or None.
+    Reads only the α tensors of each checkpoint's weights."""
     from safetensors import safe_open
 
-    ckpt_root = Path(run_dir) / "checkpoints"
-    points = []
-    mode = ""
-    for folder in ckpt_root.iterdir() if ckpt_root.is_dir() else []:
-        state_file, weights = folder / "state.json", folder / "model.safetensors"
-        if folder.name.startswith(".") or not state_file.is_file() or not weights.is_file():
-            continue
-        try:
-            state = json.loads(state_file.read_text(encoding="utf-8"))
-            model_cfg = json.loads((folder / "model_config.json").read_text(encoding="utf-8"))
-        except (FileNotFoundError, json.JSONDecodeError):
+    from blalm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
+    from blalm.train.checkpoint import list_checkpoints
+
+    words, alphas, mode = [], [], ""
+    for ckpt in list_checkpoints(Path(run_dir) / "checkpoints"):    # complete ones, by step
+        folder = Path(ckpt["path"])
+        model_cfg = read_json(folder / CONFIG_FILE)
+        if not isinstance(model_cfg, dict) or not (folder / WEIGHTS_FILE).is_file():
             continue
         mode = str(model_cfg.get("swa", mode))
-        with safe_open(str(weights), framework="pt") as fh:
+        with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as fh:
             found = sorted((int(m.group(1)), k) for k in fh.keys() if (m := ALPHA_PARAM.match(k)))
             if not found:
                 return None
-            alphas = [float(fh.get_tensor(k).float().reshape(-1)[0]) for _, k in found]
-        points.append((int(state.get("words_seen", 0)), int(state.get("step", 0)), alphas))
-    if not points:
-        return None
-    points.sort()
-    return [p[0] for p in points], [p[2] for p in points], mode
+            alphas.append([float(fh.get_tensor(k).float().reshape(-1)[0]) for _, k in found])
+        words.append(int(ckpt.get("words_seen", 0)))
+    return (words, alphas, mode) if words else None
 
 
 def plot_dynmod_alpha(runs: Sequence[Any], path: Path, title: str) -> bool:
