@@ -26,7 +26,8 @@ from blalm.errors import InputError
 from blalm.finetune.config import FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, last_token_states, pad_batch
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
-from blalm.finetune.run import HEAD_FILE, best_epoch, finetune, task_metrics
+from blalm.finetune.run import (HEAD_FILE, best_epoch, eval_batch_size, finetune, predict, predict_logits,
+                                task_metrics)
 from blalm.finetune.tasks import TASKS, encode, load_task
 from blalm.model.checkpoint import load_model, save_model
 from blalm.model.cli import load_model_config
@@ -162,6 +163,54 @@ def test_head_reads_the_last_real_token_under_right_padding(model_dir):
     hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
     got = last_token_states(hidden, torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))
     assert torch.equal(got, torch.stack([hidden[0, 2], hidden[1, 3]]))
+
+
+def _tiny_decoder(**overrides):
+    torch.manual_seed(0)
+    items = [f"vocab_size={VOCAB}", "num_layers=2", "hidden_size=32", "intermediate_size=64", "chunk_size=8",
+             "swa_window=8", *(f"{k}={json.dumps(v)}" for k, v in overrides.items())]
+    return build_model(load_model_config(REPO_ROOT / "configs/model/tiny_blalm.toml", items)).eval()
+
+
+def test_validation_in_length_sorted_batches_matches_one_at_a_time():
+    """predict() scores the valid file in batches sorted by length and returns file order: every row's
+    logits equal its logits alone (no padding), for the mLSTM (chunkwise: widths across chunk
+    boundaries; with the SWA branch) and the attention decoder; rounded widths change nothing."""
+    gen = torch.Generator().manual_seed(1)
+    lengths = [int(n) for n in torch.randint(1, 30, (23,), generator=gen)]
+    seqs = [torch.randint(3, VOCAB, (n,), generator=gen).tolist() for n in lengths]
+    for overrides in ({}, {"swa": "add"}, {"mixer": "attention", "short_conv": False}):
+        torch.manual_seed(0)
+        clf = SequenceClassifier(_tiny_decoder(**overrides), 3, dropout=0.0).train()
+        with torch.no_grad():
+            alone = torch.cat([clf.eval()(*pad_batch([s], 0)) for s in seqs])
+            unsorted = torch.cat([clf(*pad_batch(seqs[i:i + 5], 0)) for i in range(0, len(seqs), 5)])
+        clf.train()
+        for batch, multiple in ((5, 1), (4, 8), (32, 1)):
+            got = predict_logits(clf, seqs, 0, batch, torch.device("cpu"), multiple=multiple)
+            torch.testing.assert_close(got, alone, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got, unsorted, rtol=1e-5, atol=1e-5)
+            assert predict(clf, seqs, 0, batch, torch.device("cpu"), multiple=multiple) == alone.argmax(-1).tolist()
+        assert clf.training                                   # predict restores the mode
+    # the order is restored: a shuffled file gives the shuffled predictions
+    perm = torch.randperm(len(seqs), generator=gen).tolist()
+    got = predict_logits(clf, [seqs[i] for i in perm], 0, 4, torch.device("cpu"))
+    torch.testing.assert_close(got, alone[perm], rtol=1e-5, atol=1e-5)
+
+
+def test_pad_batch_rounds_widths_and_refuses_empty_sequences():
+    ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=1, multiple=8)
+    assert ids.shape == mask.shape == (2, 8)
+    assert ids[0, :3].tolist() == [5, 6, 7] and ids[1].tolist() == [8] + [1] * 7
+    assert mask.sum(1).tolist() == [3, 1]
+    assert pad_batch([[5] * 8], 0, multiple=8)[0].shape == (1, 8) and pad_batch([[5] * 9], 0, 8)[0].shape == (1, 16)
+    with pytest.raises(ValueError, match=r"at least one token; rows \[1\]"):
+        pad_batch([[5], []], 0)
+    # the eval batch: 0 = auto (128 on CUDA, 32 on the CPU)
+    cfg = FinetuneConfig(model="m")
+    assert cfg.eval_batch == 0
+    assert eval_batch_size(cfg, torch.device("cpu")) == 32 and eval_batch_size(cfg, torch.device("cuda")) == 128
+    assert eval_batch_size(FinetuneConfig(model="m", eval_batch=7), torch.device("cuda")) == 7
 
 
 def _brute_f1(pred, gold):

@@ -18,7 +18,8 @@ SETTINGS_HELP = """settings for --set KEY=VALUE (value read as TOML; defaults = 
   warmup_fraction=0.0   linear warm-up share of the steps (then cosine decay to min_lr_fraction * lr)
   min_lr_fraction=0.0   final learning rate as a share of lr
   grad_clip=1.0         gradient-norm clipping (0 = none)
-  eval_batch=32         examples per forward when scoring the valid file
+  eval_batch=0          examples per forward when scoring the valid file (in batches of similar
+                        length); 0 = auto: 128 on CUDA, 32 on the CPU
   max_train=0           first N training examples per task (0 = all; for tests and demos)
   max_valid=0           first N valid examples per task (0 = all)
   save_every=0          also checkpoint every N steps (checkpoints are always written at epoch ends)

@@ -23,10 +23,11 @@ from torch import Tensor, nn
 
 
 def last_token_states(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """``hidden (B, S, H)`` -> ``(B, H)``: each row's state at its last real token (right padding)."""
+    """``hidden (B, S, H)`` -> ``(B, H)``: each row's state at its last real token (right padding).
+
+    Every row must hold at least one real token; :func:`pad_batch` checks that on the CPU, so this
+    function reads nothing back from the device (no host sync per step)."""
     last = attention_mask.long().sum(dim=1) - 1
-    if bool((last < 0).any()):
-        raise ValueError("every row needs at least one real token")
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
 
 
@@ -50,7 +51,9 @@ def final_hidden_states(backbone: nn.Module, input_ids: Tensor, attention_mask: 
 
         handle = backbone.norm.register_forward_hook(hook)
         try:
-            backbone(input_ids, attention_mask=attention_mask)
+            # no attention_mask: the blalm decoder's mixers are causal and need none under right padding
+            # (which pad_batch builds); the decoder would only check it, two host syncs per forward
+            backbone(input_ids)
         except _Stop:
             pass
         finally:
@@ -81,13 +84,22 @@ class SequenceClassifier(nn.Module):
         return self.head(self.dropout(self.pooled(input_ids, attention_mask)).float())
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int = 1) -> tuple[Tensor, Tensor]:
     """Right-padded ``input_ids`` and ``attention_mask`` of a list of token-id lists (on the CPU;
-    the caller moves them to its device)."""
+    the caller moves them to its device). The width is the longest sequence rounded up to a
+    multiple of ``multiple`` (see :func:`width_multiple`). Every sequence needs at least one token
+    (ValueError otherwise): the head reads the last real one."""
+    if not sequences:
+        raise ValueError("pad_batch needs at least one sequence")
+    if any(len(s) == 0 for s in sequences):
+        empty = [i for i, s in enumerate(sequences) if len(s) == 0]
+        raise ValueError(f"every sequence needs at least one token; rows {empty[:10]} of the batch are empty")
     width = max(len(s) for s in sequences)
+    width = -(-width // multiple) * multiple
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for i, s in enumerate(sequences):
         ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
         mask[i, :len(s)] = 1
     return ids, mask
+
