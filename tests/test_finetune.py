@@ -24,7 +24,7 @@ from blalm import cli
 from blalm.config import from_dict
 from blalm.errors import InputError
 from blalm.finetune.config import FinetuneConfig
-from blalm.finetune.head import SequenceClassifier, last_token_states, pad_batch
+from blalm.finetune.head import SequenceClassifier, compile_backbone, last_token_states, pad_batch, width_multiple
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.run import (HEAD_FILE, best_epoch, eval_batch_size, finetune, predict, predict_logits,
                                 task_metrics)
@@ -211,6 +211,80 @@ def test_pad_batch_rounds_widths_and_refuses_empty_sequences():
     assert cfg.eval_batch == 0
     assert eval_batch_size(cfg, torch.device("cpu")) == 32 and eval_batch_size(cfg, torch.device("cuda")) == 128
     assert eval_batch_size(FinetuneConfig(model="m", eval_batch=7), torch.device("cuda")) == 7
+
+
+# ----------------------------------------------------------------------------------------------
+# compile (regional: each decoder block)
+
+
+class _CountingBackend:
+    """A torch.compile backend that runs the captured graph as it is and counts the graphs."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, gm, example_inputs):
+        self.graphs += 1
+        return gm.forward
+
+
+def test_compiled_blocks_compile_once_per_chunk_count_and_mode():
+    """compile_backbone compiles the blocks (not the final norm, whose hook stops the decoder) with
+    dynamic shapes: batches of every length 1..24 and sizes 3..5, rounded to whole chunks (widths 8,
+    16, 24), cost one graph per width and mode (training, no_grad) for both layers together, and
+    give the eager model's logits and gradients; checkpoints keep the eager parameter names."""
+    gen = torch.Generator().manual_seed(3)
+    eager = SequenceClassifier(_tiny_decoder(), 2, dropout=0.0)
+    compiled = SequenceClassifier(_tiny_decoder(), 2, dropout=0.0)
+    compiled.load_state_dict(eager.state_dict())
+    backend = _CountingBackend()
+    assert compile_backbone(compiled.backbone, backend=backend) == 2
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
+    multiple = width_multiple(compiled.backbone)
+    assert multiple == 8 and width_multiple(_tiny_decoder(mixer="attention", short_conv=False)) == 1
+    for n, lengths in enumerate(([8, 3], [17, 1, 5, 9, 2], [24, 20, 23, 21], [1, 2, 3], [16, 10, 11, 12, 15],
+                                 [6, 7, 5, 2], [22, 17, 24])):
+        ids, mask = pad_batch([torch.randint(3, VOCAB, (k,), generator=gen).tolist() for k in lengths], 0, multiple)
+        for model in (eager, compiled):
+            model.zero_grad()
+            model(ids, mask).square().sum().backward()
+        for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(ids, mask), eager(ids, mask), rtol=1e-4, atol=1e-5)
+    assert backend.graphs == 3 * 2                # widths 8, 16, 24; training and no_grad
+    # a Hugging Face base model: its block list ('h' for GPT-2) is compiled; no list: stays eager
+    from transformers import GPT2Config, GPT2Model
+
+    gpt = GPT2Model(GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=3, n_head=2))
+    assert compile_backbone(gpt, backend=_CountingBackend()) == 3
+    assert compile_backbone(torch.nn.Linear(2, 2), backend=_CountingBackend()) == 0
+
+
+def test_compiled_finetuning_matches_eager(model_dir, glue_dir, tmp_path):
+    """--compile (inductor, as on the GPU) fine-tunes to the eager run's losses, scores and
+    predictions within float rounding; resuming may switch it."""
+    kw = dict(tasks=["rte"], max_train=8, max_valid=8, max_length=16, log_every=1)
+    eager = finetune(_cfg(model_dir, glue_dir, **kw), tmp_path / "eager", log=lambda m: None)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    compiled = finetune(_cfg(model_dir, glue_dir, compile=True, **kw), tmp_path / "compiled", log=lambda m: None)
+    # one width (16 = the chunk size) for training and one for validation; the backward is AOT-compiled
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 2
+
+    def records(out):
+        return [json.loads(line) for line in (out / "rte" / "metrics.jsonl").read_text().splitlines()]
+
+    setup = records(tmp_path / "compiled")[0]
+    assert setup["compiled_layers"] == 1 and setup["width_multiple"] == 16
+    loss = {d: [r["loss"] for r in records(tmp_path / d) if r["kind"] == "train"] for d in ("eager", "compiled")}
+    assert len(loss["eager"]) == 2 and loss["compiled"] == pytest.approx(loss["eager"], rel=1e-4)
+    res = {d: json.loads((tmp_path / d / "rte" / "results.json").read_text()) for d in ("eager", "compiled")}
+    assert res["compiled"]["predictions"] == res["eager"]["predictions"]
+    assert compiled["tasks"]["rte"]["score"] == eager["tasks"]["rte"]["score"]
+    (m_e, h_e), (m_c, h_c) = _weights(tmp_path / "eager", "rte"), _weights(tmp_path / "compiled", "rte")
+    assert m_e.keys() == m_c.keys()
+    for k in m_e:
+        torch.testing.assert_close(m_c[k], m_e[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
 def _brute_f1(pred, gold):
@@ -458,7 +532,8 @@ def test_help_explains_every_option(capsys):
         cli.main(["finetune", "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("MODEL", "--tasks", "--out", "--data-dir", "--device", "--precision", "--set", "--quiet"):
+    for option in ("MODEL", "--tasks", "--out", "--data-dir", "--device", "--precision", "--compile", "--no-compile",
+                   "--set", "--quiet"):
         assert option in text
     options = {"model", "tasks", "data_dir", "device", "precision", "progress"}     # set by the options above
     for f in dataclasses.fields(FinetuneConfig):

@@ -9,9 +9,9 @@ from typing import Literal
 from blalm.config import check
 from blalm.finetune.tasks import DEFAULT_TASKS, TASKS
 
-# keys that may change between a killed run and its resumption (they keep the math: a row's
-# validation result does not depend on its batch mates)
-RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "eval_batch")
+# keys that may change between a killed run and its resumption (they keep the math: a compiled block
+# computes what the eager one does, and a row's validation result does not depend on its batch mates)
+RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "compile", "eval_batch")
 
 
 @dataclass
@@ -37,6 +37,7 @@ class FinetuneConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "bf16"   # CUDA only (bf16 autocast); the CPU runs float32
     keep_all_checkpoints: bool = False    # False: only the latest checkpoint folder is kept (disk)
+    compile: bool = False                 # torch.compile each decoder block (dynamic shapes); GPU runs
     progress: bool = True
 
     def validate(self) -> None:

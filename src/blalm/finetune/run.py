@@ -40,7 +40,12 @@ float32.
 over through pinned memory without blocking, the loss is summed on the device, the head's
 last-token gather needs no check there), so the host queues steps ahead of the GPU. The valid file
 is scored in batches of similar length (sorted by length; predictions come back in file order),
-``eval_batch`` examples each (0 = auto: 128 on CUDA, 32 on the CPU).
+``eval_batch`` examples each (0 = auto: 128 on CUDA, 32 on the CPU). ``compile`` (``--compile``)
+compiles each decoder block with ``torch.compile(dynamic=True)`` (regional compilation, see
+:func:`blalm.finetune.head.compile_backbone`; a Hugging Face base model's ``layers``/``h`` blocks,
+else it stays eager) and rounds batch widths up to whole mLSTM chunks, which keeps the compiled
+graphs to one per chunk count for training and one for validation. It changes no math: compiled
+and eager runs agree to float rounding, and a run may be resumed with the other setting.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ from blalm.atomic import write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
-from blalm.finetune.head import SequenceClassifier, is_blalm_decoder, pad_batch
+from blalm.finetune.head import SequenceClassifier, compile_backbone, is_blalm_decoder, pad_batch, width_multiple
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
 from blalm.runinfo import run_info
@@ -241,7 +246,9 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
     import random
     random.seed(cfg.seed)
     model = SequenceClassifier(backbone, task.num_labels, cfg.dropout).to(device)
-    multiple = 1
+    # compiled blocks (compiled on their first call); batch widths rounded to what keeps their graphs few
+    compiled_layers = compile_backbone(backbone) if cfg.compile else 0
+    multiple = width_multiple(backbone) if cfg.compile else 1
     eval_batch = eval_batch_size(cfg, device)
     pad_id = _pad_id(tokenizer)
     train_seqs = [encode(tokenizer, ex["fields"], cfg.max_length) for ex in train_ex]
@@ -299,9 +306,10 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                      "valid_examples": len(valid_ex), "batch_size": B, "epochs": epochs,
                      "steps_per_epoch": steps_per_epoch, "total_steps": total, "model_kind": kind,
                      "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
-                     "precision": precision, "metric_for_valid": task.primary, "eval_batch": eval_batch})
+                     "precision": precision, "metric_for_valid": task.primary, "eval_batch": eval_batch,
+                     "compiled_layers": compiled_layers, "width_multiple": multiple})
         log(f"{task.name}: {len(train_seqs)} training examples, batch {B}, {epochs} epochs = {total} steps "
-            f"on {device} ({precision})")
+            f"on {device} ({precision}{f', {compiled_layers} compiled layers' if cfg.compile else ''})")
     tokenizer_files = [model_dir / n for n in TOKENIZER_FILES if (model_dir / n).is_file()]
 
     model.train()
