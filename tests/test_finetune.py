@@ -256,8 +256,19 @@ def test_compiled_blocks_compile_once_per_chunk_count_and_mode():
     # a Hugging Face base model: its block list ('h' for GPT-2) is compiled; no list: stays eager
     from transformers import GPT2Config, GPT2Model
 
+    torch.manual_seed(0)
     gpt = GPT2Model(GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=3, n_head=2))
-    assert compile_backbone(gpt, backend=_CountingBackend()) == 3
+    eager = SequenceClassifier(GPT2Model(gpt.config), 2, dropout=0.0).eval()
+    eager.backbone.load_state_dict(gpt.state_dict())
+    compiled = SequenceClassifier(gpt, 2, dropout=0.0).eval()
+    compiled.head.load_state_dict(eager.head.state_dict())
+    backend = _CountingBackend()
+    assert compile_backbone(gpt, backend=backend) == 3
+    with torch.no_grad():
+        for lengths in ([5, 9, 3], [20, 11], [7, 7, 7, 2], [30, 2]):
+            ids, mask = pad_batch([torch.randint(3, VOCAB, (k,), generator=gen).tolist() for k in lengths], 0)
+            torch.testing.assert_close(compiled(ids, mask), eager(ids, mask), rtol=1e-4, atol=1e-5)
+    assert backend.graphs == 1                    # the three blocks, every width (no decoding cache filled)
     assert compile_backbone(torch.nn.Linear(2, 2), backend=_CountingBackend()) == 0
 
 

@@ -21,6 +21,9 @@ read the last real token instead, so our GLUE numbers are not comparable to that
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch import Tensor, nn
 
@@ -64,9 +67,16 @@ def final_hidden_states(backbone: nn.Module, input_ids: Tensor, attention_mask: 
         if not captured:   # pragma: no cover - a decoder whose forward skips its final norm
             raise RuntimeError("the blalm decoder's final norm did not run")
         return captured[-1]
-    out = backbone(input_ids=input_ids, attention_mask=attention_mask)
+    # no decoding cache: nothing reads it, and filling it costs time (and recompiles compiled blocks)
+    extra = {"use_cache": False} if _takes_use_cache(type(backbone)) else {}
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
     hidden = getattr(out, "last_hidden_state", None)
     return hidden if hidden is not None else out[0]
+
+
+@functools.cache
+def _takes_use_cache(cls: type) -> bool:
+    return "use_cache" in inspect.signature(cls.forward).parameters
 
 
 class SequenceClassifier(nn.Module):
