@@ -15,7 +15,9 @@
 # Environment: BUDGET (seconds, default 540) stops the run in time for the device tool's 10-minute
 # limit; the next call with the same arguments continues from the last checkpoint (written at every
 # epoch end and every SAVE_EVERY steps, default 500). PYTHON (default python3). TASKS (default all).
-# DEVICE (default cuda), SETTINGS (extra --set items).
+# DEVICE (default cuda), SETTINGS (extra --set items), COMPILE (default 1: --compile, each decoder block
+# compiled with dynamic shapes, see 'blalm finetune --help'; 0: eager). Each call compiles again (from
+# torch's on-disk cache on a warm machine), which costs its first steps and first validation.
 # Writes RUN_DIR/summary.json and, when $OUT is set, $OUT/glue_results.json (the same) and
 # $OUT/glue_finetune.log. The summary has, per task: status, accuracy/F1/MCC of the best epoch,
 # best_epoch, per-epoch validation scores, seconds (wall time, resumed sessions added), or for an
@@ -30,6 +32,7 @@ SAVE_EVERY=${SAVE_EVERY:-500}
 TASKS=${TASKS:-mnli,mrpc,multirc,qqp,rte,wsc,boolq}
 DEVICE=${DEVICE:-cuda}          # cpu: a smoke test of this script, with e.g. SETTINGS="max_train=8 epochs=1"
 SETTINGS=${SETTINGS:-}          # more --set KEY=VALUE items, space-separated (keep them between calls)
+COMPILE=${COMPILE:-1}           # 0: --no-compile (eager; e.g. for the CPU smoke test)
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
@@ -44,7 +47,8 @@ mkdir -p "$RUN_DIR" "$(dirname "$LOG")"
 
 start=$(date +%s)
 timeout --signal=TERM "$BUDGET" "$PYTHON" -m blalm.cli finetune "$MODEL" --tasks "$TASKS" --out "$RUN_DIR" \
-    --data-dir "$DATA" --device "$DEVICE" --precision bf16 --set "save_every=$SAVE_EVERY" \
+    --data-dir "$DATA" --device "$DEVICE" --precision bf16 \
+    "$([ "$COMPILE" = 0 ] && echo --no-compile || echo --compile)" --set "save_every=$SAVE_EVERY" \
     $(for s in $SETTINGS; do printf -- '--set %s ' "$s"; done) 2>&1 \
     | tr '\r' '\n' | grep --line-buffered -v -e '^finetune [a-z]*:' -e '^ *$' | tee -a "$LOG"
 rc=${PIPESTATUS[0]}

@@ -24,9 +24,10 @@ from blalm import cli
 from blalm.config import from_dict
 from blalm.errors import InputError
 from blalm.finetune.config import FinetuneConfig
-from blalm.finetune.head import SequenceClassifier, last_token_states, pad_batch
+from blalm.finetune.head import SequenceClassifier, compile_backbone, last_token_states, pad_batch, width_multiple
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
-from blalm.finetune.run import HEAD_FILE, best_epoch, finetune, task_metrics
+from blalm.finetune.run import (HEAD_FILE, best_epoch, eval_batch_size, finetune, predict, predict_logits,
+                                task_metrics)
 from blalm.finetune.tasks import TASKS, encode, load_task
 from blalm.model.checkpoint import load_model, save_model
 from blalm.model.cli import load_model_config
@@ -162,6 +163,139 @@ def test_head_reads_the_last_real_token_under_right_padding(model_dir):
     hidden = torch.arange(2 * 4 * 3, dtype=torch.float32).reshape(2, 4, 3)
     got = last_token_states(hidden, torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]]))
     assert torch.equal(got, torch.stack([hidden[0, 2], hidden[1, 3]]))
+
+
+def _tiny_decoder(**overrides):
+    torch.manual_seed(0)
+    items = [f"vocab_size={VOCAB}", "num_layers=2", "hidden_size=32", "intermediate_size=64", "chunk_size=8",
+             "swa_window=8", *(f"{k}={json.dumps(v)}" for k, v in overrides.items())]
+    return build_model(load_model_config(REPO_ROOT / "configs/model/tiny_blalm.toml", items)).eval()
+
+
+def test_validation_in_length_sorted_batches_matches_one_at_a_time():
+    """predict() scores the valid file in batches sorted by length and returns file order: every row's
+    logits equal its logits alone (no padding), for the mLSTM (chunkwise: widths across chunk
+    boundaries; with the SWA branch) and the attention decoder; rounded widths change nothing."""
+    gen = torch.Generator().manual_seed(1)
+    lengths = [int(n) for n in torch.randint(1, 30, (23,), generator=gen)]
+    seqs = [torch.randint(3, VOCAB, (n,), generator=gen).tolist() for n in lengths]
+    for overrides in ({}, {"swa": "add"}, {"mixer": "attention", "short_conv": False}):
+        torch.manual_seed(0)
+        clf = SequenceClassifier(_tiny_decoder(**overrides), 3, dropout=0.0).train()
+        with torch.no_grad():
+            alone = torch.cat([clf.eval()(*pad_batch([s], 0)) for s in seqs])
+            unsorted = torch.cat([clf(*pad_batch(seqs[i:i + 5], 0)) for i in range(0, len(seqs), 5)])
+        clf.train()
+        for batch, multiple in ((5, 1), (4, 8), (32, 1)):
+            got = predict_logits(clf, seqs, 0, batch, torch.device("cpu"), multiple=multiple)
+            torch.testing.assert_close(got, alone, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(got, unsorted, rtol=1e-5, atol=1e-5)
+            assert predict(clf, seqs, 0, batch, torch.device("cpu"), multiple=multiple) == alone.argmax(-1).tolist()
+        assert clf.training                                   # predict restores the mode
+    # the order is restored: a shuffled file gives the shuffled predictions
+    perm = torch.randperm(len(seqs), generator=gen).tolist()
+    got = predict_logits(clf, [seqs[i] for i in perm], 0, 4, torch.device("cpu"))
+    torch.testing.assert_close(got, alone[perm], rtol=1e-5, atol=1e-5)
+
+
+def test_pad_batch_rounds_widths_and_refuses_empty_sequences():
+    ids, mask = pad_batch([[5, 6, 7], [8]], pad_id=1, multiple=8)
+    assert ids.shape == mask.shape == (2, 8)
+    assert ids[0, :3].tolist() == [5, 6, 7] and ids[1].tolist() == [8] + [1] * 7
+    assert mask.sum(1).tolist() == [3, 1]
+    assert pad_batch([[5] * 8], 0, multiple=8)[0].shape == (1, 8) and pad_batch([[5] * 9], 0, 8)[0].shape == (1, 16)
+    with pytest.raises(ValueError, match=r"at least one token; rows \[1\]"):
+        pad_batch([[5], []], 0)
+    # the eval batch: 0 = auto (128 on CUDA, 32 on the CPU)
+    cfg = FinetuneConfig(model="m")
+    assert cfg.eval_batch == 0
+    assert eval_batch_size(cfg, torch.device("cpu")) == 32 and eval_batch_size(cfg, torch.device("cuda")) == 128
+    assert eval_batch_size(FinetuneConfig(model="m", eval_batch=7), torch.device("cuda")) == 7
+
+
+# ----------------------------------------------------------------------------------------------
+# compile (regional: each decoder block)
+
+
+class _CountingBackend:
+    """A torch.compile backend that runs the captured graph as it is and counts the graphs."""
+
+    def __init__(self) -> None:
+        self.graphs = 0
+
+    def __call__(self, gm, example_inputs):
+        self.graphs += 1
+        return gm.forward
+
+
+def test_compiled_blocks_compile_once_per_chunk_count_and_mode():
+    """compile_backbone compiles the blocks (not the final norm, whose hook stops the decoder) with
+    dynamic shapes: batches of every length 1..24 and sizes 3..5, rounded to whole chunks (widths 8,
+    16, 24), cost one graph per width and mode (training, no_grad) for both layers together, and
+    give the eager model's logits and gradients; checkpoints keep the eager parameter names."""
+    gen = torch.Generator().manual_seed(3)
+    eager = SequenceClassifier(_tiny_decoder(), 2, dropout=0.0)
+    compiled = SequenceClassifier(_tiny_decoder(), 2, dropout=0.0)
+    compiled.load_state_dict(eager.state_dict())
+    backend = _CountingBackend()
+    assert compile_backbone(compiled.backbone, backend=backend) == 2
+    assert compiled.state_dict().keys() == eager.state_dict().keys()
+    multiple = width_multiple(compiled.backbone)
+    assert multiple == 8 and width_multiple(_tiny_decoder(mixer="attention", short_conv=False)) == 1
+    for n, lengths in enumerate(([8, 3], [17, 1, 5, 9, 2], [24, 20, 23, 21], [1, 2, 3], [16, 10, 11, 12, 15],
+                                 [6, 7, 5, 2], [22, 17, 24])):
+        ids, mask = pad_batch([torch.randint(3, VOCAB, (k,), generator=gen).tolist() for k in lengths], 0, multiple)
+        for model in (eager, compiled):
+            model.zero_grad()
+            model(ids, mask).square().sum().backward()
+        for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-5, msg=name)
+        with torch.no_grad():
+            torch.testing.assert_close(compiled(ids, mask), eager(ids, mask), rtol=1e-4, atol=1e-5)
+    assert backend.graphs == 3 * 2                # widths 8, 16, 24; training and no_grad
+    # a Hugging Face base model: its block list ('h' for GPT-2) is compiled; no list: stays eager
+    from transformers import GPT2Config, GPT2Model
+
+    torch.manual_seed(0)
+    gpt = GPT2Model(GPT2Config(vocab_size=VOCAB, n_positions=64, n_embd=32, n_layer=3, n_head=2))
+    eager = SequenceClassifier(GPT2Model(gpt.config), 2, dropout=0.0).eval()
+    eager.backbone.load_state_dict(gpt.state_dict())
+    compiled = SequenceClassifier(gpt, 2, dropout=0.0).eval()
+    compiled.head.load_state_dict(eager.head.state_dict())
+    backend = _CountingBackend()
+    assert compile_backbone(gpt, backend=backend) == 3
+    with torch.no_grad():
+        for lengths in ([5, 9, 3], [20, 11], [7, 7, 7, 2], [30, 2]):
+            ids, mask = pad_batch([torch.randint(3, VOCAB, (k,), generator=gen).tolist() for k in lengths], 0)
+            torch.testing.assert_close(compiled(ids, mask), eager(ids, mask), rtol=1e-4, atol=1e-5)
+    assert backend.graphs == 1                    # the three blocks, every width (no decoding cache filled)
+    assert compile_backbone(torch.nn.Linear(2, 2), backend=_CountingBackend()) == 0
+
+
+def test_compiled_finetuning_matches_eager(model_dir, glue_dir, tmp_path):
+    """--compile (inductor, as on the GPU) fine-tunes to the eager run's losses, scores and
+    predictions within float rounding; resuming may switch it."""
+    kw = dict(tasks=["rte"], max_train=8, max_valid=8, max_length=16, log_every=1)
+    eager = finetune(_cfg(model_dir, glue_dir, **kw), tmp_path / "eager", log=lambda m: None)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    compiled = finetune(_cfg(model_dir, glue_dir, compile=True, **kw), tmp_path / "compiled", log=lambda m: None)
+    # one width (16 = the chunk size) for training and one for validation; the backward is AOT-compiled
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] - graphs == 2
+
+    def records(out):
+        return [json.loads(line) for line in (out / "rte" / "metrics.jsonl").read_text().splitlines()]
+
+    setup = records(tmp_path / "compiled")[0]
+    assert setup["compiled_layers"] == 1 and setup["width_multiple"] == 16
+    loss = {d: [r["loss"] for r in records(tmp_path / d) if r["kind"] == "train"] for d in ("eager", "compiled")}
+    assert len(loss["eager"]) == 2 and loss["compiled"] == pytest.approx(loss["eager"], rel=1e-4)
+    res = {d: json.loads((tmp_path / d / "rte" / "results.json").read_text()) for d in ("eager", "compiled")}
+    assert res["compiled"]["predictions"] == res["eager"]["predictions"]
+    assert compiled["tasks"]["rte"]["score"] == eager["tasks"]["rte"]["score"]
+    (m_e, h_e), (m_c, h_c) = _weights(tmp_path / "eager", "rte"), _weights(tmp_path / "compiled", "rte")
+    assert m_e.keys() == m_c.keys()
+    for k in m_e:
+        torch.testing.assert_close(m_c[k], m_e[k], rtol=1e-4, atol=1e-5, msg=k)
 
 
 def _brute_f1(pred, gold):
@@ -409,7 +543,8 @@ def test_help_explains_every_option(capsys):
         cli.main(["finetune", "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("MODEL", "--tasks", "--out", "--data-dir", "--device", "--precision", "--set", "--quiet"):
+    for option in ("MODEL", "--tasks", "--out", "--data-dir", "--device", "--precision", "--compile", "--no-compile",
+                   "--set", "--quiet"):
         assert option in text
     options = {"model", "tasks", "data_dir", "device", "precision", "progress"}     # set by the options above
     for f in dataclasses.fields(FinetuneConfig):

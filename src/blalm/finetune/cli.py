@@ -18,12 +18,14 @@ SETTINGS_HELP = """settings for --set KEY=VALUE (value read as TOML; defaults = 
   warmup_fraction=0.0   linear warm-up share of the steps (then cosine decay to min_lr_fraction * lr)
   min_lr_fraction=0.0   final learning rate as a share of lr
   grad_clip=1.0         gradient-norm clipping (0 = none)
-  eval_batch=32         examples per forward when scoring the valid file
+  eval_batch=0          examples per forward when scoring the valid file (in batches of similar
+                        length); 0 = auto: 128 on CUDA, 32 on the CPU
   max_train=0           first N training examples per task (0 = all; for tests and demos)
   max_valid=0           first N valid examples per task (0 = all)
   save_every=0          also checkpoint every N steps (checkpoints are always written at epoch ends)
   log_every=10          a 'train' record in DIR/<task>/metrics.jsonl every N steps
   keep_all_checkpoints=false   keep every checkpoint folder (default: the latest only, to save disk)
+  compile=false         what --compile sets
 
 After every epoch the model is scored on the task's valid file; the task's result is the best
 epoch by its validation metric (F1 for MRPC and QQP, accuracy otherwise), as the official
@@ -61,6 +63,12 @@ def register(subparsers) -> None:
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
                    help="GPU precision: bf16 autocast (default; float32 weights and optimizer state), tf32, or "
                         "fp32. The CPU always runs float32")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile each decoder block with dynamic shapes (one compilation serves every "
+                        "layer, batch size and width; the chunkwise mLSTM needs one per chunk count, so batch "
+                        "widths are rounded up to whole chunks); the embedding, final norm and head stay "
+                        "eager. For GPU runs: the first batches of each width wait for compilation. "
+                        "Default --no-compile")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting (see the list below); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-task lines")
@@ -78,7 +86,7 @@ def config_from_args(args: argparse.Namespace):
     for item in args.overrides:
         key, value = parse_override(item)
         set_dotted(data, key, value)
-    for key in ("device", "precision"):          # the options win over --set
+    for key in ("device", "precision", "compile"):          # the options win over --set
         if getattr(args, key, None) is not None:
             data[key] = getattr(args, key)
     return from_dict(FinetuneConfig, data, where="command line")

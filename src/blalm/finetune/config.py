@@ -9,8 +9,9 @@ from typing import Literal
 from blalm.config import check
 from blalm.finetune.tasks import DEFAULT_TASKS, TASKS
 
-# keys that may change between a killed run and its resumption (they keep the math)
-RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints")
+# keys that may change between a killed run and its resumption (they keep the math: a compiled block
+# computes what the eager one does, and a row's validation result does not depend on its batch mates)
+RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "compile", "eval_batch")
 
 
 @dataclass
@@ -28,7 +29,7 @@ class FinetuneConfig:
     warmup_fraction: float = 0.0          # linear warm-up share of the steps, then cosine decay
     min_lr_fraction: float = 0.0
     grad_clip: float = 1.0                # 0 = no clipping
-    eval_batch: int = 32
+    eval_batch: int = 0                   # examples per validation forward; 0 = auto (128 on CUDA, 32 on the CPU)
     max_train: int = 0                    # first N training examples per task (0 = all; tests, demos)
     max_valid: int = 0                    # first N evaluation examples per task (0 = all)
     save_every: int = 0                   # also checkpoint every N steps (0 = at epoch ends only)
@@ -36,6 +37,7 @@ class FinetuneConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "bf16"   # CUDA only (bf16 autocast); the CPU runs float32
     keep_all_checkpoints: bool = False    # False: only the latest checkpoint folder is kept (disk)
+    compile: bool = False                 # torch.compile each decoder block (dynamic shapes); GPU runs
     progress: bool = True
 
     def validate(self) -> None:
@@ -49,8 +51,8 @@ class FinetuneConfig:
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         check(0.0 <= self.warmup_fraction < 1.0, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         check(self.max_train >= 0 and self.max_valid >= 0, "max_train and max_valid must be >= 0")
-        check(self.save_every >= 0 and self.log_every >= 1 and self.eval_batch >= 1,
-              "save_every must be >= 0, log_every and eval_batch >= 1")
+        check(self.save_every >= 0 and self.log_every >= 1 and self.eval_batch >= 0,
+              "save_every and eval_batch must be >= 0 (eval_batch 0 = auto), log_every >= 1")
 
     def glue_dir(self) -> Path:
         if self.data_dir:

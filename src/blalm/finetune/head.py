@@ -11,6 +11,9 @@ vocabulary projection is never computed; or a Hugging Face base model (``AutoMod
 ``base_model``, e.g. ``GPT2Model``, ``LlamaModel``), whose ``last_hidden_state`` is read (after the
 final norm in every standard causal LM).
 
+``compile_backbone`` compiles the backbone's decoder blocks one by one (``--compile``) and
+``width_multiple`` says what batch widths are rounded up to for it.
+
 Note: the official BabyLM 2025 fine-tuning script pools the FIRST token's hidden state for causal
 models too (evaluation-pipeline-2025 issue #38), which for a decoder sees only the first token; we
 read the last real token instead, so our GLUE numbers are not comparable to that bug's.
@@ -18,15 +21,19 @@ read the last real token instead, so our GLUE numbers are not comparable to that
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch import Tensor, nn
 
 
 def last_token_states(hidden: Tensor, attention_mask: Tensor) -> Tensor:
-    """``hidden (B, S, H)`` -> ``(B, H)``: each row's state at its last real token (right padding)."""
+    """``hidden (B, S, H)`` -> ``(B, H)``: each row's state at its last real token (right padding).
+
+    Every row must hold at least one real token; :func:`pad_batch` checks that on the CPU, so this
+    function reads nothing back from the device (no host sync per step)."""
     last = attention_mask.long().sum(dim=1) - 1
-    if bool((last < 0).any()):
-        raise ValueError("every row needs at least one real token")
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
 
 
@@ -50,7 +57,9 @@ def final_hidden_states(backbone: nn.Module, input_ids: Tensor, attention_mask: 
 
         handle = backbone.norm.register_forward_hook(hook)
         try:
-            backbone(input_ids, attention_mask=attention_mask)
+            # no attention_mask: the blalm decoder's mixers are causal and need none under right padding
+            # (which pad_batch builds); the decoder would only check it, two host syncs per forward
+            backbone(input_ids)
         except _Stop:
             pass
         finally:
@@ -58,9 +67,16 @@ def final_hidden_states(backbone: nn.Module, input_ids: Tensor, attention_mask: 
         if not captured:   # pragma: no cover - a decoder whose forward skips its final norm
             raise RuntimeError("the blalm decoder's final norm did not run")
         return captured[-1]
-    out = backbone(input_ids=input_ids, attention_mask=attention_mask)
+    # no decoding cache: nothing reads it, and filling it costs time (and recompiles compiled blocks)
+    extra = {"use_cache": False} if _takes_use_cache(type(backbone)) else {}
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask, **extra)
     hidden = getattr(out, "last_hidden_state", None)
     return hidden if hidden is not None else out[0]
+
+
+@functools.cache
+def _takes_use_cache(cls: type) -> bool:
+    return "use_cache" in inspect.signature(cls.forward).parameters
 
 
 class SequenceClassifier(nn.Module):
@@ -81,13 +97,76 @@ class SequenceClassifier(nn.Module):
         return self.head(self.dropout(self.pooled(input_ids, attention_mask)).float())
 
 
-def pad_batch(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int = 1) -> tuple[Tensor, Tensor]:
     """Right-padded ``input_ids`` and ``attention_mask`` of a list of token-id lists (on the CPU;
-    the caller moves them to its device)."""
+    the caller moves them to its device). The width is the longest sequence rounded up to a
+    multiple of ``multiple`` (see :func:`width_multiple`). Every sequence needs at least one token
+    (ValueError otherwise): the head reads the last real one."""
+    if not sequences:
+        raise ValueError("pad_batch needs at least one sequence")
+    if any(len(s) == 0 for s in sequences):
+        empty = [i for i, s in enumerate(sequences) if len(s) == 0]
+        raise ValueError(f"every sequence needs at least one token; rows {empty[:10]} of the batch are empty")
     width = max(len(s) for s in sequences)
+    width = -(-width // multiple) * multiple
     ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(sequences), width), dtype=torch.long)
     for i, s in enumerate(sequences):
         ids[i, :len(s)] = torch.tensor(s, dtype=torch.long)
         mask[i, :len(s)] = 1
     return ids, mask
+
+
+# ----------------------------------------------------------------------------------------------
+# Regional compilation (FinetuneConfig.compile)
+
+RECOMPILE_LIMIT = 64   # compiled graphs kept per layer class (widths x training/no_grad x batch-size specials)
+
+
+def decoder_layers(backbone: nn.Module) -> nn.ModuleList | None:
+    """The backbone's list of decoder blocks: the blalm decoder's ``layers``, a Hugging Face base
+    model's ``layers`` (Llama, Qwen, ...) or ``h`` (GPT-2); None when there is no obvious list."""
+    for name in ("layers", "h"):
+        layers = getattr(backbone, name, None)
+        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
+            return layers
+    return None
+
+
+def compile_backbone(backbone: nn.Module, backend: str | object = "inductor") -> int:
+    """Compile each decoder block of ``backbone`` in place with ``torch.compile(dynamic=True)``;
+    return how many were compiled (0: no block list, the backbone stays eager).
+
+    Regional compilation: the blocks of one class share their compiled code (dynamo guards on the
+    module's class and attributes, not its identity), and dynamic shapes let one graph serve many
+    batch sizes and widths. The embedding, the final norm (whose hook stops the blalm decoder
+    before its vocabulary projection) and the head stay eager. ``nn.Module.compile`` keeps the
+    parameter names, so checkpoints are those of the eager model. Raises dynamo's
+    ``recompile_limit`` to :data:`RECOMPILE_LIMIT` (a process-wide setting): the chunkwise mLSTM
+    loops over its chunks in Python, so each chunk count (and training vs ``no_grad``) is a graph
+    of its own."""
+    import torch._dynamo
+
+    layers = decoder_layers(backbone)
+    if layers is None:
+        return 0
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
+    for layer in layers:
+        layer.compile(dynamic=True, backend=backend)
+    return len(layers)
+
+
+def width_multiple(backbone: nn.Module) -> int:
+    """What compiled batches round their width up to: the chunk size for a blalm mLSTM decoder
+    with the chunkwise kernel, else 1 (no rounding).
+
+    The chunkwise kernel loops over ``ceil(S / chunk)`` chunks in Python and pads a partial last
+    chunk, so under ``torch.compile`` every chunk count, with and without a partial chunk, is a
+    graph of its own; widths that are whole chunks halve those graphs (at most
+    ``max_length / chunk`` per mode). The extra positions are padding after every real token, so
+    the causal decoder's result at the last real token is the same (up to float rounding)."""
+    config = getattr(backbone, "config", None)
+    if (is_blalm_decoder(backbone) and getattr(config, "mixer", None) == "mlstm"
+            and getattr(config, "mlstm_kernel", None) == "chunkwise"):
+        return int(config.chunk_size)
+    return 1

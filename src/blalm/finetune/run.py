@@ -35,6 +35,17 @@ weights, the training stage's schedule (warm-up, then cosine decay), gradient cl
 ``grad_clip``. Loss: cross-entropy of the head's logits (float32). On CUDA the forward runs under
 ``precision`` (bf16 autocast by default; weights and optimizer state stay float32); on the CPU in
 float32.
+
+**Speed (GPU).** The training loop reads nothing back from the GPU between log records (batches go
+over through pinned memory without blocking, the loss is summed on the device, the head's
+last-token gather needs no check there), so the host queues steps ahead of the GPU. The valid file
+is scored in batches of similar length (sorted by length; predictions come back in file order),
+``eval_batch`` examples each (0 = auto: 128 on CUDA, 32 on the CPU). ``compile`` (``--compile``)
+compiles each decoder block with ``torch.compile(dynamic=True)`` (regional compilation, see
+:func:`blalm.finetune.head.compile_backbone`; a Hugging Face base model's ``layers``/``h`` blocks,
+else it stays eager) and rounds batch widths up to whole mLSTM chunks, which keeps the compiled
+graphs to one per chunk count for training and one for validation. It changes no math: compiled
+and eager runs agree to float rounding, and a run may be resumed with the other setting.
 """
 
 from __future__ import annotations
@@ -57,7 +68,7 @@ from blalm.atomic import write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
-from blalm.finetune.head import SequenceClassifier, is_blalm_decoder, pad_batch
+from blalm.finetune.head import SequenceClassifier, compile_backbone, is_blalm_decoder, pad_batch, width_multiple
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
 from blalm.runinfo import run_info
@@ -72,6 +83,8 @@ RESULTS_FILE = "results.json"
 CONFIG_FILE = "config.json"
 HEAD_FILE = "head.safetensors"
 METRIC_KEYS = ("accuracy", "f1", "mcc", "score", "metric")
+AUTO_EVAL_BATCH_CUDA = 128   # eval_batch = 0: no_grad forwards of <= 512 tokens (a 270M model uses a few GiB)
+AUTO_EVAL_BATCH_CPU = 32
 
 
 def task_settings(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
@@ -127,22 +140,55 @@ def _pad_id(tokenizer: Any) -> int:
     return 0
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` (on the CPU) on ``device``. To a GPU through pinned memory without blocking: a
+    plain ``.to("cuda")`` of pageable memory waits for the GPU to finish its queue (a host sync
+    every step); the caching host allocator keeps the pinned block until the copy is done."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+def eval_batch_size(cfg: FinetuneConfig, device: torch.device) -> int:
+    """``cfg.eval_batch``, or for 0 (auto) 128 on CUDA and 32 elsewhere."""
+    if cfg.eval_batch:
+        return cfg.eval_batch
+    return AUTO_EVAL_BATCH_CUDA if device.type == "cuda" else AUTO_EVAL_BATCH_CPU
+
+
 @torch.no_grad()
-def predict(model: SequenceClassifier, sequences: list[list[int]], pad_id: int, batch: int,
-            device: torch.device, precision: str = "fp32") -> list[int]:
-    """The predicted label of every sequence (eval mode; ``precision`` applies on CUDA)."""
+def predict_logits(model: SequenceClassifier, sequences: list[list[int]], pad_id: int, batch: int,
+                   device: torch.device, precision: str = "fp32", multiple: int = 1) -> torch.Tensor:
+    """Float32 logits ``(N, num_labels)`` of every sequence, in the order given (eval mode;
+    ``precision`` applies on CUDA; ``multiple`` rounds batch widths up, see ``pad_batch``).
+
+    The sequences are scored in batches of similar length (sorted by length, stably), so batches
+    carry little padding; under right padding a causal decoder's result at a row's last real token
+    does not depend on the other rows of its batch. The logits stay on the device until the end
+    (one host sync for the whole file)."""
     from blalm.eval.suite import gpu_precision
 
     was = model.training
     model.eval()
-    out: list[int] = []
-    for start in range(0, len(sequences), batch):
-        ids, mask = pad_batch(sequences[start:start + batch], pad_id)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    parts = []
+    for start in range(0, len(order), batch):
+        ids, mask = pad_batch([sequences[i] for i in order[start:start + batch]], pad_id, multiple)
         with gpu_precision(precision):
-            logits = model(ids.to(device), mask.to(device))
-        out.extend(logits.float().argmax(dim=-1).tolist())
+            parts.append(model(to_device(ids, device), to_device(mask, device)).float())
     model.train(was)
-    return out
+    if not parts:
+        return torch.zeros((0, model.head.out_features))
+    in_order = torch.cat(parts).cpu()
+    logits = torch.empty_like(in_order)
+    logits[torch.tensor(order)] = in_order
+    return logits
+
+
+def predict(model: SequenceClassifier, sequences: list[list[int]], pad_id: int, batch: int,
+            device: torch.device, precision: str = "fp32", multiple: int = 1) -> list[int]:
+    """The predicted label of every sequence, in the order given (see :func:`predict_logits`)."""
+    return predict_logits(model, sequences, pad_id, batch, device, precision, multiple).argmax(dim=-1).tolist()
 
 
 def task_metrics(task: Task, predictions: list[int], labels: list[int]) -> dict[str, Any]:
@@ -200,6 +246,10 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
     import random
     random.seed(cfg.seed)
     model = SequenceClassifier(backbone, task.num_labels, cfg.dropout).to(device)
+    # compiled blocks (compiled on their first call); batch widths rounded to what keeps their graphs few
+    compiled_layers = compile_backbone(backbone) if cfg.compile else 0
+    multiple = width_multiple(backbone) if cfg.compile else 1
+    eval_batch = eval_batch_size(cfg, device)
     pad_id = _pad_id(tokenizer)
     train_seqs = [encode(tokenizer, ex["fields"], cfg.max_length) for ex in train_ex]
     train_labels = [ex["label"] for ex in train_ex]
@@ -256,9 +306,10 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                      "valid_examples": len(valid_ex), "batch_size": B, "epochs": epochs,
                      "steps_per_epoch": steps_per_epoch, "total_steps": total, "model_kind": kind,
                      "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
-                     "precision": precision, "metric_for_valid": task.primary})
+                     "precision": precision, "metric_for_valid": task.primary, "eval_batch": eval_batch,
+                     "compiled_layers": compiled_layers, "width_multiple": multiple})
         log(f"{task.name}: {len(train_seqs)} training examples, batch {B}, {epochs} epochs = {total} steps "
-            f"on {device} ({precision})")
+            f"on {device} ({precision}{f', {compiled_layers} compiled layers' if cfg.compile else ''})")
     tokenizer_files = [model_dir / n for n in TOKENIZER_FILES if (model_dir / n).is_file()]
 
     model.train()
@@ -275,10 +326,10 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                 perm, perm_epoch = epoch_permutation(len(train_seqs), cfg.seed, epoch), epoch
             rows = perm[s * B:(s + 1) * B]
             lrs = set_learning_rates(optimizers, lr_factor(step, total, cfg.warmup_fraction, cfg.min_lr_fraction))
-            ids, mask = pad_batch([train_seqs[i] for i in rows], pad_id)
-            labels = torch.tensor([train_labels[i] for i in rows], dtype=torch.long, device=device)
+            ids, mask = pad_batch([train_seqs[i] for i in rows], pad_id, multiple)
+            labels = to_device(torch.tensor([train_labels[i] for i in rows], dtype=torch.long), device)
             with gpu_precision(precision):
-                loss = F.cross_entropy(model(ids.to(device), mask.to(device)).float(), labels)
+                loss = F.cross_entropy(model(to_device(ids, device), to_device(mask, device)).float(), labels)
             loss.backward()
             loss = loss.detach()
             ckpt.fault_point("step_backward")
@@ -298,7 +349,7 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                              "seconds": round(time.time() - t0, 3)})
                 interval_loss, interval_n, t0 = torch.zeros((), device=device), 0, time.time()
             if step % steps_per_epoch == 0:          # an epoch ended: score it on the valid file
-                predictions = predict(model, valid_seqs, pad_id, cfg.eval_batch, device, precision)
+                predictions = predict(model, valid_seqs, pad_id, eval_batch, device, precision, multiple)
                 record = {"epoch": step // steps_per_epoch, "step": step, **task_metrics(task, predictions, gold)}
                 if not records or record["score"] > best_epoch(records)["score"]:
                     best_predictions = predictions
