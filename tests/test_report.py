@@ -73,6 +73,24 @@ def test_dynmod_alpha_is_read_from_every_checkpoint(dynmod_run):
     assert any(abs(a - 0.3) > 1e-4 for a in alphas[-1])      # α was trained away from its init
 
 
+def test_dynmod_alpha_of_a_run_copied_without_weights_comes_from_its_log(dynmod_run, tmp_path):
+    import shutil
+
+    from blalm.report.plots import logged_alphas
+
+    copy = tmp_path / "dynmod"
+    shutil.copytree(dynmod_run["run"], copy, ignore=shutil.ignore_patterns("*.safetensors"))
+    words, alphas, mode = read_alphas(copy)
+    assert (words, alphas, mode) == logged_alphas(copy) and mode == "dynmod_bounded"
+    ck_words, ck_alphas, _ = read_alphas(dynmod_run["run"])
+    by_words = dict(zip(words, alphas))
+    for w, alpha in zip(ck_words, ck_alphas):     # the checkpoints' α, where a log record was written
+        if w in by_words:
+            assert by_words[w] == pytest.approx(alpha, abs=1e-5)
+    assert sum(w in by_words for w in ck_words) >= 2
+    assert logged_alphas(tmp_path) is None        # no run config: not a DynMod run
+
+
 def test_a_folder_of_runs_and_errors(dynmod_run, tmp_path):
     source = load_source(dynmod_run["root"] / "runs")       # a folder holding run folders
     assert [r.run_id for r in source.runs] == ["dynmod"] and source.sweep is None

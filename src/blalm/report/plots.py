@@ -8,8 +8,10 @@
   BLiMP data, macro over its paradigms) of the best checkpoint of the best runs (at most 8, by
   average; ``results.json``), by paradigm when the BLiMP data cannot be read;
 - ``*_dynmod_alpha.png``: the DynMod α of every layer over training (paper App. G.1), read from the
-  checkpoints' ``model.safetensors`` (``layers.N.mixer.swa_alpha``); ``tanh(α)``, the weight the
-  bounded variant applies, is drawn dashed for ``swa = "dynmod_bounded"``.
+  checkpoints' ``model.safetensors`` (``layers.N.mixer.swa_alpha``), or, for a run folder copied
+  without its weights, from the training log (``swa_coefficients`` of the ``train`` records: α, or
+  tanh(α) for the bounded variant); ``tanh(α)``, the weight the bounded variant applies, is drawn
+  dashed for ``swa = "dynmod_bounded"``.
 """
 
 from __future__ import annotations
@@ -205,7 +207,8 @@ def plot_blimp(runs: Sequence[Any], path: Path, title: str, eval_data_dir: Path 
 
 def read_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | None:
     """(words seen per checkpoint, α per layer per checkpoint, swa mode) of a DynMod run, or None.
-    Reads only the α tensors of each checkpoint's weights."""
+    Reads only the α tensors of each checkpoint's weights; a run whose checkpoints hold no weights
+    (a copy without them) is read from its training log instead (:func:`logged_alphas`)."""
     from safetensors import safe_open
 
     from blalm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
@@ -224,6 +227,27 @@ def read_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | Non
                 return None
             alphas.append([float(fh.get_tensor(k).float().reshape(-1)[0]) for _, k in found])
         words.append(int(ckpt.get("words_seen", 0)))
+    return (words, alphas, mode) if words else logged_alphas(run_dir)
+
+
+def logged_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | None:
+    """(words seen, α per layer, swa mode) at every ``train`` record of a DynMod run's log, or None.
+    The trainer logs the weight each layer applies: α for ``dynmod``, tanh(α) for ``dynmod_bounded``
+    (inverted here)."""
+    from blalm.train.config import RUN_CONFIG_FILE
+    from blalm.train.metrics import read_metrics
+
+    config = read_json(Path(run_dir) / RUN_CONFIG_FILE)
+    mode = str(((config or {}).get("model") or {}).get("swa", "")) if isinstance(config, dict) else ""
+    if not mode.startswith("dynmod"):
+        return None
+    words, alphas = [], []
+    for rec in read_metrics(run_dir, "train"):
+        coeffs = rec.get("swa_coefficients")
+        if coeffs and "words_seen" in rec:
+            words.append(int(rec["words_seen"]))
+            alphas.append([math.atanh(min(max(c, -1 + 1e-7), 1 - 1e-7)) if mode == "dynmod_bounded" else float(c)
+                           for c in coeffs])
     return (words, alphas, mode) if words else None
 
 
@@ -231,7 +255,7 @@ def plot_dynmod_alpha(runs: Sequence[Any], path: Path, title: str) -> bool:
     """α of every layer against words seen, one panel per DynMod run (paper App. G.1)."""
     found = []
     for run in runs:
-        if str(run.model.get("swa", "none")).startswith("dynmod") and (run.dir / "checkpoints").is_dir():
+        if str(run.model.get("swa", "none")).startswith("dynmod"):
             got = read_alphas(run.dir)
             if got is not None:
                 found.append((run, got))
