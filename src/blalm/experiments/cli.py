@@ -20,8 +20,9 @@ def register(subparsers) -> None:
                    help="experiment config, e.g. configs/experiments/exp2_architecture.toml")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="sweep folder (created if missing)")
     p.add_argument("--scale", default=None, metavar="NAME",
-                   help="paper (the paper's models and corpora), reduced (a small model on a slice of the corpus; "
-                        "sized for a GPU session of about 10 minutes per track), tiny (CPU-sized) or another "
+                   help="paper (the paper's models and corpora), medium (an 8x512 model, whole corpus, one epoch; "
+                        "~2 min a run on one H100), reduced (a 4x256 model on 5%% of the corpus; 4-7 min an "
+                        "experiment and track on one H100), tiny (CPU-sized) or another "
                         "[scales.NAME] of the config (default: the config's 'scale', else paper)")
     p.add_argument("--track", dest="tracks", action="append", default=[], choices=("strict-small", "strict"),
                    help="run only this track (repeatable; default: every track of the experiment)")
