@@ -18,6 +18,11 @@
 # DEVICE (default cuda), SETTINGS (extra --set items), COMPILE (default 1: --compile, each decoder block
 # compiled with dynamic shapes, see 'blalm finetune --help'; 0: eager). Each call compiles again (from
 # torch's on-disk cache on a warm machine), which costs its first steps and first validation.
+# JOBS (default 1): fine-tune the tasks in JOBS processes side by side on the one GPU, the tasks
+# split into JOBS groups of about equal steps (a 270M model's small batches leave an H100 mostly
+# idle: three processes did ~17 steps/s in all where one eager process did ~3,
+# docs/results/glue_h100.md); after the groups, one pass over every task writes RUN_DIR/results.json
+# (finished tasks are skipped; an unfinished one continues there).
 # Writes RUN_DIR/summary.json and, when $OUT is set, $OUT/glue_results.json (the same) and
 # $OUT/glue_finetune.log. The summary has, per task: status, accuracy/F1/MCC of the best epoch,
 # best_epoch, per-epoch validation scores, seconds (wall time, resumed sessions added), or for an
@@ -33,6 +38,7 @@ TASKS=${TASKS:-mnli,mrpc,multirc,qqp,rte,wsc,boolq}
 DEVICE=${DEVICE:-cuda}          # cpu: a smoke test of this script, with e.g. SETTINGS="max_train=8 epochs=1"
 SETTINGS=${SETTINGS:-}          # more --set KEY=VALUE items, space-separated (keep them between calls)
 COMPILE=${COMPILE:-1}           # 0: --no-compile (eager; e.g. for the CPU smoke test)
+JOBS=${JOBS:-1}                 # fine-tuning processes side by side (task groups of about equal steps)
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
@@ -45,13 +51,53 @@ mkdir -p "$RUN_DIR" "$(dirname "$LOG")"
 "$PYTHON" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__,
       "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' | tee -a "$LOG"
 
+finetune() {   # finetune TASKS SECONDS: one blalm finetune process on TASKS, stopped after SECONDS
+    timeout --signal=TERM "$2" "$PYTHON" -m blalm.cli finetune "$MODEL" --tasks "$1" --out "$RUN_DIR" \
+        --data-dir "$DATA" --device "$DEVICE" --precision bf16 \
+        "$([ "$COMPILE" = 0 ] && echo --no-compile || echo --compile)" --set "save_every=$SAVE_EVERY" \
+        $(for s in $SETTINGS; do printf -- '--set %s ' "$s"; done) 2>&1 \
+        | tr '\r' '\n' | grep --line-buffered -v -e '^finetune [a-z]*:' -e '^ *$'
+    return "${PIPESTATUS[0]}"
+}
+
 start=$(date +%s)
-timeout --signal=TERM "$BUDGET" "$PYTHON" -m blalm.cli finetune "$MODEL" --tasks "$TASKS" --out "$RUN_DIR" \
-    --data-dir "$DATA" --device "$DEVICE" --precision bf16 \
-    "$([ "$COMPILE" = 0 ] && echo --no-compile || echo --compile)" --set "save_every=$SAVE_EVERY" \
-    $(for s in $SETTINGS; do printf -- '--set %s ' "$s"; done) 2>&1 \
-    | tr '\r' '\n' | grep --line-buffered -v -e '^finetune [a-z]*:' -e '^ *$' | tee -a "$LOG"
-rc=${PIPESTATUS[0]}
+if [ "$JOBS" -gt 1 ]; then
+    # the tasks in JOBS groups of about equal steps (training examples x epochs / batch), largest first
+    GROUPS_=$("$PYTHON" - "$DATA" "$TASKS" "$JOBS" <<'PY'
+import sys
+from pathlib import Path
+from blalm.finetune.tasks import TASKS, TaskUnavailable, load_task
+data, tasks, jobs = Path(sys.argv[1]), sys.argv[2].split(","), int(sys.argv[3])
+def steps(t):
+    try:
+        return len(load_task(data, t)[0]) * TASKS[t].epochs / TASKS[t].batch_size
+    except (KeyError, TaskUnavailable):
+        return 0.0
+groups = [[] for _ in range(jobs)]
+load = [0.0] * jobs
+for t in sorted(tasks, key=steps, reverse=True):
+    i = load.index(min(load))
+    groups[i].append(t)
+    load[i] += steps(t)
+print(" ".join(",".join(g) for g in groups if g))
+PY
+)
+    echo "$JOBS processes: ${GROUPS_// / | }" | tee -a "$LOG"
+    pids=()
+    for group in $GROUPS_; do
+        finetune "$group" "$BUDGET" > "$RUN_DIR/glue_finetune.$group.log" 2>&1 &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid"; done
+    cat "$RUN_DIR"/glue_finetune.*.log >> "$LOG"
+fi
+left=$(( BUDGET - ($(date +%s) - start) ))
+if [ "$left" -gt 0 ]; then    # every task (done ones skipped): writes RUN_DIR/results.json
+    finetune "$TASKS" "$left" | tee -a "$LOG"
+    rc=${PIPESTATUS[0]}
+else
+    rc=124
+fi
 echo "finetune exit $rc after $(( $(date +%s) - start )) s (124: stopped at BUDGET; run the same command again)" | tee -a "$LOG"
 
 "$PYTHON" - "$RUN_DIR" "$TASKS" "$rc" <<'PY' | tee -a "$LOG"

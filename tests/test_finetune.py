@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -551,3 +552,30 @@ def test_help_explains_every_option(capsys):
         if f.name not in options:
             assert f"\n  {f.name}=" in text, f.name                              # every --set key explained
     assert "Hugging Face" in text and "best" in text
+
+
+def test_glue_device_script_runs_task_groups_side_by_side_then_one_report(model_dir, glue_dir, tmp_path):
+    """scripts/glue_device.sh with JOBS=2 on the CPU: the tasks split into two groups of about equal
+    steps (MRPC alone; RTE + WSC), each fine-tuned by its own process, then one pass writes the
+    run's results.json over every task (done ones skipped) and the summary."""
+    run_dir, out = tmp_path / "glue", tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "DEVICE": "cpu", "COMPILE": "0",
+           "JOBS": "2", "TASKS": "rte,mrpc,wsc", "BUDGET": "400", "OUT": str(out),
+           "SETTINGS": "max_train=8 max_valid=8 batch_size=4 epochs=1 max_length=40 lr=1e-3"}
+    run = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "glue_device.sh"), str(model_dir), str(run_dir),
+                          str(glue_dir)], env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "2 processes: mrpc | rte,wsc" in run.stdout
+    assert sorted(p.name for p in run_dir.glob("glue_finetune.*.log")) == ["glue_finetune.mrpc.log",
+                                                                          "glue_finetune.rte,wsc.log"]
+    report = json.loads((run_dir / "results.json").read_text())
+    assert sorted(report["tasks"]) == ["mrpc", "rte", "wsc"]
+    assert all(r["status"] == "ok" for r in report["tasks"].values())
+    assert report["glue"]["score"] == pytest.approx(np.mean([r["score"] for r in report["tasks"].values()]))
+    summary = json.loads((out / "glue_results.json").read_text())
+    assert summary["complete"] and summary["glue"] == report["glue"]
+    for task in ("mrpc", "rte", "wsc"):        # each task trained once, by its group's process
+        setups = [json.loads(line) for line in (run_dir / task / "metrics.jsonl").read_text().splitlines()
+                  if '"setup"' in line]
+        assert len(setups) == 1
