@@ -20,7 +20,7 @@
 # torch's on-disk cache on a warm machine), which costs its first steps and first validation.
 # JOBS (default 1): fine-tune the tasks in JOBS processes side by side on the one GPU, the tasks
 # split into JOBS groups of about equal steps (a 270M model's small batches leave an H100 mostly
-# idle: three processes did ~17 steps/s in all where one eager process did ~3,
+# idle: three processes did ~16 steps/s in all where one eager process did ~3,
 # docs/results/glue_h100.md); after the groups, one pass over every task writes RUN_DIR/results.json
 # (finished tasks are skipped; an unfinished one continues there).
 # Writes RUN_DIR/summary.json and, when $OUT is set, $OUT/glue_results.json (the same) and
