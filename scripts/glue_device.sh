@@ -83,13 +83,10 @@ print(" ".join(",".join(g) for g in groups if g))
 PY
 )
     echo "$JOBS processes: ${GROUPS_// / | }" | tee -a "$LOG"
-    pids=()
-    for group in $GROUPS_; do
-        finetune "$group" "$BUDGET" > "$RUN_DIR/glue_finetune.$group.log" 2>&1 &
-        pids+=($!)
+    for group in $GROUPS_; do    # each group's lines as they come, prefixed with its tasks
+        finetune "$group" "$BUDGET" 2>&1 | sed -u "s/^/[$group] /" | tee -a "$LOG" &
     done
-    for pid in "${pids[@]}"; do wait "$pid"; done
-    cat "$RUN_DIR"/glue_finetune.*.log >> "$LOG"
+    wait
 fi
 left=$(( BUDGET - ($(date +%s) - start) ))
 if [ "$left" -gt 0 ]; then    # every task (done ones skipped): writes RUN_DIR/results.json
