@@ -70,9 +70,7 @@ from blalm.train.data import batch_indices, blocks_view, cache_root_for, epoch_p
 from blalm.train.metrics import MetricsLogger, truncate_metrics
 from blalm.train.optim import build_optimizers, lr_factor, param_names, set_learning_rates
 
-CONFIG_FILE = RUN_CONFIG_FILE
 RUN_INFO_FILE = "run_info.json"
-CHECKPOINTS = RUN_CHECKPOINTS
 TOKENIZER_COPY = "tokenizer"
 
 
@@ -184,9 +182,9 @@ def check_track(cfg: TrainConfig, manifest: dict[str, Any] | None, counted_words
 def check_run_dir(run_dir: Path) -> None:
     if run_dir.exists() and not run_dir.is_dir():
         raise BlalmError(f"--out {run_dir} exists and is not a folder; give a folder path")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / CONFIG_FILE).is_file():
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_CONFIG_FILE).is_file():
         names = ", ".join(sorted(p.name for p in run_dir.iterdir())[:5])
-        raise BlalmError(f"--out {run_dir} holds files ({names}) but is not a blalm training run (no {CONFIG_FILE}); "
+        raise BlalmError(f"--out {run_dir} holds files ({names}) but is not a blalm training run (no {RUN_CONFIG_FILE}); "
                          f"choose a new or empty folder")
 
 
@@ -313,17 +311,17 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
                  "vocab_size": tokens.vocab_size, "cache": str(tokens.folder)}
 
     # -- resume or start -------------------------------------------------------------------------
-    ckpt_root = run_dir / CHECKPOINTS
+    ckpt_root = run_dir / RUN_CHECKPOINTS
     new_config = config_dict(cfg)
     latest = ckpt.read_latest(ckpt_root) if ckpt_root.is_dir() else None
     resume_state = None
     if latest is not None:
-        old_config = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        old_config = json.loads((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
         diffs = config_differences(old_config, new_config)
         if diffs:
             lines = "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in diffs[:20])
             raise BlalmError(f"{run_dir} holds a run with a different config, so it cannot be resumed:\n{lines}\n"
-                             f"Re-run with the run's config ({run_dir / CONFIG_FILE}) or choose a new --out")
+                             f"Re-run with the run's config ({run_dir / RUN_CONFIG_FILE}) or choose a new --out")
         resume_state = ckpt.read_state(latest)
         if resume_state["data"]["key"] != tokens.key:
             raise BlalmError(f"{run_dir}: the run was trained on other data (tokenized corpus "
@@ -342,7 +340,7 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
                      "resumed_from": latest.name if latest else None})
         if latest is None:
             (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            write_json_atomic(run_dir / CONFIG_FILE, new_config)
+            write_json_atomic(run_dir / RUN_CONFIG_FILE, new_config)
             write_json_atomic(run_dir / RUN_INFO_FILE, info)
             copy_tokenizer(tokenizer_dir, run_dir / TOKENIZER_COPY)
         else:
