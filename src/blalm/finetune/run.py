@@ -272,19 +272,19 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
 
     ckpt.cleanup_stale(ckpt_root)
     latest = ckpt.read_latest(ckpt_root) if ckpt_root.is_dir() else None
+    state = ckpt.read_state(latest) if latest is not None else None
     step = 0
     records: list[dict[str, Any]] = []          # one per finished epoch: its validation scores
     best_predictions: list[int] | None = None   # of the best epoch so far
     seconds_before = 0.0                        # wall time of earlier (killed) sessions
     task_dir.mkdir(parents=True, exist_ok=True)
     if latest is not None:   # before the logger opens the file: truncation replaces it
-        truncate_metrics(task_dir, ckpt.read_state(latest)["step"])
+        truncate_metrics(task_dir, state["step"])
     else:
         (task_dir / "metrics.jsonl").unlink(missing_ok=True)
     metrics = MetricsLogger(task_dir, tensorboard=False)
     t_session = time.time()
     if latest is not None:
-        state = ckpt.read_state(latest)
         backbone.load_state_dict(ckpt.load_model_state(latest, device))
         model.head.load_state_dict(ckpt.load_tensors(latest / HEAD_FILE, device))
         # read on the CPU: AdamW's load_state_dict moves the moments to their parameters' device and
