@@ -159,7 +159,7 @@ class PlannedRun:
         return Path(out_dir) / "runs" / self.track / self.name / f"seed{self.seed}"
 
 
-def resolve_path(path: str | Path, where: str = "experiment") -> Path:
+def resolve_path(path: str | Path) -> Path:
     """``path`` as given when absolute or found from the current folder, else under the repository root."""
     p = Path(path).expanduser()
     if p.is_absolute() or p.exists():

@@ -156,7 +156,7 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
         head = f"[{i}/{len(grid)}] {run.run_id}"
         record: dict[str, Any] = {"run_id": run.run_id, "track": run.track, "name": run.name, "label": run.label,
                                   "seed": run.seed, "corpus": run.corpus, "paper_key": run.paper_key,
-                                  "dir": str(run_dir.relative_to(out_dir))}
+                                  "dir": str(run_dir.relative_to(out_dir)), "overrides": list(run.overrides)}
         try:
             if (run.track, run.corpus) not in corpora:
                 corpora[(run.track, run.corpus)] = prepare_corpus(exp, run.track, run.corpus, out_dir, data_dir, log)
@@ -165,31 +165,30 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
                                       list(train_overrides) + ([] if progress else ["progress=false"]))
             settings = run_settings(exp, run, overrides)
             done = read_json(run_dir / RUN_DONE_FILE)
-            if done is not None and done.get("settings") == settings:
+            skipped = done is not None and done.get("settings") == settings
+            if skipped:
                 log(f"{head}: finished before, skipped (best {(done.get('best') or {}).get('checkpoint')})")
-                records[run.run_id] = {**record, **{k: done[k] for k in ("status", "best", "val_ppl", "seconds")
-                                                    if k in done}, "skipped": True, "overrides": list(run.overrides)}
-                save()
-                continue
-            cfg = load_run_config(exp, run, overrides)
-            log(f"{head}: training in {run_dir}")
-            started = time.time()
-            result = train(cfg, run_dir, log=log)
-            best = None
-            if exp.eval.enabled:
-                log(f"{head}: scoring checkpoints ({ecfg.suite} suite)")
-                best = evaluate_run(run_dir, ecfg, last=exp.eval.last, log=lambda s: None)["best"]
-            checkpoint = best["checkpoint"] if best else None
-            done = {"settings": settings, "status": "done", "best": best, "val_ppl": val_ppl_at(run_dir, checkpoint),
-                    "steps": result.get("steps"), "seconds": round(time.time() - started, 1)}
-            write_json_atomic(run_dir / RUN_DONE_FILE, done)
-            records[run.run_id] = {**record, "status": "done", "best": best, "val_ppl": done["val_ppl"],
-                                   "seconds": done["seconds"], "skipped": False, "overrides": list(run.overrides)}
-            avg = (best or {}).get("average")
-            log(f"{head}: done; best {checkpoint} (average {avg:.2f})" if avg is not None else f"{head}: done")
+            else:
+                cfg = load_run_config(exp, run, overrides)
+                log(f"{head}: training in {run_dir}")
+                started = time.time()
+                result = train(cfg, run_dir, log=log)
+                best = None
+                if exp.eval.enabled:
+                    log(f"{head}: scoring checkpoints ({ecfg.suite} suite)")
+                    best = evaluate_run(run_dir, ecfg, last=exp.eval.last, log=lambda s: None)["best"]
+                checkpoint = best["checkpoint"] if best else None
+                done = {"settings": settings, "status": "done", "best": best,
+                        "val_ppl": val_ppl_at(run_dir, checkpoint), "steps": result.get("steps"),
+                        "seconds": round(time.time() - started, 1)}
+                write_json_atomic(run_dir / RUN_DONE_FILE, done)
+                avg = (best or {}).get("average")
+                log(f"{head}: done; best {checkpoint} (average {avg:.2f})" if avg is not None else f"{head}: done")
+            records[run.run_id] = {**record, **{k: done[k] for k in ("status", "best", "val_ppl", "seconds")
+                                                if k in done}, "skipped": skipped}
         except BlalmError as exc:
             failed += 1
-            records[run.run_id] = {**record, "status": "failed", "error": str(exc), "overrides": list(run.overrides)}
+            records[run.run_id] = {**record, "status": "failed", "error": str(exc)}
             log(f"{head}: FAILED: {exc}")
         save()
     summary["failed"] = failed
