@@ -31,7 +31,7 @@ from blalm.config import to_dict
 from blalm.errors import BlalmError, ConfigError
 from blalm.experiments.config import ExperimentConfig, PlannedRun, expand_grid, resolve_path
 from blalm.runinfo import run_info
-from blalm.train.metrics import read_metrics
+from blalm.train.metrics import checkpoint_val_ppl, read_metrics
 
 SWEEP_FILE = "sweep.json"
 RUN_DONE_FILE = "sweep_run.json"
@@ -114,13 +114,6 @@ def eval_config(exp: ExperimentConfig, data_dir: Path | None, progress: bool = F
                      where=f"{exp.source}: eval")
 
 
-def val_ppl_at(run_dir: Path, checkpoint: str | None) -> float | None:
-    """The validation perplexity logged with ``checkpoint`` in ``run_dir/metrics.jsonl``."""
-    found = [r.get("val_ppl") for r in read_metrics(run_dir, "eval")
-             if checkpoint is not None and r.get("checkpoint") == checkpoint]
-    return float(found[-1]) if found and isinstance(found[-1], (int, float)) else None
-
-
 def run_settings(exp: ExperimentConfig, run: PlannedRun, overrides: Sequence[str]) -> dict[str, Any]:
     """What identifies a finished run: its overrides (corpus and tokenizer included), the scale's lr
     multiplier and the evaluation settings."""
@@ -179,7 +172,7 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
                     best = evaluate_run(run_dir, ecfg, last=exp.eval.last, log=lambda s: None)["best"]
                 checkpoint = best["checkpoint"] if best else None
                 done = {"settings": settings, "status": "done", "best": best,
-                        "val_ppl": val_ppl_at(run_dir, checkpoint), "steps": result.get("steps"),
+                        "val_ppl": checkpoint_val_ppl(read_metrics(run_dir, "eval"), checkpoint), "steps": result.get("steps"),
                         "seconds": round(time.time() - started, 1)}
                 write_json_atomic(run_dir / RUN_DONE_FILE, done)
                 avg = (best or {}).get("average")

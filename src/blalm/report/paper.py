@@ -34,8 +34,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-COLUMNS = ("blimp", "blimp_supplement", "entity_tracking", "ewok", "eye_tracking", "self_paced_reading")
+from blalm.eval.config import PAPER_COLUMNS
+
+COLUMNS = tuple(key for key, _ in PAPER_COLUMNS)
 """The paper's six columns, in its order (``blalm.eval.config.PAPER_COLUMNS``)."""
+TITLES = {**dict(PAPER_COLUMNS), "average": "Avg."}
+"""Each column's title in tables and plots."""
 
 
 @dataclass(frozen=True)

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from blalm.atomic import read_json
+from blalm.report import paper
+from blalm.report.report import finite
 
-COLUMN_TITLES = {"blimp": "BLiMP", "blimp_supplement": "B. Suppl.", "entity_tracking": "Entity", "ewok": "EWoK",
-                 "eye_tracking": "Eye", "self_paced_reading": "Reading", "average": "Avg."}
 ALPHA_PARAM = re.compile(r"^layers\.(\d+)\.mixer\.swa_alpha$")
 MAX_BLIMP_RUNS = 8
 
@@ -38,9 +38,6 @@ def _pyplot():
 
     return plt
 
-
-def _finite(v: Any) -> float | None:
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
 def _colors(n: int):
@@ -65,9 +62,9 @@ def plot_training(runs: Sequence[Any], path: Path, title: str) -> bool:
     """Training loss and validation perplexity against words seen."""
     curves = []
     for run in runs:
-        train = [(r["words_seen"], _finite(r.get("loss"))) for r in run.metrics
+        train = [(r["words_seen"], finite(r.get("loss"))) for r in run.metrics
                  if r.get("kind") == "train" and isinstance(r.get("words_seen"), int)]
-        val = [(r["words_seen"], _finite(r.get("val_ppl"))) for r in run.metrics
+        val = [(r["words_seen"], finite(r.get("val_ppl"))) for r in run.metrics
                if r.get("kind") == "eval" and isinstance(r.get("words_seen"), int)]
         train = [(w, v) for w, v in train if v is not None]
         val = [(w, v) for w, v in val if v is not None]
@@ -98,7 +95,7 @@ def plot_scores(runs: Sequence[Any], path: Path, title: str) -> bool:
     if not scored:
         return False
     plt = _pyplot()
-    keys = list(COLUMN_TITLES)
+    keys = [*paper.COLUMNS, "average"]
     fig, axes = plt.subplots(2, 4, figsize=(15, 6.5))
     flat = axes.ravel()
     colors = _colors(len(scored))
@@ -106,7 +103,7 @@ def plot_scores(runs: Sequence[Any], path: Path, title: str) -> bool:
         rows = sorted(run.summary["checkpoints"], key=lambda c: c.get("words_seen", 0))
         best = (run.summary.get("best") or {}).get("checkpoint")
         for ax, key in zip(flat, keys):
-            pts = [(c.get("words_seen", 0), _finite(c.get(key)), c.get("checkpoint")) for c in rows]
+            pts = [(c.get("words_seen", 0), finite(c.get(key)), c.get("checkpoint")) for c in rows]
             pts = [p for p in pts if p[1] is not None]
             if not pts:
                 continue
@@ -116,7 +113,7 @@ def plot_scores(runs: Sequence[Any], path: Path, title: str) -> bool:
                 if name == best:
                     ax.plot([w], [v], marker="*", ms=11, color=color, mec="black", mew=0.6, ls="none")
     for ax, key in zip(flat, keys):
-        ax.set_title(COLUMN_TITLES[key] + (" (selects the best, ★)" if key == "average" else ""), fontsize=10)
+        ax.set_title(paper.TITLES[key] + (" (selects the best, ★)" if key == "average" else ""), fontsize=10)
         ax.set_xlabel("words seen", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
@@ -163,7 +160,7 @@ def plot_blimp(runs: Sequence[Any], path: Path, title: str, eval_data_dir: Path 
     found = [(r, *b) for r in runs if (b := _best_blimp(r)) is not None]
     if not found:
         return False
-    found.sort(key=lambda t: -(_finite((t[0].best or {}).get("average")) or -1e9))
+    found.sort(key=lambda t: -(finite((t[0].best or {}).get("average")) or -1e9))
     found = found[:MAX_BLIMP_RUNS]
     data_dirs = [Path(b.get("data", "")) for _, b, _ in found if b.get("data")]
     if eval_data_dir is not None:
@@ -177,7 +174,7 @@ def plot_blimp(runs: Sequence[Any], path: Path, title: str, eval_data_dir: Path 
     for _, blimp, _ in found:
         buckets: dict[str, list[float]] = {}
         for uid, counts in blimp["per_paradigm"].items():
-            acc = _finite(counts.get("accuracy"))
+            acc = finite(counts.get("accuracy"))
             if acc is None:
                 continue
             term, fld = groups.get(uid, (uid, ""))

@@ -34,10 +34,10 @@ from blalm.atomic import read_json
 from blalm.errors import InputError
 from blalm.report import paper
 from blalm.train.config import RUN_CONFIG_FILE, is_run_dir
-from blalm.train.metrics import read_metrics
+from blalm.train.metrics import checkpoint_val_ppl, read_metrics
 
 REPORT_FILE = "report.md"
-COLUMN_TITLES = ("BLiMP", "B. Suppl.", "Entity", "EWoK", "Eye", "Reading")
+COLUMN_TITLES = tuple(paper.TITLES[k] for k in paper.COLUMNS)
 SCORE_KEYS = paper.COLUMNS + ("average",)
 
 
@@ -64,12 +64,7 @@ class RunData:
 
     @property
     def best_val_ppl(self) -> float | None:
-        ckpt = (self.best or {}).get("checkpoint")
-        found = None
-        for rec in self.metrics:
-            if rec.get("kind") == "eval" and ckpt is not None and rec.get("checkpoint") == ckpt:
-                found = _num(rec.get("val_ppl"))
-        return found
+        return checkpoint_val_ppl(self.metrics, (self.best or {}).get("checkpoint"))
 
     @property
     def model(self) -> dict[str, Any]:
@@ -80,7 +75,7 @@ GLUE_DIR = "glue"   # RUN_DIR/glue: where the report looks for the run's fine-tu
 
 
 def glue_cell(scores: Sequence[float | None]) -> str:
-    return fmt_stat(mean_std([_num(v) for v in scores]))
+    return fmt_stat(mean_std([finite(v) for v in scores]))
 
 
 @dataclass
@@ -102,7 +97,8 @@ class Source:
 # reading
 
 
-def _num(value: Any) -> float | None:
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else None."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
@@ -176,7 +172,7 @@ def ours_stats(runs: Sequence[RunData]) -> dict[str, tuple[float, float, int] | 
     """Per column (and "ppl"), the mean ± std over the runs' best checkpoints."""
     bests = [r.best for r in runs if r.best]
     out: dict[str, tuple[float, float, int] | None] = {
-        k: mean_std([_num(b.get(k)) for b in bests]) for k in SCORE_KEYS}
+        k: mean_std([finite(b.get(k)) for b in bests]) for k in SCORE_KEYS}
     out["ppl"] = mean_std([r.best_val_ppl for r in runs])
     return out
 
@@ -276,7 +272,7 @@ def runs_table_md(source: Source) -> list[str]:
             mech.append(f"SWA {model['swa']}")
         if model:
             desc += f" {model.get('num_layers')}×{model.get('hidden_size')}" + (f" + {', '.join(mech)}" if mech else "")
-        avg = _num(best.get("average"))
+        avg = finite(best.get("average"))
         ppl = r.best_val_ppl
         words = best.get("words_seen")
         lines.append(_row([f"`{r.run_id}`", r.track, desc, str(r.config.get("optimizer", "—")),
@@ -311,8 +307,8 @@ def plain_run_md(run: RunData) -> list[str]:
     if best:
         ppl = run.best_val_ppl
         lines.append(_row([f"**ours** ({best['checkpoint']})",
-                           *["—" if _num(best.get(k)) is None else f"{best[k]:.2f}" for k in paper.COLUMNS],
-                           "—" if _num(best.get("average")) is None else f"{best['average']:.2f}",
+                           *["—" if finite(best.get(k)) is None else f"{best[k]:.2f}" for k in paper.COLUMNS],
+                           "—" if finite(best.get("average")) is None else f"{best['average']:.2f}",
                            "—" if ppl is None else f"{ppl:.2f}"]))
     else:
         lines.append(_row(["**ours** (not scored: run `blalm eval RUN_DIR`)", *["—"] * 8]))
@@ -342,7 +338,7 @@ def plain_run_md(run: RunData) -> list[str]:
         for c in run.summary["checkpoints"]:
             mark = " (best)" if best and c.get("checkpoint") == best.get("checkpoint") else ""
             lines.append(_row([f"{c.get('checkpoint')}{mark}", f"{c.get('words_seen', 0):,}",
-                               *["n/a" if _num(c.get(k)) is None else f"{c[k]:.2f}" for k in SCORE_KEYS]]))
+                               *["n/a" if finite(c.get(k)) is None else f"{c[k]:.2f}" for k in SCORE_KEYS]]))
         lines.append("")
     return lines
 

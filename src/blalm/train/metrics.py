@@ -124,3 +124,14 @@ def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]
             if isinstance(record, dict) and (kind is None or record.get("kind") == kind):
                 out.append(record)
     return out
+
+
+def checkpoint_val_ppl(records: list[dict[str, Any]], checkpoint: str | None) -> float | None:
+    """The (finite) validation perplexity logged with ``checkpoint`` among ``records`` (the last such
+    ``eval`` record), or None."""
+    found = None
+    for rec in records:
+        if checkpoint is not None and rec.get("kind") == "eval" and rec.get("checkpoint") == checkpoint:
+            value = rec.get("val_ppl")
+            found = float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
+    return found
