@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from blalm.atomic import read_json
+from blalm.atomic import read_json, write_text_atomic
 from blalm.errors import InputError
 from blalm.report import paper
 from blalm.train.config import RUN_CONFIG_FILE, is_run_dir
@@ -387,7 +387,5 @@ def write_report(paths: Sequence[Path], out_dir: Path, eval_data_dir: Path | Non
                 lines += [f"**{caption}**", "", f"![{caption}]({name})", ""]
             log(f"{len(figures)} plot(s) for {source.path}")
     path = out_dir / REPORT_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, "\n".join(lines).rstrip() + "\n")
     return path
