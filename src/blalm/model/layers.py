@@ -313,16 +313,7 @@ class CausalDepthwiseConv1d(nn.Module):
             self.weight[:, :, -1] = 1.0
 
     def forward(self, x: Tensor) -> Tensor:
-        # K shifted multiply-adds rather than F.conv1d: the same sums (held to conv1d by the tests),
-        # but element-wise, so torch.compile fuses them with their neighbours; cuDNN's depthwise
-        # conv (and its backward) over (B, C, S) cost 7% of an eager BLaLM step on the H100
-        k, length = self.kernel_size, x.shape[1]
-        w = self.weight.to(x.dtype).squeeze(1)                      # (C, K)
-        padded = F.pad(x, (0, 0, k - 1, 0))                        # (B, K-1+S, C): left padding only
-        y = padded[:, k - 1:] * w[:, k - 1]
-        for tap in range(k - 1):
-            y = y + padded[:, tap:tap + length] * w[:, tap]
-        return y
+        return self._sums(F.pad(x, (0, 0, self.kernel_size - 1, 0)), x.shape[1])   # left padding only
 
     def forward_with_past(self, x: Tensor, past: Tensor | None) -> tuple[Tensor, Tensor]:
         """``forward`` for inputs that follow ``past (B, kernel - 1, C)`` (the previous inputs; None
@@ -330,11 +321,19 @@ class CausalDepthwiseConv1d(nn.Module):
         if past is None:
             past = x.new_zeros(x.shape[0], self.kernel_size - 1, x.shape[2])
         full = torch.cat((past.to(x.dtype), x), dim=1)                       # (B, K-1+S, C)
-        # the same sums as conv1d, written out: cheap for the few tokens of a decoding step (and
-        # CPU conv1d has no fast depthwise path in float64)
-        windows = full.unfold(1, self.kernel_size, 1)                        # (B, S, C, K)
-        y = (windows * self.weight.to(x.dtype).squeeze(1)).sum(-1)
-        return y, full[:, full.shape[1] - (self.kernel_size - 1):]
+        return self._sums(full, x.shape[1]), full[:, full.shape[1] - (self.kernel_size - 1):]
+
+    def _sums(self, full: Tensor, length: int) -> Tensor:
+        """The causal convolution of ``full (B, K-1+S, C)`` (S inputs after K-1 earlier ones) as K
+        shifted multiply-adds rather than F.conv1d: the same sums (held to conv1d by the tests), but
+        element-wise, so torch.compile fuses them with their neighbours (cuDNN's depthwise conv and its
+        backward cost 7% of an eager BLaLM step on the H100) and a decoding step's few tokens are cheap."""
+        k = self.kernel_size
+        w = self.weight.to(full.dtype).squeeze(1)                   # (C, K)
+        y = full[:, k - 1:] * w[:, k - 1]
+        for tap in range(k - 1):
+            y = y + full[:, tap:tap + length] * w[:, tap]
+        return y
 
 
 class HedgehogFeatureMap(nn.Module):
