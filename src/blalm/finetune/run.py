@@ -75,6 +75,7 @@ from blalm.runinfo import run_info
 from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.train import checkpoint as ckpt
 from blalm.train.data import epoch_permutation
+from blalm.train.config import config_differences
 from blalm.train.metrics import MetricsLogger, truncate_metrics
 from blalm.train.optim import lr_factor, set_learning_rates
 from blalm.train.trainer import resolve_device
@@ -227,7 +228,7 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
     ckpt_root = task_dir / "checkpoints"
     if (task_dir / CONFIG_FILE).is_file():
         old = json.loads((task_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        diffs = [(k, old.get(k), v) for k, v in settings.items() if k not in RESUMABLE_KEYS and old.get(k) != v]
+        diffs = config_differences(old, settings, free=frozenset(RESUMABLE_KEYS))
         if diffs:
             lines = "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in diffs)
             raise BlalmError(f"{task_dir} holds a fine-tuning run with other settings, so it cannot be resumed:\n"
