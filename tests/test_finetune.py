@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 
 from blalm import cli
 from blalm.config import from_dict
-from blalm.errors import InputError
+from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, compile_backbone, last_token_states, pad_batch, width_multiple
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
@@ -582,3 +582,13 @@ def test_glue_device_script_runs_task_groups_side_by_side_then_one_report(model_
         setups = [json.loads(line) for line in (run_dir / task / "metrics.jsonl").read_text().splitlines()
                   if '"setup"' in line]
         assert len(setups) == 1
+
+
+def test_a_run_with_other_settings_is_refused_not_resumed(model_dir, glue_dir, tmp_path):
+    out = tmp_path / "ft"
+    finetune(_cfg(model_dir, glue_dir, tasks=["rte"]), out, log=lambda m: None)
+    with pytest.raises(BlalmError, match=r"cannot be resumed:\n  lr: 0.001 in the run, 0.002 now"):
+        finetune(_cfg(model_dir, glue_dir, tasks=["rte"], lr=2e-3), out, log=lambda m: None)
+    # a resumable key (eval_batch, compile, device, progress) may change: the finished task is read back
+    again = finetune(_cfg(model_dir, glue_dir, tasks=["rte"], eval_batch=5), out, log=lambda m: None)
+    assert again["tasks"]["rte"]["status"] == "ok"
