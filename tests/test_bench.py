@@ -44,3 +44,37 @@ def test_train_bench_row_on_cpu(repo_root):
     expected = count_parameters(build_model(cfg.model))["total"]
     assert row["parameters"] == expected and row["world_size"] == 1
     assert row["tokens_per_s"] == pytest.approx(4 * 32 / (row["step_ms_median"] / 1e3), rel=0.01)
+
+
+@pytest.mark.parametrize("mixer_set", [["model.mixer=\"mlstm\"", "model.short_conv=true"],
+                                       ["model.mixer=\"attention\"", "model.short_conv=false"]])
+def test_reference_decoder_has_our_shape_and_is_timed_beside_ours(repo_root, mixer_set):
+    cfg = load_train_config(repo_root / "configs/train/demo.toml",
+                            ["global_batch=4", "micro_batch=2", "context_length=32", *mixer_set])
+    ours, plain = bench_train(cfg, torch.device("cpu"), steps=1, warmup=1, reference=True)
+    assert plain["model"] == ("plain-naive-mlstm" if cfg.model.mixer == "mlstm" else "plain-sdpa")
+    assert plain["parameters"] == ours["parameters"]           # same shape, parameter for parameter
+    assert plain["ours_over_plain"] == pytest.approx(ours["tokens_per_s"] / plain["tokens_per_s"], rel=1e-3)
+
+
+def test_reference_naive_mlstm_is_the_mlstm():
+    from blalm.bench.reference import naive_mlstm
+    from blalm.model.ops.mlstm import mlstm_parallel
+
+    gen = torch.Generator().manual_seed(3)
+    q, k, v = (torch.randn(2, 3, 40, 8, generator=gen, dtype=torch.float64) for _ in range(3))
+    i_pre = torch.randn(2, 3, 40, generator=gen, dtype=torch.float64) - 2
+    f_pre = torch.randn(2, 3, 40, generator=gen, dtype=torch.float64) + 3
+    torch.testing.assert_close(naive_mlstm(q, k, v, i_pre, f_pre).double(), mlstm_parallel(q, k, v, i_pre, f_pre),
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_a_peer_that_cannot_run_is_an_error_row_not_a_crash():
+    """On this CPU machine the peers' packages (or CUDA) are missing: each becomes a row with an error,
+    from its own process, and the bench goes on to the next."""
+    from blalm.bench.peers import bench_peers
+
+    shape = MixerShape(batch=1, heads=1, seq=16, head_dim=8, dtype="float32")
+    rows = list(bench_peers(shape, ["nxai_triton_limit_chunk", "fla_chunk_simple_gla"], warmup=0, reps=1))
+    assert [r["mixer"] for r in rows] == ["peer_nxai_triton_limit_chunk", "peer_fla_chunk_simple_gla"]
+    assert all(r.get("error") for r in rows), rows

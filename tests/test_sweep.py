@@ -242,3 +242,19 @@ def test_table_7_has_a_glue_column_from_the_runs_fine_tuning(tiny_sweep, data_di
     muon = rows[rows.index(next(r for r in rows if r.startswith("| strict | muon | paper"))) + 1]
     assert muon.rstrip().endswith("| — |")                 # not fine-tuned: no GLUE
     assert "blalm finetune BEST_CHECKPOINT --out RUN_DIR/glue" in text
+
+
+def test_jobs_run_the_grid_in_parallel_processes_with_the_same_results(tiny_sweep, tmp_path):
+    """``--jobs 2``: one child process per run (its seeds in turn), logs per run, then one pass that
+    writes sweep.json; on the CPU every run ends exactly as in the sequential sweep."""
+    out = tmp_path / "parallel"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "blalm.cli", "sweep", str(tiny_sweep["config"]), "--out", str(out),
+                           "--jobs", "2"], env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (out / "logs").iterdir()) == ["strict-adamw.log", "strict-muon.log"]
+    assert done.stderr.count("finished before, skipped") == 3        # the closing pass trains nothing
+    parallel = json.loads((out / SWEEP_FILE).read_text())["runs"]
+    sequential = tiny_sweep["first"]["runs"]
+    assert [r["run_id"] for r in parallel] == [r["run_id"] for r in sequential]
+    assert [r["best"] for r in parallel] == [r["best"] for r in sequential]

@@ -30,6 +30,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also compare each mLSTM kernel with the float64 reference (outputs and gradients)")
     m.add_argument("--compile", action="store_true",
                    help="run every mixer under torch.compile (as a compiled training step does)")
+    m.add_argument("--peers", default="", metavar="NAMES",
+                   help="also time these peer kernels, each in its own process (a compiler abort becomes "
+                        "an error row): comma-separated from nxai_triton_limit_chunk, nxai_triton_xl_chunk, "
+                        "fla_chunk_simple_gla, fla_parallel_forgetting_attn, or 'all' (CUDA only; needs "
+                        "mlstm_kernels / fla-core installed)")
     m.add_argument("--tiles", default=None, metavar="M,N,W,S;...",
                    help="instead of the mixers, time the triton mLSTM kernel with each tile set "
                         "(BLOCK_M,BLOCK_N,warps,stages; semicolon-separated), forward and forward+backward")
@@ -48,6 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     t.add_argument("--peers", action="store_true",
                    help="also time the Hugging Face model of the same family and shape (Qwen3 / xLSTM)")
+    t.add_argument("--reference", action="store_true",
+                   help="also time a plain ~100-line PyTorch decoder of the same shape (SDPA or the naive "
+                        "quadratic mLSTM, F.rms_norm, SwiGLU, RoPE, fused AdamW; compiled when the config "
+                        "compiles) and print ours / plain")
     t.add_argument("--profile", action="store_true",
                    help="instead of timing, print a torch-profiler table of 2 steps (where the time goes)")
     t.set_defaults(func=run_train)
@@ -78,6 +87,13 @@ def run_mixer(args: argparse.Namespace) -> int:
         rows = tune_tiles(shape, parse_tiles(args.tiles), device, args.warmup, args.reps)
     else:
         rows = bench_mixers(shape, kernels, device, args.warmup, args.reps, args.check, args.compile)
+    if args.peers:
+        import itertools
+
+        from blalm.bench.peers import PEERS, bench_peers
+
+        names = list(PEERS) if args.peers == "all" else [n for n in args.peers.split(",") if n]
+        rows = itertools.chain(rows, bench_peers(shape, names, args.warmup, args.reps))
     for row in rows:
         print(json.dumps(row), flush=True)
     return 0
@@ -100,7 +116,8 @@ def run_train(args: argparse.Namespace) -> int:
         return 0
     dist = Dist(device)
     try:
-        for row in bench_train(cfg, device, args.steps, args.warmup, args.peers and not dist.enabled, dist):
+        for row in bench_train(cfg, device, args.steps, args.warmup, args.peers and not dist.enabled, dist,
+                               reference=args.reference and not dist.enabled):
             if dist.is_main:
                 print(json.dumps(row), flush=True)
     finally:

@@ -32,7 +32,10 @@ def peak_flops(device: torch.device) -> float | None:
     return next((v for k, v in PEAK_BF16_FLOPS.items() if k in name), None)
 
 
-def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> list[float]:
+def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.device,
+               warmup_times: list[float] | None = None) -> list[float]:
+    """Seconds of each of ``steps`` steps after ``warmup`` untimed ones (whose times, compile
+    included in the first, go to ``warmup_times`` when given)."""
     times = []
     for i in range(warmup + steps):
         if device.type == "cuda":
@@ -43,6 +46,8 @@ def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.
             torch.cuda.synchronize(device)
         if i >= warmup:
             times.append(time.perf_counter() - start)
+        elif warmup_times is not None:
+            warmup_times.append(time.perf_counter() - start)
     return times
 
 
@@ -100,11 +105,13 @@ def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int,
                      lambda ids: forward(ids, labels=ids).loss, world)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = time_steps(step, steps, warmup, device)
+    first: list[float] = []
+    times = time_steps(step, steps, warmup, device, first)
     name = f"blalm-{cfg.model.mixer}-{cfg.model.num_layers}L"
     row = result_row(name, count_parameters(model)["total"], times, cfg, device,
                      {"optimizer": cfg.optimizer, "compile": cfg.compile, "mlstm_kernel": cfg.model.mlstm_kernel,
-                      "mechanisms": cfg.model.mechanisms(), "world_size": world})
+                      "mechanisms": cfg.model.mechanisms(), "world_size": world,
+                      "first_step_s": round(first[0], 2) if first else None})
     if "mfu" in row:
         row["mfu"] = round(row["mfu"] / world, 4)   # per GPU
     return row
@@ -140,6 +147,26 @@ def bench_peer(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) 
     return result_row(name, params, times, cfg, device, {"optimizer": "adamw (fused)", "compile": False})
 
 
+def bench_reference(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
+    """The plain PyTorch decoder of the same shape (:mod:`blalm.bench.reference`), fused AdamW,
+    compiled when the config compiles, timed exactly as the blalm model is."""
+    from blalm.bench.reference import PlainDecoder
+
+    torch.manual_seed(cfg.seed)
+    model = PlainDecoder(cfg.model).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
+    forward = torch.compile(model) if cfg.compile else model
+    step = make_step(model, [opt], cfg, device, forward)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    first: list[float] = []
+    times = time_steps(step, steps, warmup, device, first)
+    name = "plain-naive-mlstm" if cfg.model.mixer == "mlstm" else "plain-sdpa"
+    params = sum(p.numel() for p in model.parameters())
+    return result_row(name, params, times, cfg, device, {"optimizer": "adamw (fused)", "compile": cfg.compile,
+                                                         "first_step_s": round(first[0], 2) if first else None})
+
+
 def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup: int = 3,
                   row_limit: int = 25) -> str:
     """A torch-profiler table of ``steps`` optimizer steps (after warm-up): where the step time goes."""
@@ -159,8 +186,16 @@ def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup
 
 
 def bench_train(cfg: TrainConfig, device: torch.device, steps: int = 10, warmup: int = 3,
-                peers: bool = False, dist: Dist | None = None) -> Iterator[dict[str, Any]]:
-    yield bench_blalm(cfg, device, steps, warmup, dist)
+                peers: bool = False, dist: Dist | None = None, reference: bool = False) -> Iterator[dict[str, Any]]:
+    """The config's model, then (``reference``) the plain decoder of the same shape with the ratio
+    ``ours / plain`` of tokens/s, then (``peers``) the Hugging Face model."""
+    ours = bench_blalm(cfg, device, steps, warmup, dist)
+    yield ours
+    if reference:
+        torch._dynamo.reset()
+        plain = bench_reference(cfg, device, steps, warmup)
+        plain["ours_over_plain"] = round(ours["tokens_per_s"] / plain["tokens_per_s"], 3)
+        yield plain
     if peers:
         try:
             yield bench_peer(cfg, device, steps, warmup)

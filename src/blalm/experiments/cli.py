@@ -37,6 +37,11 @@ def register(subparsers) -> None:
     p.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
                    help="the data folder ({data} in corpus configs; its eval/ holds the evaluation data); "
                         "default: $BLALM_DATA_DIR, else ../shared/data")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="train and score up to N runs of the grid at once, each in a process of its own on the "
+                        "same device (small models leave most of a GPU idle); each run's log goes to "
+                        "DIR/logs/TRACK-RUN.log, then one pass writes DIR/sweep.json (default 1: one run after "
+                        "another in this process)")
     p.add_argument("--dry-run", action="store_true", help="print the grid (run folders and overrides) and stop")
     p.add_argument("--progress", action="store_true", help="show the training and scoring progress bars")
     p.set_defaults(func=run_sweep_cli)
@@ -53,6 +58,13 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
         for run in grid:
             print(f"  {run.folder(args.out)}  corpus={run.corpus}  " + " ".join(run.overrides))
         return 0
+    if args.jobs > 1:
+        from blalm.experiments.sweep import sweep_in_parallel
+
+        failed_jobs = sweep_in_parallel(exp, grid, args.out, args.jobs, child_args(args), args.data_dir,
+                                        log=lambda s: print(s, file=sys.stderr, flush=True))
+        if failed_jobs:
+            print(f"{len(failed_jobs)} job(s) failed: {', '.join(failed_jobs)} (see {args.out / 'logs'})", file=sys.stderr)
     summary = sweep(exp, args.out, tracks=args.tracks, runs=args.runs, train_overrides=args.train_overrides,
                     data_dir=args.data_dir, progress=args.progress,
                     log=lambda s: print(s, file=sys.stderr, flush=True))
@@ -60,3 +72,17 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
     print(f"wrote {args.out / SWEEP_FILE}: {len(summary['runs']) - len(failed)} run(s) done, {len(failed)} failed; "
           f"next: blalm report {args.out} --out {args.out / 'report'}")
     return 1 if failed else 0
+
+
+def child_args(args: argparse.Namespace) -> list[str]:
+    """The command-line options a ``--jobs`` child repeats (everything but --jobs, --run, --track)."""
+    out = [str(args.experiment), "--out", str(args.out)]
+    if args.scale:
+        out += ["--scale", args.scale]
+    for item in args.overrides:
+        out += ["--set", item]
+    for item in args.train_overrides:
+        out += ["--train-set", item]
+    if args.data_dir is not None:
+        out += ["--data-dir", str(args.data_dir)]
+    return out

@@ -187,3 +187,37 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
     summary["failed"] = failed
     save()
     return summary
+
+
+def sweep_in_parallel(exp: ExperimentConfig, grid: Sequence[PlannedRun], out_dir: Path, jobs: int,
+                      child_args: Sequence[str], data_dir: Path | None,
+                      log: Callable[[str], None] = print) -> list[str]:
+    """Train and score the grid's runs in up to ``jobs`` ``blalm sweep --run NAME --track T`` child
+    processes at once (every seed of a run in one child), after building the corpora here so that
+    no two children build one. Returns the ``track/run`` of every child that failed; the caller's
+    sequential pass then finds every finished run skipped and writes ``sweep.json``."""
+    import subprocess
+    import sys
+
+    for track, corpus in dict.fromkeys((run.track, run.corpus) for run in grid):
+        prepare_corpus(exp, track, corpus, Path(out_dir), data_dir, log)
+    pending = list(dict.fromkeys((run.track, run.name) for run in grid))
+    logs = Path(out_dir) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    running: dict[tuple[str, str], subprocess.Popen] = {}
+    failed: list[str] = []
+    while pending or running:
+        while pending and len(running) < jobs:
+            track, name = pending.pop(0)
+            cmd = [sys.executable, "-m", "blalm.cli", "sweep", *child_args, "--track", track, "--run", name]
+            with open(logs / f"{track}-{name}.log", "ab") as fh:
+                running[(track, name)] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+            log(f"started {track}/{name} (log {logs / f'{track}-{name}.log'})")
+        time.sleep(1.0)
+        for key, proc in list(running.items()):
+            if proc.poll() is not None:
+                del running[key]
+                log(f"{key[0]}/{key[1]}: {'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'}")
+                if proc.returncode != 0:
+                    failed.append(f"{key[0]}/{key[1]}")
+    return failed

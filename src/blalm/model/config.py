@@ -53,6 +53,9 @@ class ModelConfig:
     #                                         "scaled" (init_std / sqrt(2 * num_layers)) or "zero"
     qk_norm: bool | None = None        # Qwen3 per-head RMSNorm on q and k; None = on for "attention".
     #                                    The mLSTM mixer has no q/k norm (true is refused there)
+    dropout: float = 0.0               # training-only dropout on the embedding output and on every
+    #                                    mixer and FFN output before its residual add (GPT-2 style
+    #                                    residual dropout); 0 = off (the paper's models)
 
     # --- mLSTM mixer (xLSTM-7B style): kernel and gate initialisation ---
     mlstm_kernel: str = "chunkwise"    # a name in the blalm.model.ops.mlstm registry ("parallel",
@@ -106,6 +109,7 @@ class ModelConfig:
         check(self.rope_theta > 0, f"rope_theta must be > 0, got {self.rope_theta}")
         check(self.norm_eps > 0, f"norm_eps must be > 0, got {self.norm_eps}")
         check(self.init_std > 0, f"init_std must be > 0, got {self.init_std}")
+        check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         check(self.mlstm_eps > 0, f"mlstm_eps must be > 0, got {self.mlstm_eps}")
         check(self.gate_soft_cap >= 0, f"gate_soft_cap must be >= 0 (0 = off), got {self.gate_soft_cap}")
         check(self.fgate_bias_init_min <= self.fgate_bias_init_max,

@@ -51,10 +51,11 @@ class DecoderLayer(nn.Module):
             self.mixer = MLSTMMixer(config)
         self.ffn_norm = RMSNorm(config.hidden_size, config.norm_eps)
         self.ffn = SwiGLU(config.hidden_size, config.intermediate_size)
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
 
     def forward(self, x: Tensor, rope: tuple[Tensor, Tensor], cache=None) -> Tensor:
-        x = x + self.mixer(self.mixer_norm(x), rope, cache=cache)
-        return x + self.ffn(self.ffn_norm(x))
+        x = x + self.dropout(self.mixer(self.mixer_norm(x), rope, cache=cache))
+        return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
 class BlalmForCausalLM(nn.Module):
@@ -70,6 +71,7 @@ class BlalmForCausalLM(nn.Module):
         config.validate()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
         self.lm_head = None if config.tie_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
@@ -126,7 +128,7 @@ class BlalmForCausalLM(nn.Module):
         if cache is not None:
             self._check_cache(cache, input_ids, attention_mask)
             offset, layer_caches = cache.seen_tokens, cache.layers
-        x = self.embed_tokens(input_ids)
+        x = self.embed_dropout(self.embed_tokens(input_ids))
         rope = self.rotary(input_ids.shape[1], offset, device=input_ids.device)
         for layer, layer_cache in zip(self.layers, layer_caches):
             x = layer(x, rope, cache=layer_cache)

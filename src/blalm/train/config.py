@@ -84,8 +84,12 @@ class TrainConfig:
     adam_eps: float = 1e-8
     weight_decay: float = 0.1          # decoupled weight decay on 2-D weights only (none on norms,
     #                                    biases, DynMod alpha, conv kernels, Hedgehog maps, memory slots)
-    warmup_fraction: float = 0.1       # linear warm-up over this share of the steps, then cosine decay
-    min_lr_fraction: float = 0.0       # the cosine ends at lr x this
+    warmup_fraction: float = 0.1       # linear warm-up over this share of the steps, then the schedule
+    schedule: Literal["cosine", "wsd"] = "cosine"  # after warm-up: "cosine" decay to min_lr_fraction (the
+    #                                    paper), or "wsd": constant, then a linear decay over the last
+    #                                    decay_fraction of the steps (warm-up-stable-decay)
+    decay_fraction: float = 0.2        # "wsd": share of the steps in the final linear decay
+    min_lr_fraction: float = 0.0       # the schedule ends at lr x this
     grad_clip: float = 1.0             # clip the global gradient norm to this (0 = no clipping)
     max_nonfinite_steps: int = 10      # a non-finite loss or gradient skips the step; stop after this many in a row
     seed: int = 0
@@ -128,6 +132,7 @@ class TrainConfig:
         check(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         check(0 <= self.warmup_fraction < 1, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        check(0 < self.decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         check(0 <= self.min_lr_fraction <= 1, f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
         check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         check(self.milestone_scale > 0, f"milestone_scale must be > 0, got {self.milestone_scale}")

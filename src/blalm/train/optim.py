@@ -212,13 +212,27 @@ def warmup_steps(total_steps: int, warmup_fraction: float) -> int:
     return math.ceil(warmup_fraction * total_steps)
 
 
-def lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.1, min_lr_fraction: float = 0.0) -> float:
+def lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.1, min_lr_fraction: float = 0.0,
+              schedule: str = "cosine", decay_fraction: float = 0.2) -> float:
     """Multiplier of the peak learning rate for the optimizer step ``step`` (0-based) of ``total_steps``:
     ``(step + 1) / W`` during the ``W = ceil(warmup_fraction * total_steps)`` warm-up steps, then
-    cosine from 1 down to ``min_lr_fraction`` over the remaining steps (reached at the last step's end)."""
+
+    * ``schedule = "cosine"``: cosine from 1 down to ``min_lr_fraction`` over the remaining steps
+      (reached at the last step's end);
+    * ``schedule = "wsd"`` (warm-up, stable, decay): 1 until the last ``D = ceil(decay_fraction *
+      total_steps)`` steps, then linear from 1 down to ``min_lr_fraction`` over those D steps.
+    """
     w = warmup_steps(total_steps, warmup_fraction)
     if step < w:
         return (step + 1) / w
+    if schedule == "wsd":
+        decay = min(total_steps - w, math.ceil(decay_fraction * total_steps))
+        into_decay = step - (total_steps - decay)
+        if decay <= 0 or into_decay < 0:
+            return 1.0
+        return 1.0 - (1.0 - min_lr_fraction) * min(1.0, (into_decay + 1) / decay)
+    if schedule != "cosine":
+        raise ValueError(f"unknown learning-rate schedule {schedule!r} (cosine or wsd)")
     progress = (step - w) / max(1, total_steps - w)
     return min_lr_fraction + (1.0 - min_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 

@@ -437,7 +437,8 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
             epoch, step_in_epoch = divmod(step, steps_per_epoch)
             if epoch != perm_epoch:
                 perm, perm_epoch = epoch_permutation(n_blocks, cfg.seed, epoch), epoch
-            lrs = set_learning_rates(optimizers, lr_factor(step, total_steps, cfg.warmup_fraction, cfg.min_lr_fraction))
+            lrs = set_learning_rates(optimizers, lr_factor(step, total_steps, cfg.warmup_fraction, cfg.min_lr_fraction,
+                                                              cfg.schedule, cfg.decay_fraction))
             mine = batch_indices(perm, step_in_epoch, G, dist.rank, dist.world_size)
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             for a in range(accum):

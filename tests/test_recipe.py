@@ -1,0 +1,71 @@
+"""The sample-efficiency recipe's switches (issue 18): residual dropout and the warm-up-stable-decay
+schedule. Each is off by default and must then change nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from blalm.model.config import ModelConfig
+from blalm.model.decoder import build_model
+from blalm.train.checkpoint import load_model_state, read_latest
+from blalm.train.optim import lr_factor
+from blalm.train.trainer import train
+from test_train_helpers import tiny_config, train_data  # noqa: F401
+
+TINY = ModelConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=2, chunk_size=8,
+                   short_conv=True)
+
+
+def test_wsd_is_flat_then_decays_linearly_to_the_floor():
+    total = 100
+    f = [lr_factor(s, total, 0.1, 0.05, schedule="wsd", decay_fraction=0.2) for s in range(total)]
+    assert f[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])      # warm-up as for cosine
+    assert f[10:80] == [1.0] * 70                                           # stable
+    steps = [a - b for a, b in zip(f[79:], f[80:])]
+    assert steps == pytest.approx([0.95 / 20] * 20)                         # one linear ramp
+    assert f[-1] == pytest.approx(0.05)
+    # the cosine default is untouched by the new arguments
+    assert lr_factor(55, total, 0.1, 0.0) == lr_factor(55, total, 0.1, 0.0, "cosine", 0.9)
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(50, total, 0.1, 0.0, schedule="linear")
+
+
+def test_dropout_zero_is_the_plain_model_and_dropout_acts_in_training_only():
+    ids = torch.randint(0, TINY.vocab_size, (2, 24), generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    plain = build_model(TINY)
+    torch.manual_seed(0)
+    dropped = build_model(dataclasses.replace(TINY, dropout=0.3))
+    assert plain.state_dict().keys() == dropped.state_dict().keys()       # no new weights to save or export
+    for a, b in zip(plain.state_dict().values(), dropped.state_dict().values()):
+        assert torch.equal(a, b)
+    plain.eval(), dropped.eval()
+    assert torch.equal(plain(ids).logits, dropped(ids).logits)            # eval: dropout is off
+    dropped.train()
+    first, second = dropped(ids).logits, dropped(ids).logits
+    assert not torch.allclose(first, second)                               # training: random masks
+    assert not torch.allclose(first, plain(ids).logits)
+    with pytest.raises(Exception, match="dropout"):
+        build_model(dataclasses.replace(TINY, dropout=1.0))
+
+
+def test_a_run_with_dropout_and_wsd_is_reproducible(train_data, tmp_path):
+    """The dropout masks come from the seeded torch RNG: two runs of one config end bit-identical."""
+    corpus, tokenizer = train_data
+    extra = {"model.dropout": 0.1, "schedule": "wsd", "decay_fraction": 0.3, "epochs": 1}
+    finals = []
+    for name in ("a", "b"):
+        train(tiny_config(corpus, tokenizer, **extra), tmp_path / name)
+        finals.append(load_model_state(read_latest(tmp_path / name / "checkpoints")))
+    assert finals[0].keys() == finals[1].keys()
+    assert all(torch.equal(finals[0][k], finals[1][k]) for k in finals[0])
+    plain = load_model_state(read_latest(_train_plain(corpus, tokenizer, tmp_path / "plain") / "checkpoints"))
+    assert not all(torch.equal(plain[k], finals[0][k]) for k in plain)     # dropout did change the run
+
+
+def _train_plain(corpus, tokenizer, run_dir):
+    train(tiny_config(corpus, tokenizer, epochs=1), run_dir)
+    return run_dir
