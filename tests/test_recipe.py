@@ -69,3 +69,19 @@ def test_a_run_with_dropout_and_wsd_is_reproducible(train_data, tmp_path):
 def _train_plain(corpus, tokenizer, run_dir):
     train(tiny_config(corpus, tokenizer, epochs=1), run_dir)
     return run_dir
+
+
+@pytest.mark.slow
+def test_layer_compiled_training_matches_eager(train_data, tmp_path):
+    """``compile = true`` with the default ``compile_scope = "layer"`` trains the same model as eager
+    (same losses to float tolerance; the checkpoints hold the plain parameter names)."""
+    from blalm.train.metrics import read_metrics
+
+    corpus, tokenizer = train_data
+    losses = {}
+    for name, extra in (("eager", {}), ("layer", {"compile": True})):
+        train(tiny_config(corpus, tokenizer, epochs=1, max_steps=4, **extra), tmp_path / name)
+        losses[name] = [m["loss"] for m in read_metrics(tmp_path / name, "train")]
+        state = load_model_state(read_latest(tmp_path / name / "checkpoints"))
+        assert not any("_orig_mod" in k for k in state)
+    assert losses["layer"] == pytest.approx(losses["eager"], rel=1e-4)

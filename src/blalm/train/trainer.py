@@ -188,6 +188,19 @@ def check_run_dir(run_dir: Path) -> None:
                          f"choose a new or empty folder")
 
 
+def compiled_for_training(model: nn.Module, cfg: TrainConfig) -> nn.Module:
+    """The module the training step calls: ``model`` itself, with each decoder layer compiled in
+    place (``compile_scope = "layer"``: the layers share one graph, so compile time does not grow
+    with depth), or ``torch.compile(model)`` (``"model"``); the weights stay ``model``'s either way."""
+    if not cfg.compile:
+        return model
+    if cfg.compile_scope == "model":
+        return torch.compile(model)
+    for layer in model.layers:
+        layer.compile()
+    return model
+
+
 # ----------------------------------------------------------------------------------------------
 # validation
 
@@ -400,9 +413,7 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
     else:
         emit({"kind": "resume", "step": step, "checkpoint": latest.name})
 
-    train_model: nn.Module = model
-    if cfg.compile:
-        train_model = torch.compile(train_model)
+    train_model = compiled_for_training(model, cfg)
     if dist.enabled:
         train_model = nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None)
