@@ -30,6 +30,7 @@ COMPS_FILES = ("comps_base", "comps_wugs", "comps_wugs_dist-before", "comps_wugs
 COMPS_ROWS = [("A robin", "A stone", "can fly."), ("A knife", "A pillow", "can cut bread."),
               ("A fish", "A chair", "lives in water.")]
 AOA_WORDS = ("dog", "ball", "milk", "book", "water", "car")
+READING_ROWS = 120
 
 
 def train_submit_run(corpus: Path, tokenizer: Path, out: Path, **extra) -> Path:
@@ -50,7 +51,7 @@ def _head_lines(src: Path, n: int, skip: int = 0) -> list[str]:
 
 def _zip_subset(src_zip: Path, dst_zip: Path, per_member: int) -> None:
     dst_zip.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(src_zip) as zin, zipfile.ZipFile(dst_zip, "w") as zout:
+    with zipfile.ZipFile(src_zip) as zin, zipfile.ZipFile(dst_zip, "w", compression=zipfile.ZIP_DEFLATED) as zout:
         for name in zin.namelist():
             if name.endswith(".jsonl"):
                 lines = zin.open(name, pwd=EWOK_PASSWORD).read().decode("utf-8").splitlines(keepends=True)
@@ -104,9 +105,11 @@ def make_submit_eval(src: Path, dst: Path, dev_text: Path) -> Path:
     shutil.copy(src / "full_eval/wug_past_tense.zip", fu / "wug_past_tense.zip")
     (fu / "wug_adj_nominalization").mkdir(parents=True)
     (fu / "wug_adj_nominalization/wug_adj_nominalization.jsonl").write_text(
-        "".join(_head_lines(src / "full_eval/wug_adj_nominalization/wug_adj_nominalization.jsonl", 40)), "utf-8")
+        "".join(_head_lines(src / "full_eval/wug_adj_nominalization/wug_adj_nominalization.jsonl", 30)), "utf-8")
     (fu / "reading").mkdir(parents=True)
-    shutil.copy(dst / "fast_eval/reading/reading_data.csv", fu / "reading/reading_data.csv")
+    reading = (src / "fast_eval/reading/reading_data.csv").read_text(encoding="utf-8").splitlines(keepends=True)
+    for part in (fe, fu):
+        (part / "reading/reading_data.csv").write_text("".join(reading[:1 + READING_ROWS]), encoding="utf-8")
     _write_glue(src / "full_eval/glue_filtered", fu / "glue_filtered")
     _write_comps(fu / "comps")
     _write_aoa_words(dev_text, fu / "aoa" / "cdi_childes.json")

@@ -55,15 +55,29 @@ def submission_status(plan: Plan, revisions: dict[str, dict[str, Any]], main_tas
     main = plan.main
     return {"name": plan.name, "track": plan.track, "complete": not missing, "missing": missing,
             "main": {"checkpoint": main["name"], "step": main["step"], "words_seen": main["words_seen"],
-                     "tasks": main_tasks},
+                     "tasks": {t: task_summary(r) for t, r in main_tasks.items()}},
             "revisions": {m.revision: revisions.get(m.revision, {"checkpoint": None, "tasks": {}})
                           for m in plan.milestones},
             "glue": glue, "aoa": aoa}
 
 
+def task_summary(rec: dict[str, Any]) -> dict[str, Any]:
+    """A task's line in status.json: its status and blalm's score (or why it is missing)."""
+    if rec["status"] != "ok":
+        return rec
+    result = rec["result"]
+    if "eye_tracking" in result:
+        scores = {"eye_tracking": result["eye_tracking"]["score"],
+                  "self_paced_reading": result["self_paced_reading"]["score"]}
+    else:
+        scores = {"score": result.get("score")}
+    return {"status": "ok", **scores, "n_items": rec["n_items"], "data": rec["data"]}
+
+
 def _revision_record(m, tasks: dict[str, dict[str, Any]], commit: str) -> dict[str, Any]:
     return {"checkpoint": m.checkpoint["name"], "step": m.checkpoint["step"],
-            "words_seen": m.checkpoint["words_seen"], "commit": commit, "tasks": tasks}
+            "words_seen": m.checkpoint["words_seen"], "commit": commit,
+            "tasks": {t: task_summary(r) for t, r in tasks.items()}}
 
 
 def build_submission(run_dir: Path, out_dir: Path, cfg: SubmitConfig,

@@ -31,12 +31,11 @@ def task_scores(tasks: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     """``{column: score}`` from a revision's task records (reading splits into eye / self-paced)."""
     out: dict[str, float | None] = {}
     for name, rec in tasks.items():
-        result = rec.get("result") if rec.get("status") == "ok" else None
         if name == "reading":
-            out["eye_tracking"] = result["eye_tracking"]["score"] if result else None
-            out["self_paced_reading"] = result["self_paced_reading"]["score"] if result else None
+            out["eye_tracking"] = rec.get("eye_tracking")
+            out["self_paced_reading"] = rec.get("self_paced_reading")
         else:
-            out[name] = result.get("score") if result else None
+            out[name] = rec.get("score")
     return out
 
 

@@ -224,8 +224,8 @@ def glue(plan: Plan, log: Log) -> dict[str, dict[str, Any]]:
             out[t] = {"status": "missing", "reason": f"the predictions cover {len(res['predictions'])} of the "
                                                      f"{size} examples of the valid file (max_valid)"}
         else:
+            log(f"glue {t}: {'reused from ' + str(earlier) if t not in todo else 'fine-tuned in ' + str(work)}")
             write_official_json(glue_predictions_path(plan.results, plan.name, t), glue_predictions(t, res["predictions"]))
             out[t] = {"status": "ok", "score": res["score"], "metric": res.get("metric_for_valid"),
-                      "source": "reused" if t not in todo else "fine-tuned",
                       **{k: res[k] for k in ("accuracy", "f1", "mcc", "best_epoch", "epochs") if k in res}}
     return out
