@@ -31,7 +31,6 @@ from blalm.submit.layout import (FAST_TASKS, FULL_TASKS, GLUE_TASKS, TRACK_REVIS
 from submit_fixtures import SCALE, make_submit_eval, official_fast_dir, train_submit_run
 from test_train_helpers import train_data  # noqa: F401  (fixture)
 
-PIPELINE = Path("/work/shared/babylm-pipeline")
 NAME = "tiny"
 FINETUNE = ["max_train=8", "epochs=1"]
 COLLATE_PINS = ("scipy==1.15.2", "pandas==2.2.3", "statsmodels==0.14.4", "patsy==1.0.1",
@@ -244,6 +243,16 @@ def collate_libs(repo_root) -> Path:
         return target
 
 
+@pytest.fixture(scope="session")
+def pipeline_dir(data_dir) -> Path:
+    """The official pipeline beside the data (../shared/babylm-pipeline), or $BLALM_PIPELINE_DIR."""
+    path = Path(os.environ.get("BLALM_PIPELINE_DIR") or data_dir.parent / "babylm-pipeline")
+    if not (path / "evaluation_pipeline" / "collate_preds.py").is_file():
+        pytest.fail(f"the official BabyLM pipeline is missing: expected {path}/evaluation_pipeline "
+                    f"(set BLALM_PIPELINE_DIR)")
+    return path
+
+
 @contextlib.contextmanager
 def plaintext_fast_dir(repo_root: Path, eval_dir: Path):
     """The fast data as plain folders for collate_preds.py (EWoK unzipped: under .cache, deleted after)."""
@@ -326,12 +335,12 @@ def _same(a, b, path="") -> None:
 
 @pytest.mark.slow
 def test_official_collate_accepts_the_results_and_writes_our_submission(submission, submit_eval, collate_libs,
-                                                                      repo_root, tmp_path):
+                                                                      pipeline_dir, repo_root, tmp_path):
     out, _ = submission
     ours = json.loads((out / "submission.json").read_text())
     with plaintext_fast_dir(repo_root, submit_eval) as fast_dir:
         (tmp_path / "child.py").write_text(COLLATE_CHILD)
-        args = {"paths": [str(PIPELINE), str(collate_libs)], "name": NAME, "results": str(out / "results"),
+        args = {"paths": [str(pipeline_dir), str(collate_libs)], "name": NAME, "results": str(out / "results"),
                 "fast_eval_dir": str(fast_dir), "sizes": _sizes(submit_eval, ours)}
         proc = subprocess.run([sys.executable, str(tmp_path / "child.py"), json.dumps(args)], cwd=tmp_path,
                               capture_output=True, text=True, timeout=600)

@@ -59,7 +59,7 @@ def training_lines(plan: Plan) -> list[str]:
     cfg, model = plan.run_config, plan.run_config.get("model", {})
     git = (plan.run_info.get("git") or {})
     lines = [f"- {k}: `{cfg[k]}`" for k in TRAIN_KEYS if k in cfg]
-    lines.append(f"- model: " + ", ".join(f"{k} `{model[k]}`" for k in MODEL_KEYS if k in model))
+    lines.append("- model: " + ", ".join(f"{k} `{model[k]}`" for k in MODEL_KEYS if k in model))
     lines.append(f"- blalm commit: `{git.get('commit', 'unknown')}`" + (" (with uncommitted changes)" if git.get("dirty") else ""))
     versions = plan.run_info.get("versions") or {}
     if versions:

@@ -24,7 +24,7 @@ from blalm.atomic import read_json, write_json_atomic, write_text_atomic
 from blalm.eval.data import TaskUnavailable
 from blalm.submit.layout import CDI_FILE, GLUE_TASKS, ZeroShotTask, glue_predictions_path, predictions_path
 from blalm.submit.plan import Plan
-from blalm.submit.repo import branch_commit, commit_folder, commit_message
+from blalm.submit.repo import branch_commit, commit_folder, commit_message, show_file
 
 Log = Callable[[str], None]
 
@@ -50,7 +50,8 @@ def export_revision(plan: Plan, branch: str, ckpt: dict[str, Any], extra: dict[s
 
     message = revision_message(branch, ckpt)
     existing = branch_commit(plan.repo, branch)
-    if existing is not None and not extra and commit_message(plan.repo, existing) == message:
+    if existing is not None and commit_message(plan.repo, existing) == message \
+            and all(show_file(plan.repo, existing, name) == text for name, text in (extra or {}).items()):
         return existing
     folder = plan.work / "export" / branch
     shutil.rmtree(folder, ignore_errors=True)

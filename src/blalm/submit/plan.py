@@ -114,7 +114,11 @@ def make_plan(run_dir: Path, out_dir: Path, cfg: SubmitConfig) -> Plan:
         next((eval_dir / p for p in AOA_WORD_FILES if (eval_dir / p).is_file()), None)
     if cfg.aoa_words and not aoa.is_file():
         raise InputError(f"--aoa-words {aoa}: not found; give the official cdi_childes.json")
-    return Plan(run_dir=run_dir, out_dir=out_dir, cfg=cfg, track=track, name=cfg.name or run_dir.resolve().name,
+    name = cfg.name or run_dir.resolve().name
+    if Path(name).stem != name:
+        raise BlalmError(f"{run_dir}: the folder's name {name!r} has a suffix, and the official pipeline keys "
+                         f"results by the model's file stem; give --name (e.g. --name {Path(name).stem}-model)")
+    return Plan(run_dir=run_dir, out_dir=out_dir, cfg=cfg, track=track, name=name,
                 eval_dir=eval_dir, glue_dir=Path(cfg.glue_data).expanduser() if cfg.glue_data else eval_dir / GLUE_DATA,
                 aoa_words=aoa, run_config=run_config, run_info=run_info,
                 milestones=map_milestones(checkpoints, track, float(run_config.get("milestone_scale", 1.0))),

@@ -57,6 +57,12 @@ def commit_message(repo: Path, commit: str) -> str:
     return git(repo, "log", "-1", "--format=%B", commit)
 
 
+def show_file(repo: Path, commit: str, name: str) -> str | None:
+    """The text of file ``name`` in ``commit`` (None when the commit has no such file)."""
+    proc = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{name}"], capture_output=True, text=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
 def commit_folder(repo: Path, folder: Path, branch: str, message: str, date: str) -> str:
     """Make ``branch`` hold exactly the files of ``folder``; returns the branch's commit."""
     index = repo / ".git" / f"blalm-index-{uuid.uuid4().hex[:12]}"
