@@ -123,6 +123,8 @@ def build_submission(run_dir: Path, out_dir: Path, cfg: SubmitConfig,
         aoa = aoa_surprisals(plan, aoa_pieces)
         if aoa is not None:
             write_json_atomic_indent2(aoa_path(plan.results, plan.name), aoa)
+        else:                                   # no word file now: an earlier run's file is not kept
+            aoa_path(plan.results, plan.name).unlink(missing_ok=True)
         status = submission_status(plan, revisions, main_tasks, glue, _aoa_status(plan, aoa_pieces))
         pc.export_revision(plan, MAIN, plan.main, extra={"README.md": model_card(plan, status)})
         checkout_main(plan.repo)

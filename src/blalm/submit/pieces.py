@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import lzma
 from pathlib import Path
 from typing import Any, Callable
 
@@ -108,7 +109,9 @@ def score_revision(plan: Plan, revision: str, ckpt: dict[str, Any], suite: str, 
             try:
                 with gpu_precision(plan.cfg.precision if device.startswith("cuda") else "fp32"):
                     res = score_task(lm, tok, task, suite, plan.eval_dir, plan.cfg.batch_size, plan.cfg.progress)
-            except TaskUnavailable as exc:
+            except TaskUnavailable as exc:      # an earlier run's files of this task are not kept
+                predictions_path(plan.results, plan.name, revision, task, suite).unlink(missing_ok=True)
+                sidecar_path(plan, revision, task.name).unlink(missing_ok=True)
                 out[task.name] = {"status": "missing", "reason": str(exc)}
                 continue
             write_official_json(predictions_path(plan.results, plan.name, revision, task, suite), res.pop("predictions"))
@@ -190,8 +193,6 @@ def valid_size(glue_dir: Path, task: str) -> int | None:
     path = task_file(glue_dir, task, "valid")
     if path is None:
         return None
-    import lzma
-
     opener = lzma.open if path.suffix == ".xz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
         return sum(1 for line in fh if line.strip())
@@ -203,6 +204,8 @@ def glue(plan: Plan, log: Log) -> dict[str, dict[str, Any]]:
     from blalm.finetune.run import RESULTS_FILE, finetune
 
     if not plan.glue_dir.is_dir():
+        for t in GLUE_TASKS:
+            glue_predictions_path(plan.results, plan.name, t).unlink(missing_ok=True)
         return {t: {"status": "missing", "reason": f"GLUE data folder not found: {plan.glue_dir} (give --glue-data)"}
                 for t in GLUE_TASKS}
     cfg = finetune_config(plan, list(GLUE_TASKS))
@@ -219,6 +222,7 @@ def glue(plan: Plan, log: Log) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for t in GLUE_TASKS:
         res, size = results[t], valid_size(plan.glue_dir, t)
+        glue_predictions_path(plan.results, plan.name, t).unlink(missing_ok=True)   # written again when ok
         if not res or res.get("status") != "ok":
             out[t] = {"status": "missing", "reason": reasons.get(t) or "fine-tuning gave no result"}
         elif len(res["predictions"]) != size:
