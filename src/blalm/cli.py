@@ -24,6 +24,7 @@ STAGE_CLIS = [
     "blalm.bench.cli",
     "blalm.experiments.cli",
     "blalm.report.cli",
+    "blalm.submit.cli",
 ]
 
 
