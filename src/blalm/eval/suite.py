@@ -58,6 +58,7 @@ def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], 
     kw = {"batching": cfg.batching(model_device(model).type), "compiled": compiled, "progress": cfg.progress}
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
+    sentences: list[int] = []      # candidate texts (or reading queries) the task scored
 
     def timed(what: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -69,12 +70,15 @@ def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], 
     def run(name: str, fn: Callable[[], dict[str, Any]]) -> None:
         t0 = time.perf_counter()
         timings.clear()
+        sentences.clear()
         try:
             res = fn()
         except TaskUnavailable as exc:
             res = _skipped(str(exc))
         res.setdefault("data", str(cfg.task_path(name)))
         res["seconds"] = round(time.perf_counter() - t0, 2)
+        if sentences:
+            res["n_sentences"] = sentences.pop()
         if timings:
             res["timings"] = {k: round(v, 3) for k, v in timings.items()}
         results[name] = res
@@ -88,6 +92,7 @@ def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], 
         encoded = timed("tokenize", lambda: session.encoded(
             tokenizer, what, path, cfg.prepend_bos, lambda: encode_items(tokenizer, items, cfg.prepend_bos)))
         scores = timed("score", lambda: score_items(model, tokenizer, items, desc=name, encoded=encoded, **kw))
+        sentences[:] = [len(encoded)]
         return items, scores
 
     def minimal_pairs(name: str) -> dict[str, Any]:
@@ -120,6 +125,7 @@ def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], 
             prepared = timed("tokenize", lambda: session.encoded(
                 tokenizer, "reading", path, cfg.prepend_bos, lambda: reading_queries(tokenizer, rows, cfg.prepend_bos)))
             pred, prev = timed("score", lambda: reading_surprisals(model, tokenizer, rows, prepared=prepared, **kw))
+            sentences[:] = [len(prepared.queries)]
             reading_cache.update(reading_results(rows, pred, prev))
         return dict(reading_cache[name])
 
