@@ -315,7 +315,8 @@ def format_bench_table(rows: Sequence[dict[str, Any]]) -> str:
     head = ["task"] + [c[1] for c in cols] + ["sentences/s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for t in tasks:
-        vals = [f"{cell[(t, key)]['seconds']:.2f}" if (t, key) in cell else "-" for key, _ in cols]
+        vals = [f"{cell[(t, key)]['seconds']:.2f}" if cell.get((t, key), {}).get("seconds") is not None else "-"
+                for key, _ in cols]
         rate = cell.get((t, "blalm:warm"), cell.get((t, "blalm:cold"), {})).get("sentences_per_s")
         lines.append("| " + " | ".join([t] + vals + [f"{rate:,.0f}" if rate else "-"]) + " |")
     return "\n".join(lines)
@@ -331,6 +332,11 @@ def bench_official(model_path: Path, cfg: Any, workroot: Path, pipeline: Path | 
     wanted = [t for t in expand_tasks(cfg.tasks) if t in OFFICIAL_TASKS]
     if any(t in ("eye_tracking", "self_paced_reading") for t in expand_tasks(cfg.tasks)):
         wanted.append("reading")
+    notes = []
+    if "reading" in wanted and not _importable(["pandas", "statsmodels"], deps):
+        wanted.remove("reading")
+        notes.append({"bench": "eval", "impl": "official", "pass": "", "task": "reading", "seconds": None,
+                      "skipped": "pandas and statsmodels are not importable (give --official-deps DIR)"})
     with official_workdir(workroot) as (folder, pipes):
         model_dir = Path(model_path)
         if is_model_checkpoint(model_dir):
@@ -344,4 +350,11 @@ def bench_official(model_path: Path, cfg: Any, workroot: Path, pipeline: Path | 
     rows = [{"bench": "eval", "impl": "official", "pass": "", "task": t, "seconds": round(s, 2)}
             for t, s in run.seconds.items()]
     rows.append({"bench": "eval", "impl": "official", "pass": "", "task": "total", "seconds": round(total, 2)})
-    return rows
+    return rows + notes
+
+
+def _importable(modules: Sequence[str], deps: Path | None) -> bool:
+    paths = ([str(Path(deps).resolve())] if deps else []) + sys.path
+    code = "; ".join(f"import {m}" for m in modules)
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
+                          capture_output=True).returncode == 0
