@@ -86,7 +86,9 @@ class SharedGroup:
 def shared_prefix_groups(seqs: Sequence[Sequence[int]], min_shared: int
                          ) -> tuple[list[SharedGroup], list[int]]:
     """Groups of at least two sequences sharing ``min_shared`` or more leading tokens, and the
-    indices of the sequences in no group. Every grouped sequence keeps at least two tokens after
+    indices of the sequences in no group. Neighbours in sorted order join a group while that costs
+    fewer tokens than a group of their own (entity tracking: the options of one item share the whole
+    story; two items that share only its start stay apart). Every grouped sequence keeps at least two tokens after
     the shared prefix (one input and one target of its own)."""
     if min_shared <= 0 or len(seqs) < 2:
         return [], list(range(len(seqs)))
@@ -103,11 +105,15 @@ def shared_prefix_groups(seqs: Sequence[Sequence[int]], min_shared: int
         else:
             alone.extend(members)
 
-    for i in order[1:]:
-        lcp = common_prefix(seqs[members[0]], seqs[i])
-        if lcp >= min_shared:
+    adjacent = [common_prefix(seqs[a], seqs[b]) for a, b in zip(order, order[1:])] + [0]
+    for k, i in enumerate(order[1:]):
+        lcp = adjacent[k]           # sorted: the group's shared part is the least of these
+        joined = min(shared, lcp)
+        deeper = adjacent[k + 1] > lcp + max(8, lcp // 8)   # i shares much more with the next one
+        # join unless the members' longer continuations cost more than running the shared part again
+        if lcp >= min_shared and not deeper and len(members) * (shared - joined) <= joined:
             members.append(i)
-            shared = min(shared, lcp)
+            shared = joined
         else:
             close()
             members, shared = [i], len(seqs[i])
