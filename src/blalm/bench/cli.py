@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,6 +76,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--device", default=None, help="cuda or cpu (default: cuda when available)")
     d.set_defaults(func=run_decode)
 
+    e = verbs.add_parser("eval", help="per-task wall time and sentences/s of the zero-shot suite (and the official pipeline's)",
+                         description="Scores MODEL (a blalm checkpoint or a Hugging Face folder) on the suite REPEAT "
+                                     "times in one process (the first pass cold: data read and tokenized; later "
+                                     "passes warm: from the weights in memory to the scores) and prints JSON lines "
+                                     "per task (seconds, sentences/s, read/tokenize/score split) and a table. "
+                                     "--official also times the official BabyLM pipeline on the same model.")
+    e.add_argument("model", metavar="MODEL", type=Path, help="a blalm checkpoint folder or a Hugging Face model folder")
+    e.add_argument("--suite", choices=("fast", "full"), default="fast", help="fast (default) or full")
+    e.add_argument("--tasks", nargs="+", default=["blimp", "blimp_supplement", "ewok", "entity_tracking", "wug_adj",
+                                                  "wug_past", "reading"], metavar="TASK",
+                   help="tasks to time (default: every scored task; 'reading' = eye tracking + self-paced reading)")
+    e.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="bf16", help="GPU forward precision (default bf16)")
+    e.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto: cuda when available")
+    e.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
+                   help="evaluation data folder (default: $BLALM_DATA_DIR/eval, else ../shared/data/eval)")
+    e.add_argument("--batch-size", type=int, default=1024, metavar="N", help="most sequences per forward pass (default 1024)")
+    e.add_argument("--token-budget", type=int, default=0, metavar="N",
+                   help="most padded tokens per forward pass (default 0: 1024 on the CPU, 16384 on a GPU)")
+    e.add_argument("--shared-prefix-min", type=int, default=32, metavar="N",
+                   help="blalm models: run a prefix of at least N tokens shared by candidates once (0 = never; default 32)")
+    e.add_argument("--compile", action="store_true", help="torch.compile the model (static bucketed shapes)")
+    e.add_argument("--repeat", type=int, default=2, metavar="N", help="passes over the suite in one process (default 2)")
+    e.add_argument("--official", action="store_true",
+                   help="also run the official pipeline (BLALM_PIPELINE_DIR, else ../shared/babylm-pipeline) on the "
+                        "same model in a subprocess and print its seconds per task beside ours")
+    e.add_argument("--official-deps", type=Path, default=None, metavar="DIR",
+                   help="a folder with the official pipeline's extra packages (scipy; pandas, statsmodels for "
+                        "reading), e.g. from 'pip install --target DIR'; default: this environment's")
+    e.add_argument("--workdir", type=Path, default=Path(".cache"), metavar="DIR",
+                   help="where the official run's private folder goes (default .cache; removed afterwards)")
+    e.set_defaults(func=run_eval_bench)
+
 
 def run_mixer(args: argparse.Namespace) -> int:
     import torch
@@ -136,4 +170,24 @@ def run_decode(args: argparse.Namespace) -> int:
     contexts = [int(c) for c in args.contexts.split(",") if c]
     for row in bench_decode(cfg, device, contexts, args.new_tokens, getattr(torch, args.dtype)):
         print(json.dumps(row), flush=True)
+    return 0
+
+
+def run_eval_bench(args: argparse.Namespace) -> int:
+    from blalm.bench.eval import bench_official, bench_ours, format_bench_table
+    from blalm.config import from_dict
+    from blalm.eval.config import EvalConfig
+
+    data = {"suite": args.suite, "tasks": list(args.tasks), "precision": args.precision, "device": args.device,
+            "batch_size": args.batch_size, "token_budget": args.token_budget,
+            "shared_prefix_min": args.shared_prefix_min, "compile": bool(args.compile), "progress": False}
+    if args.data_dir is not None:
+        data["data_dir"] = str(args.data_dir)
+    cfg = from_dict(EvalConfig, data, where="command line")
+    rows = bench_ours(args.model, cfg, repeat=max(1, args.repeat), log=lambda m: print(m, file=sys.stderr))
+    if args.official:
+        rows += bench_official(args.model, cfg, args.workdir, deps=args.official_deps)
+    for row in rows:
+        print(json.dumps(row), flush=True)
+    print(format_bench_table(rows))
     return 0

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from blalm.config import check
+
+if TYPE_CHECKING:
+    from blalm.eval.batching import Batching
 
 Suite = Literal["fast", "full"]
 
@@ -57,6 +60,11 @@ TASK_PATHS: dict[str, dict[str, str]] = {
 }
 
 
+# EvalConfig keys that change only the speed, never a score: results written under other values of
+# these are reused (blalm eval RUN_DIR, --follow).
+SPEED_ONLY_KEYS = frozenset({"batch_size", "token_budget", "shared_prefix_min", "compile", "progress"})
+
+
 def default_eval_dir() -> Path:
     """``blalm.data.config.default_data_dir() / "eval"`` ($BLALM_DATA_DIR/eval, else ../shared/data/eval)."""
     from blalm.data.config import default_data_dir
@@ -79,7 +87,13 @@ class EvalConfig:
     suite: Suite = "fast"                 # fast: the official fast subsets; full: the full sets
     tasks: list[str] = field(default_factory=lambda: list(TASKS))  # names from TASKS, or "reading"/"all"
     data_dir: str = ""                    # evaluation data folder; "" = default_eval_dir()
-    batch_size: int = 64                  # sequences per forward pass
+    batch_size: int = 1024                # most sequences per forward pass
+    token_budget: int = 0                 # most padded tokens per forward pass; 0 = 1024 on the CPU,
+    #                                     16384 on a GPU (blalm.eval.batching.DEFAULT_TOKEN_BUDGET)
+    shared_prefix_min: int = 32           # blalm models: candidates sharing this many leading tokens
+    #                                     run them once (entity tracking's story); 0 = never
+    compile: bool = False                 # torch.compile the model once per process (static shapes
+    #                                     from blalm.eval.batching.WIDTH_LADDER)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available, else cpu
     precision: Literal["fp32", "tf32", "bf16"] = "bf16"  # GPU forward: bf16 autocast (fast), TF32 tensor
     #                                     cores, or exact fp32 (the official pipeline's numerics);
@@ -95,8 +109,19 @@ class EvalConfig:
             check(name in allowed, f"unknown task {name!r}; allowed: {', '.join(list(TASKS) + list(TASK_ALIASES))}")
         check(len(self.tasks) > 0, "tasks: name at least one task")
         check(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
+        check(self.token_budget >= 0, f"token_budget must be at least 0 (0 = by device), got {self.token_budget}")
+        check(self.shared_prefix_min >= 0, f"shared_prefix_min must be at least 0 (0 = never), got "
+                                           f"{self.shared_prefix_min}")
         check(self.entity_fast_per_group >= 1,
               f"entity_fast_per_group must be at least 1, got {self.entity_fast_per_group}")
+
+    def batching(self, device: str) -> "Batching":
+        """How sequences share forward passes on ``device`` ("cpu" or "cuda...")."""
+        from blalm.eval.batching import DEFAULT_TOKEN_BUDGET, WIDTH_LADDER, Batching
+
+        kind = "cuda" if device.startswith("cuda") else "cpu"
+        return Batching(batch_size=self.batch_size, token_budget=self.token_budget or DEFAULT_TOKEN_BUDGET[kind],
+                        shared_prefix_min=self.shared_prefix_min, widths=WIDTH_LADDER if self.compile else ())
 
     def eval_dir(self) -> Path:
         return Path(self.data_dir).expanduser() if self.data_dir else default_eval_dir()

@@ -100,8 +100,10 @@ def entity_tracking_average(counts: Mapping[str, GroupCount], splits: Sequence[s
 
 def softmax_first(scores: Sequence[float]) -> float:
     """Probability of candidate 0 under a softmax over the candidates' summed log-probabilities
-    (the WUG "model ratio", ``sentence_zero_shot/compute_results.py`` ``rank_and_evaluate_wug``)."""
-    s = np.asarray(scores, dtype=np.float64)
+    (the WUG "model ratio", ``sentence_zero_shot/compute_results.py`` ``rank_and_evaluate_wug``),
+    in float32 as the pipeline takes it: a preference that saturates there (exactly 0 or 1) ties
+    with the others that do, and Spearman's rho ranks such ties as the pipeline does."""
+    s = np.asarray(scores, dtype=np.float32)
     e = np.exp(s - s.max())
     return float(e[0] / e.sum())
 

@@ -27,9 +27,11 @@ The pipeline's correlation table (EEG components) is not computed; it enters no 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from blalm.errors import InputError
+from blalm.eval.batching import Batching
 from blalm.eval.data import ReadingRow
 from blalm.eval.metrics import predictive_power
 from blalm.eval.scoring import next_token_logprobs, word_queries
@@ -40,10 +42,18 @@ EYE_BASELINE = ("Subtlex_log10", "length", "context_length")
 SPR_BASELINE = ("Subtlex_log10", "length", "context_length", "prev_length", "prev_pred")
 
 
-def reading_surprisals(model: Any, tokenizer: Any, rows: Sequence[ReadingRow], batch_size: int = 64,
-                       prepend_bos: bool = False, progress: bool = False
-                       ) -> tuple[list[float], list[float]]:
-    """``(pred, prev_pred)``: each row's word surprisal and its previous word's (NaN when none), in nats."""
+@dataclass(frozen=True)
+class ReadingQueries:
+    """The next-token questions of the reading rows: ``queries[a:b]`` for each span, and which rows
+    have a previous word (whose span follows the row's own)."""
+
+    queries: tuple[tuple[tuple[int, ...], int], ...]
+    spans: tuple[tuple[int, int], ...]
+    has_prev: tuple[bool, ...]
+
+
+def reading_queries(tokenizer: Any, rows: Sequence[ReadingRow], prepend_bos: bool = False) -> ReadingQueries:
+    """Tokenize every row's word after its context, and its previous word after the previous context."""
     spans: list[tuple[int, int]] = []
     queries: list[tuple[tuple[int, ...], int]] = []
 
@@ -55,16 +65,25 @@ def reading_surprisals(model: Any, tokenizer: Any, rows: Sequence[ReadingRow], b
         spans.append((len(queries), len(queries) + len(steps)))
         queries.extend(steps)
 
-    has_prev = []
     for row in rows:
         add(row.item, row.word, row.source)
-        has_prev.append(row.prev_item is not None)
         if row.prev_item is not None:
             add(row.prev_item, row.prev_word or "", row.source)
-    logps = next_token_logprobs(model, queries, batch_size=batch_size, progress=progress, desc="reading")
-    surprisals = [-math.fsum(logps[a:b]) for a, b in spans]
+    return ReadingQueries(tuple(queries), tuple(spans), tuple(r.prev_item is not None for r in rows))
+
+
+def reading_surprisals(model: Any, tokenizer: Any, rows: Sequence[ReadingRow], batch_size: int = 64,
+                       prepend_bos: bool = False, progress: bool = False, batching: Batching | None = None,
+                       compiled: Any = None, prepared: ReadingQueries | None = None
+                       ) -> tuple[list[float], list[float]]:
+    """``(pred, prev_pred)``: each row's word surprisal and its previous word's (NaN when none), in nats.
+    ``prepared``: :func:`reading_queries` of ``rows`` when the caller already has it."""
+    prepared = prepared or reading_queries(tokenizer, rows, prepend_bos)
+    logps = next_token_logprobs(model, prepared.queries, batch_size=batch_size, progress=progress,
+                                desc="reading", batching=batching, compiled=compiled)
+    surprisals = [-math.fsum(logps[a:b]) for a, b in prepared.spans]
     pred, prev, k = [], [], 0
-    for hp in has_prev:
+    for hp in prepared.has_prev:
         pred.append(surprisals[k])
         k += 1
         if hp:

@@ -5,26 +5,38 @@ average of its six columns (the checkpoint in parentheses in its tables). ``eval
 that for a run folder written by ``blalm train``: one ``results.json`` per checkpoint under
 ``RUN_DIR/eval/<checkpoint>/``, and ``RUN_DIR/eval/summary.json`` with the score of every
 checkpoint against words seen and the best checkpoint. A checkpoint already scored with the same
-settings is not scored again (re-running resumes).
+settings is not scored again (re-running resumes); settings that change only the speed
+(``config.SPEED_ONLY_KEYS``: batch size, token budget, compile, ...) do not count.
+
+``follow_run`` (``blalm eval RUN_DIR --follow``) does the same while the run trains: it scores each
+checkpoint as it appears and rewrites the summary after each, until the run's final checkpoint
+(``"complete"`` in its state) is scored or the training process is gone — the pid given, else the
+holder named by the run folder's lock file (``RUN_DIR/.lock``). A follower killed and restarted
+scores only what it had not written yet.
 """
 
 from __future__ import annotations
 
-import json
+import os
+import socket
+import time
 from pathlib import Path
 from typing import Any, Callable
 
+from blalm.atomic import read_json, write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import InputError
-from blalm.eval.config import PAPER_COLUMNS, EvalConfig
+from blalm.eval.config import PAPER_COLUMNS, SPEED_ONLY_KEYS, EvalConfig
+from blalm.eval.session import EvalSession
 from blalm.eval.suite import RESULTS_FILE, evaluate_model
-from blalm.atomic import write_json_atomic
 
 SUMMARY_FILE = "summary.json"
+LOCK_FILE = ".lock"     # the run folder's lock (blalm.run.lock): JSON {"pid", "host", "since"} while held
 
 
 def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, last: int = 0,
-                 log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+                 log: Callable[[str], None] = lambda s: None, session: EvalSession | None = None
+                 ) -> dict[str, Any]:
     """Score the run's checkpoints (all, or the ``last`` N by step) and select the best by average."""
     from blalm.train.checkpoint import list_checkpoints
 
@@ -35,14 +47,14 @@ def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, la
     if last:
         checkpoints = checkpoints[-last:]
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "eval"
-    settings = to_dict(cfg)
+    session = session or EvalSession()
     rows = []
     for ckpt in checkpoints:
         folder = out_dir / ckpt["name"]
-        report = _cached(folder, settings)
+        report = cached_report(folder, cfg)
         if report is None:
             log(f"{ckpt['name']}: scoring ({ckpt['words_seen']:,} words seen)")
-            report = evaluate_model(ckpt["path"], cfg, out_dir=folder, log=log)
+            report = evaluate_model(ckpt["path"], cfg, out_dir=folder, log=log, session=session)
         rows.append({"checkpoint": ckpt["name"], "step": ckpt["step"], "words_seen": ckpt["words_seen"],
                      "average": report["average"].get("score"),
                      **{task: report["tasks"].get(task, {}).get("score") for task, _ in PAPER_COLUMNS}})
@@ -54,15 +66,73 @@ def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, la
     return summary
 
 
-def _cached(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
-    path = folder / RESULTS_FILE
-    if not path.is_file():
+def score_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that decide the scores (an ``EvalConfig`` dict without ``SPEED_ONLY_KEYS``)."""
+    return {k: v for k, v in settings.items() if k not in SPEED_ONLY_KEYS}
+
+
+def cached_report(folder: Path, cfg: EvalConfig) -> dict[str, Any] | None:
+    """The results.json in ``folder`` when it was written with the same score settings, else None."""
+    report = read_json(folder / RESULTS_FILE)
+    if not isinstance(report, dict):
         return None
+    written = report.get("run_info", {}).get("config")
+    if not isinstance(written, dict) or score_settings(written) != score_settings(to_dict(cfg)):
+        return None
+    return report
+
+
+def training_alive(run_dir: Path, pid: int | None = None) -> bool | None:
+    """Whether the training process still runs: ``pid`` when given, else the holder that the run
+    folder's lock file names (on this host); None when neither says (no pid, no lock record)."""
+    if pid is None:
+        holder = read_json(Path(run_dir) / LOCK_FILE)
+        if not isinstance(holder, dict) or "pid" not in holder:
+            return None
+        if holder.get("host") not in (None, socket.gethostname()):
+            return None     # another machine's process: no way to ask it from here
+        pid = int(holder["pid"])
     try:
-        report = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None
-    return report if report.get("run_info", {}).get("config") == settings else None
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def follow_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, pid: int | None = None,
+               poll_seconds: float = 10.0, idle_seconds: float = 0.0,
+               log: Callable[[str], None] = lambda s: None) -> dict[str, Any] | None:
+    """Score every checkpoint of a training run as it appears (see the module docstring); returns
+    the last summary (None when the run wrote no checkpoint before it ended). ``idle_seconds``: give
+    up after that long without a new checkpoint when nothing says whether training runs (0: never)."""
+    from blalm.train.checkpoint import list_checkpoints
+
+    run_dir = Path(run_dir)
+    session = EvalSession()
+    summary: dict[str, Any] | None = None
+    seen: set[str] = set()
+    last_new = time.monotonic()
+    while True:
+        alive = training_alive(run_dir, pid)    # asked before listing: a run gone now has written all it will
+        checkpoints = list_checkpoints(run_dir / "checkpoints")
+        names = {c["name"] for c in checkpoints}
+        if names - seen:
+            summary = evaluate_run(run_dir, cfg, out_dir=out_dir, log=log, session=session)
+            seen |= names
+            last_new = time.monotonic()
+        if any(c.get("complete") for c in checkpoints):
+            log(f"{run_dir}: the final checkpoint is scored")
+            return summary
+        if alive is False:
+            log(f"{run_dir}: the training process has ended before its final checkpoint; "
+                f"{len(seen)} checkpoint(s) scored")
+            return summary
+        if alive is None and idle_seconds and time.monotonic() - last_new > idle_seconds:
+            log(f"{run_dir}: no new checkpoint for {idle_seconds:.0f} s and no pid or lock record to ask; stopping")
+            return summary
+        time.sleep(poll_seconds)
 
 
 def format_run_table(summary: dict[str, Any]) -> str:

@@ -24,11 +24,19 @@ pipeline gives for a tokenizer that adds BOS. It changes nothing for a tokenizer
 adds BOS. Reading-task contexts follow the same switch.
 
 **Numerics and batching** (ours; the pipeline batches in file order): identical token sequences are
-scored once; sequences are sorted by length, right-padded, and run with an ``attention_mask`` in
-one forward pass per batch; ``log_softmax`` is taken in float32 whatever the model's dtype (the
-pipeline takes it in the logits' dtype, so a bf16 model differs there) and the selected
-log-probabilities are summed in float64. Padding and order change no score (beyond
-float rounding of the forward pass), which the tests check against unbatched scoring.
+scored once; sequences are sorted by length and packed into batches of at most ``token_budget``
+padded tokens (and at most ``batch_size`` rows), right-padded, one forward pass per batch;
+``log_softmax`` is taken in float32 whatever the model's dtype (the pipeline takes it in the
+logits' dtype, so a bf16 model differs there), only at the positions scored, and the selected
+log-probabilities are summed in float64. Padding, batching and order change no score (beyond float
+rounding of the forward pass), which the tests check against unbatched scoring. Nothing is read back
+from the device until a task's last batch is done (one copy per call).
+
+**Shared prefixes** (blalm models, ``model_type = "blalm"``): candidates whose token sequences share
+at least ``shared_prefix_min`` leading tokens (entity tracking: the story before each option) run the
+shared tokens once and the rest of each candidate from the model's decoding cache (the recurrent
+mLSTM state, or the attention KV cache). The log-probabilities are the same function of the same
+tokens, so the scores equal those of the unshared path within float rounding (tested).
 
 **Next-token probabilities** (reading, ``reading/evaluation_functions.py`` ``get_p2``): the
 probability of a word after a context is the product over the word's tokens (tokenized without
@@ -45,7 +53,10 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from blalm.errors import InputError
+from blalm.eval.batching import Batching, SharedGroup, plan_batches, plan_shared_batches, shared_prefix_groups
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,12 @@ def model_device(model: Any):
         return torch.device("cpu")
 
 
+def is_blalm_model(model: Any) -> bool:
+    """A blalm model (native or exported): right-padded logits need no mask, and its decoding cache
+    continues a batch of prefixes (the shared-prefix path)."""
+    return getattr(getattr(model, "config", None), "model_type", None) == "blalm"
+
+
 def _accepts_use_cache(model: Any) -> bool:
     try:
         params = inspect.signature(model.forward).parameters
@@ -108,10 +125,13 @@ def _accepts_use_cache(model: Any) -> bool:
     return "use_cache" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
-def forward_logits(model: Any, input_ids, attention_mask):
-    """The model's logits for a padded batch (HF output object or a tuple whose first item is logits)."""
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask}
-    if _accepts_use_cache(model):
+def forward_logits(model: Any, input_ids, attention_mask, use_cache_kw: bool | None = None):
+    """The model's logits for a padded batch (HF output object or a tuple whose first item is logits).
+    ``attention_mask=None``: no mask (blalm models, whose logits do not depend on right padding)."""
+    kwargs = {"input_ids": input_ids}
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    if use_cache_kw if use_cache_kw is not None else _accepts_use_cache(model):
         kwargs["use_cache"] = False
     out = model(**kwargs)
     logits = out[0] if isinstance(out, tuple) else out.logits
@@ -127,89 +147,228 @@ def _check_ids(max_id: int, vocab: int) -> None:
                          f"the tokenizer does not match the model")
 
 
-def _batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches, longest first (stable for equal lengths)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+class _Forward:
+    """One model's forward passes for scoring: the (optionally compiled) plain forward, the
+    shared-prefix passes through the decoding cache, and what was checked once."""
+
+    def __init__(self, model: Any, batching: Batching, compiled: Any = None) -> None:
+        self.model = model
+        self.compiled = compiled
+        self.batching = batching
+        self.device = model_device(model)
+        self.mask_free = is_blalm_model(model)
+        self.use_cache_kw = _accepts_use_cache(model)
+        self.max_id = -1        # the largest token id asked for, checked against the first logits
+        self.checked = False
+
+    def to_device(self, array: np.ndarray):
+        import torch
+
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def check(self, logits) -> None:
+        if not self.checked:
+            _check_ids(self.max_id, logits.shape[-1])
+            self.checked = True
+
+    def plain(self, input_ids, mask):
+        fn = self.compiled if self.compiled is not None else self.model
+        logits = forward_logits(fn, input_ids, None if self.mask_free else mask, self.use_cache_kw)
+        self.check(logits)
+        return logits
+
+    def prefix_then_continuations(self, prefix_ids, row_groups, continuation_ids):
+        """Logits of the prefixes ``(G, P)`` and of each row's continuation ``(R, W)`` after its
+        group's prefix (``row_groups (R,)``), through the model's decoding cache."""
+        out = self.model(input_ids=prefix_ids, use_cache=True)
+        self.check(out.logits)
+        cache = out.past_key_values.reorder_cache(row_groups)
+        cont = self.model(input_ids=continuation_ids, past_key_values=cache, use_cache=True)
+        return out.logits, cont.logits
+
+
+def _log_probs_at(logits, rows, cols, targets, first_col: int = 0):
+    """float32 ``log P(targets)`` read at ``logits[rows, cols]`` (every col ≥ ``first_col``). The
+    log-softmax runs on those positions only when they are a minority of the batch (a copy of them
+    is cheaper than the rest), else on every position from ``first_col`` on (no copy)."""
+    import torch
+
+    n_positions = logits.shape[0] * (logits.shape[1] - first_col)
+    if 2 * rows.numel() < n_positions:
+        picked = logits[rows, cols].float()
+        return torch.log_softmax(picked, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    logp = torch.log_softmax(logits[:, first_col:].float(), dim=-1)
+    return logp[rows, cols - first_col, targets]
+
+
+def _row_sums(values, rows, cols, n_rows: int, n_cols: int):
+    """float64 sum per row of ``values`` placed at ``(rows, cols)`` (deterministic: no atomics)."""
+    import torch
+
+    dense = torch.zeros((n_rows, n_cols), dtype=torch.float64, device=values.device)
+    dense[rows, cols] = values.double()
+    return dense.sum(dim=1)
+
+
+def _padded_rows(seqs: Sequence[Sequence[int]], n_rows: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, mask)`` of ``n_rows x width``: each sequence right-padded (cut at ``width``); rows past
+    the sequences are filler (token 0, mask 1) that a fixed compiled shape needs."""
+    ids = np.zeros((n_rows, width), dtype=np.int64)
+    mask = np.ones((n_rows, width), dtype=np.int64)
+    for j, s in enumerate(seqs):
+        n = min(len(s), width)
+        ids[j, :n] = s[:n]
+        mask[j, n:] = 0
+    return ids, mask
+
+
+def _plain_shape(fwd: _Forward, longest: int, n: int) -> tuple[int, int]:
+    """(rows, width) of a plain batch: as needed, or a fixed ladder shape for a compiled model."""
+    if fwd.compiled is None or not fwd.batching.widths:
+        return n, longest
+    width = fwd.batching.padded_width(longest)
+    return max(n, fwd.batching.rows_for(width)), width
+
+
+def _plain_sums(fwd: _Forward, rows: Sequence[Encoded]):
+    """Summed log-probs of ``rows`` from one forward pass (a device tensor)."""
+    n_rows, width = _plain_shape(fwd, max(len(r.ids) for r in rows) - 1, len(rows))
+    ids, mask = _padded_rows([r.ids for r in rows], n_rows, width + 1)
+    sel = np.array([(j, p - 1, r.ids[p]) for j, r in enumerate(rows) for p in r.scored], dtype=np.int64)
+    packed = fwd.to_device(np.concatenate([ids.ravel(), mask[:, :-1].ravel(), sel.T.ravel()]))
+    cut = n_rows * (width + 1)
+    ids_t = packed[:cut].view(n_rows, width + 1)
+    mask_t = packed[cut:cut + n_rows * width].view(n_rows, width)
+    sel_t = packed[cut + n_rows * width:].view(3, -1)
+    logits = fwd.plain(ids_t[:, :-1], mask_t)
+    values = _log_probs_at(logits, sel_t[0], sel_t[1], sel_t[2], min(r.scored[0] for r in rows) - 1)
+    return _row_sums(values, sel_t[0], sel_t[1], n_rows, width)[:len(rows)]
+
+
+def _shared_sums(fwd: _Forward, seqs: Sequence[Encoded], groups: Sequence[SharedGroup], prefix: int):
+    """Summed log-probs of the members of ``groups`` (in order): each group's first ``prefix`` tokens
+    run once, every member's remaining tokens from the cache after them."""
+    import torch
+
+    members = [m for g in groups for m in g.members]
+    row_groups = np.array([k for k, g in enumerate(groups) for _ in g.members], dtype=np.int64)
+    pre_ids = np.array([seqs[g.members[0]].ids[:prefix] for g in groups], dtype=np.int64)
+    cont_ids, _ = _padded_rows([seqs[m].ids[prefix:-1] for m in members], len(members),
+                               max(len(seqs[m].ids) for m in members) - 1 - prefix)
+    sel = np.array([(r, p <= prefix, p - 1, seqs[m].ids[p]) for r, m in enumerate(members)
+                    for p in seqs[m].scored], dtype=np.int64).reshape(-1, 4)
+    in_prefix = sel[:, 1] == 1
+    a, b = sel[in_prefix], sel[~in_prefix]
+    parts = [pre_ids.ravel(), row_groups, cont_ids.ravel(), row_groups[a[:, 0]], a[:, 2], a[:, 3],
+             b[:, 0], b[:, 2] - prefix, b[:, 3], a[:, 0], b[:, 0], a[:, 2], b[:, 2]]
+    packed = fwd.to_device(np.concatenate(parts))
+    views, k = [], 0
+    for part in parts:
+        views.append(packed[k:k + part.size])
+        k += part.size
+    pre_t, groups_t, cont_t = views[0].view(pre_ids.shape), views[1], views[2].view(cont_ids.shape)
+    logits_pre, logits_cont = fwd.prefix_then_continuations(pre_t, groups_t, cont_t)
+    values = torch.cat([_log_probs_at(logits_pre, views[3], views[4], views[5]),
+                        _log_probs_at(logits_cont, views[6], views[7], views[8])])
+    rows, cols = torch.cat([views[9], views[10]]), torch.cat([views[11], views[12]])
+    width = max(len(seqs[m].ids) for m in members) - 1
+    return _row_sums(values, rows, cols, len(members), width)
 
 
 def sequence_logprobs(model: Any, seqs: Sequence[Encoded], batch_size: int = 64, progress: bool = False,
-                      desc: str = "scoring") -> list[float]:
-    """Summed log-probability of each sequence's scored positions (0.0 when none is scored)."""
+                      desc: str = "scoring", batching: Batching | None = None, compiled: Any = None
+                      ) -> list[float]:
+    """Summed log-probability of each sequence's scored positions (0.0 when none is scored).
+
+    ``batching`` (default: ``Batching(batch_size=batch_size)``) says how sequences share forward
+    passes; ``compiled``: ``torch.compile(model)`` for the plain passes (see :func:`compile_for_scoring`)."""
     import torch
     from tqdm import tqdm
 
+    batching = batching or Batching(batch_size=batch_size)
+    batching.validate()
     unique: dict[Encoded, int] = {}
     for s in seqs:
         unique.setdefault(s, len(unique))
     todo = [s for s in unique if s.scored]
     results: dict[Encoded, float] = {s: 0.0 for s in unique if not s.scored}
     if todo:
-        if any(len(s.ids) < 2 for s in todo):  # pragma: no cover - scored implies len >= 2
-            raise ValueError("a scored sequence needs at least two tokens")
-        device = model_device(model)
-        batches = _batches([len(s.ids) for s in todo], batch_size)
+        fwd = _Forward(model, batching, compiled)
+        fwd.max_id = max(max(s.ids) for s in todo)
+        groups, alone = (shared_prefix_groups([s.ids for s in todo], batching.shared_prefix_min)
+                         if fwd.mask_free else ([], list(range(len(todo)))))
+        lengths = [len(s.ids) for s in todo]
+        work = [("shared", prefix, [groups[g] for g in batch])
+                for prefix, batch in plan_shared_batches(groups, lengths, batching)]
+        work += [("plain", 0, [alone[i] for i in batch])
+                 for batch in plan_batches([lengths[i] for i in alone], batching)]
+        order, sums = [], []
         with torch.inference_mode():
-            for batch in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
-                rows = [todo[i] for i in batch]
-                width = max(len(r.ids) for r in rows)
-                ids = torch.zeros((len(rows), width), dtype=torch.long)
-                mask = torch.zeros((len(rows), width), dtype=torch.long)
-                pick = torch.zeros((len(rows), width - 1), dtype=torch.bool)
-                for j, r in enumerate(rows):
-                    ids[j, :len(r.ids)] = torch.tensor(r.ids)
-                    mask[j, :len(r.ids)] = 1
-                    pick[j, [p - 1 for p in r.scored]] = True
-                logits = forward_logits(model, ids[:, :-1].to(device), mask[:, :-1].to(device))
-                _check_ids(int(ids.max()), logits.shape[-1])
-                # only positions from the batch's first scored one on enter the float32 log-softmax
-                first = min(r.scored[0] for r in rows) - 1
-                logp = torch.log_softmax(logits[:, first:].float(), dim=-1)
-                target = logp.gather(-1, ids[:, 1 + first:].to(device).unsqueeze(-1)).squeeze(-1)
-                target = torch.where(pick[:, first:].to(device), target, torch.zeros_like(target))
-                sums = target.double().sum(dim=1).cpu().tolist()
-                for r, v in zip(rows, sums):
-                    results[r] = float(v)
+            for kind, prefix, batch in tqdm(work, desc=desc, unit="batch", disable=not progress, leave=False):
+                if kind == "shared":
+                    order += [m for g in batch for m in g.members]
+                    sums.append(_shared_sums(fwd, todo, batch, prefix))
+                else:
+                    order += batch
+                    sums.append(_plain_sums(fwd, [todo[i] for i in batch]))
+            values = torch.cat(sums).cpu().tolist()      # the one copy back from the device
+        for i, v in zip(order, values):
+            results[todo[i]] = float(v)
     return [results[s] for s in seqs]
 
 
 def next_token_logprobs(model: Any, queries: Sequence[tuple[tuple[int, ...], int]], batch_size: int = 64,
-                        progress: bool = False, desc: str = "next-token") -> list[float]:
+                        progress: bool = False, desc: str = "next-token", batching: Batching | None = None,
+                        compiled: Any = None) -> list[float]:
     """``log P(target | context)`` for each ``(context ids, target id)``, read at the context's last
     position; each distinct context is run once."""
     import torch
     from tqdm import tqdm
 
+    batching = batching or Batching(batch_size=batch_size)
+    batching.validate()
     contexts: dict[tuple[int, ...], int] = {}
     for ctx, _ in queries:
         if not ctx:
             raise ValueError("an empty context cannot predict a next token")
         contexts.setdefault(ctx, len(contexts))
     ctx_list = list(contexts)
-    wanted: dict[tuple[int, ...], set[int]] = {}
+    wanted: dict[tuple[int, ...], list[int]] = {}
     for ctx, tgt in queries:
-        wanted.setdefault(ctx, set()).add(int(tgt))
-    got: dict[tuple[tuple[int, ...], int], float] = {}
-    device = model_device(model)
+        if int(tgt) not in wanted.setdefault(ctx, []):
+            wanted[ctx].append(int(tgt))
+    if not ctx_list:
+        return []
+    fwd = _Forward(model, batching, compiled)
+    fwd.max_id = max(max(max(c) for c in ctx_list), max(int(t) for _, t in queries))
+    keys: list[tuple[tuple[int, ...], int]] = []
+    values = []
     with torch.inference_mode():
-        for batch in tqdm(_batches([len(c) for c in ctx_list], batch_size), desc=desc, unit="batch",
+        for batch in tqdm(plan_batches([len(c) for c in ctx_list], batching), desc=desc, unit="batch",
                           disable=not progress, leave=False):
             rows = [ctx_list[i] for i in batch]
-            width = max(len(r) for r in rows)
-            ids = torch.zeros((len(rows), width), dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, r in enumerate(rows):
-                ids[j, :len(r)] = torch.tensor(r)
-                mask[j, :len(r)] = 1
-            logits = forward_logits(model, ids.to(device), mask.to(device))
-            _check_ids(max(int(ids.max()), max(max(wanted[r]) for r in rows)), logits.shape[-1])
-            last = torch.tensor([len(r) - 1 for r in rows], device=device)
-            logp = torch.log_softmax(logits[torch.arange(len(rows), device=device), last].float(), dim=-1)
-            logp = logp.cpu()
-            for j, r in enumerate(rows):
-                for t in wanted[r]:
-                    got[(r, t)] = float(logp[j, t])
-    return [got[(ctx, int(t))] for ctx, t in queries]
+            n_rows, width = _plain_shape(fwd, max(len(r) for r in rows), len(rows))
+            ids, mask = _padded_rows(rows, n_rows, width)
+            sel = np.array([(j, len(r) - 1, t) for j, r in enumerate(rows) for t in wanted[r]], dtype=np.int64)
+            keys += [(r, t) for r in rows for t in wanted[r]]
+            packed = fwd.to_device(np.concatenate([ids.ravel(), mask.ravel(), sel.T.ravel()]))
+            ids_t = packed[:ids.size].view(ids.shape)
+            mask_t = packed[ids.size:2 * ids.size].view(ids.shape)
+            sel_t = packed[2 * ids.size:].view(3, -1)
+            values.append(_log_probs_at(fwd.plain(ids_t, mask_t), sel_t[0], sel_t[1], sel_t[2]))
+        got = dict(zip(keys, torch.cat(values).cpu().tolist()))
+    return [float(got[(ctx, int(t))]) for ctx, t in queries]
+
+
+def compile_for_scoring(model: Any) -> Any:
+    """``torch.compile(model)`` with static shapes: with ``Batching.widths`` every plain batch has one
+    of a few shapes, each compiled once per process (the shared-prefix passes stay eager)."""
+    import torch
+
+    return torch.compile(model, dynamic=False)
 
 
 def encode_context(tokenizer: Any, text: str, bos: int | None) -> tuple[int, ...]:

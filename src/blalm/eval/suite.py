@@ -29,8 +29,9 @@ from typing import Any, Callable, Iterator
 from blalm.config import to_dict
 from blalm.errors import InputError
 from blalm.eval.config import ENTITY_SPLITS, EWOK_PASSWORD, PAPER_COLUMNS, EvalConfig, expand_tasks
-from blalm.eval.data import (TaskUnavailable, load_cdi, load_entity_tracking, load_ewok, load_minimal_pairs,
+from blalm.eval.data import (RankingItem, TaskUnavailable, load_cdi, load_entity_tracking, load_ewok, load_minimal_pairs,
                              load_reading, load_wug)
+from blalm.eval.session import EvalSession
 from blalm.atomic import write_json_atomic
 from blalm.runinfo import run_info
 
@@ -41,56 +42,90 @@ def _skipped(reason: str) -> dict[str, Any]:
     return {"status": "skipped", "reason": reason}
 
 
-def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], None] = lambda s: None
-              ) -> dict[str, dict[str, Any]]:
-    """Every asked task's result (see the module docstring); data errors raise InputError."""
-    from blalm.eval.aoa import aoa_words
-    from blalm.eval.reading import reading_results, reading_surprisals
-    from blalm.eval.tasks import accuracy_result, entity_tracking_result, score_items, wug_result
+def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
+              session: EvalSession | None = None, compiled: Any = None) -> dict[str, dict[str, Any]]:
+    """Every asked task's result (see the module docstring); data errors raise InputError.
 
+    ``session`` keeps the data read and tokenized for the next model (a fresh one by default);
+    ``compiled``: the model compiled for scoring (``scoring.compile_for_scoring``), or None."""
+    from blalm.eval.aoa import aoa_words
+    from blalm.eval.reading import reading_queries, reading_results, reading_surprisals
+    from blalm.eval.scoring import model_device
+    from blalm.eval.tasks import accuracy_result, encode_items, entity_tracking_result, score_items, wug_result
+
+    session = session or EvalSession()
     tasks = expand_tasks(cfg.tasks)
-    kw = {"batch_size": cfg.batch_size, "prepend_bos": cfg.prepend_bos, "progress": cfg.progress}
+    kw = {"batching": cfg.batching(model_device(model).type), "compiled": compiled, "progress": cfg.progress}
     results: dict[str, dict[str, Any]] = {}
+    timings: dict[str, float] = {}
+    sentences: list[int] = []      # candidate texts (or reading queries) the task scored
+
+    def timed(what: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            timings[what] = timings.get(what, 0.0) + time.perf_counter() - t0
 
     def run(name: str, fn: Callable[[], dict[str, Any]]) -> None:
         t0 = time.perf_counter()
+        timings.clear()
+        sentences.clear()
         try:
             res = fn()
         except TaskUnavailable as exc:
             res = _skipped(str(exc))
         res.setdefault("data", str(cfg.task_path(name)))
         res["seconds"] = round(time.perf_counter() - t0, 2)
+        if sentences:
+            res["n_sentences"] = sentences.pop()
+        if timings:
+            res["timings"] = {k: round(v, 3) for k, v in timings.items()}
         results[name] = res
         log(f"{name}: {res['status']}" + (f" {res['score']:.2f}" if res.get("score") is not None else "")
             + (f" ({res['reason']})" if res.get("reason") else ""))
 
+    def scored(name: str, what: str, load: Callable[[Path], list[RankingItem]]):
+        """The task's items and their candidates' scores (data and tokens from the session)."""
+        path = cfg.task_path(name)
+        items = timed("read", lambda: session.data(what, path, lambda: load(path)))
+        encoded = timed("tokenize", lambda: session.encoded(
+            tokenizer, what, path, cfg.prepend_bos, lambda: encode_items(tokenizer, items, cfg.prepend_bos)))
+        scores = timed("score", lambda: score_items(model, tokenizer, items, desc=name, encoded=encoded, **kw))
+        sentences[:] = [len(encoded)]
+        return items, scores
+
     def minimal_pairs(name: str) -> dict[str, Any]:
-        items = load_minimal_pairs(cfg.task_path(name), name)
-        return accuracy_result(items, score_items(model, tokenizer, items, desc=name, **kw), "per_paradigm")
+        items, scores = scored(name, name, lambda p: load_minimal_pairs(p, name))
+        return accuracy_result(items, scores, "per_paradigm")
 
     def ewok() -> dict[str, Any]:
-        items = load_ewok(cfg.task_path("ewok"), EWOK_PASSWORD)
-        return accuracy_result(items, score_items(model, tokenizer, items, desc="ewok", **kw), "per_domain")
+        items, scores = scored("ewok", "ewok", lambda p: load_ewok(p, EWOK_PASSWORD))
+        return accuracy_result(items, scores, "per_domain")
 
     def entity() -> dict[str, Any]:
         per_group = cfg.entity_fast_per_group if cfg.suite == "fast" else None
-        items = load_entity_tracking(cfg.task_path("entity_tracking"), per_group)
-        res = entity_tracking_result(items, score_items(model, tokenizer, items, desc="entity", **kw),
-                                     ENTITY_SPLITS)
+        items, scores = scored("entity_tracking", f"entity_tracking/{per_group}",
+                               lambda p: load_entity_tracking(p, per_group))
+        res = entity_tracking_result(items, scores, ENTITY_SPLITS)
         res["subsample"] = (f"first {per_group} items of each (split, numops) group, in file order"
                             if per_group else "all items")
         return res
 
     def wug(name: str) -> dict[str, Any]:
-        items = load_wug(cfg.task_path(name), EWOK_PASSWORD, name)
-        return wug_result(items, score_items(model, tokenizer, items, desc=name, **kw))
+        items, scores = scored(name, name, lambda p: load_wug(p, EWOK_PASSWORD, name))
+        return wug_result(items, scores)
 
     reading_cache: dict[str, dict[str, Any]] = {}
 
     def reading(name: str) -> dict[str, Any]:
         if not reading_cache:
-            rows = load_reading(cfg.task_path(name))
-            pred, prev = reading_surprisals(model, tokenizer, rows, **kw)
+            path = cfg.task_path(name)
+            rows = timed("read", lambda: session.data("reading", path, lambda: load_reading(path)))
+            prepared = timed("tokenize", lambda: session.encoded(
+                tokenizer, "reading", path, cfg.prepend_bos, lambda: reading_queries(tokenizer, rows, cfg.prepend_bos)))
+            pred, prev = timed("score", lambda: reading_surprisals(model, tokenizer, rows, prepared=prepared, **kw))
+            sentences[:] = [len(prepared.queries)]
             reading_cache.update(reading_results(rows, pred, prev))
         return dict(reading_cache[name])
 
@@ -159,20 +194,27 @@ def paper_average(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None = None,
-                   log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Load the model at ``model_path``, run ``cfg``'s tasks, and (with ``out_dir``) write results.json."""
-    from blalm.eval.loading import load_for_eval, resolve_device
+                   log: Callable[[str], None] = lambda s: None, session: EvalSession | None = None
+                   ) -> dict[str, Any]:
+    """Load the model at ``model_path``, run ``cfg``'s tasks, and (with ``out_dir``) write results.json.
+
+    ``session``: what an earlier call of the same process left (data, tokens, the model; see
+    :mod:`blalm.eval.session`); a fresh one by default."""
+    from blalm.eval.loading import resolve_device
 
     eval_dir = cfg.eval_dir()
     if not eval_dir.is_dir():
         raise InputError(f"{eval_dir}: evaluation data folder not found (give --data-dir, or set BLALM_DATA_DIR)")
+    session = session or EvalSession()
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
-    model, tokenizer = _load_quietly(model_path, device) if not cfg.progress else load_for_eval(model_path, device)
+    loader = _load_quietly if not cfg.progress else _load
+    model, tokenizer, compiled = session.load(Path(model_path), device, cfg.compile, loader)
+    load_seconds = round(time.perf_counter() - t0, 2)
     info = run_info(config=to_dict(cfg))   # after torch is loaded, so that it names the GPU
     log(f"loaded {model_path} on {device} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     with gpu_precision(cfg.precision if device.startswith("cuda") else "fp32"):
-        results = run_tasks(model, tokenizer, cfg, log)
+        results = run_tasks(model, tokenizer, cfg, log, session=session, compiled=compiled)
     report = {
         "model": str(model_path), "suite": cfg.suite, "data_dir": str(eval_dir), "device": device,
         "prepend_bos": cfg.prepend_bos,
@@ -180,6 +222,7 @@ def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None
         "average": paper_average(results),
         "tasks": results,
         "seconds": round(time.perf_counter() - t0, 2),
+        "seconds_load": load_seconds,
         "run_info": info,
     }
     if out_dir is not None:
@@ -201,16 +244,20 @@ def gpu_precision(precision: str) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
-def _load_quietly(model_path: str | Path, device: str) -> tuple[Any, Any]:
+def _load(model_path: Path, device: str) -> tuple[Any, Any]:
+    from blalm.eval.loading import load_for_eval
+
+    return load_for_eval(model_path, device=device)
+
+
+def _load_quietly(model_path: Path, device: str) -> tuple[Any, Any]:
     """``load_for_eval`` without transformers' weight-loading progress bar."""
     from transformers.utils import logging as hf_logging
-
-    from blalm.eval.loading import load_for_eval
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        return load_for_eval(model_path, device=device)
+        return _load(model_path, device)
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()

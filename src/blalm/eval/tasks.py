@@ -24,17 +24,27 @@ from typing import Any, Sequence
 from blalm.eval.data import RankingItem
 from blalm.eval.metrics import (count_by_group, entity_tracking_average, judge, macro_accuracy,
                                 softmax_first, spearman)
-from blalm.eval.scoring import encode_candidates, sequence_logprobs
+from blalm.eval.batching import Batching
+from blalm.eval.scoring import Encoded, encode_candidates, sequence_logprobs
+
+
+def encode_items(tokenizer: Any, items: Sequence[RankingItem], prepend_bos: bool = False) -> list[Encoded]:
+    """Every candidate of every item, tokenized (``scoring.encode_candidates``), item by item."""
+    sentences = [s for it in items for s in it.sentences]
+    completions = [c for it in items for c in it.completions]
+    return encode_candidates(tokenizer, sentences, completions, prepend_bos)
 
 
 def score_items(model: Any, tokenizer: Any, items: Sequence[RankingItem], batch_size: int = 64,
-                prepend_bos: bool = False, progress: bool = False, desc: str = "scoring"
-                ) -> list[tuple[float, ...]]:
-    """Each item's candidates' summed log-probabilities (``scoring.sequence_logprobs``)."""
-    sentences = [s for it in items for s in it.sentences]
-    completions = [c for it in items for c in it.completions]
-    encoded = encode_candidates(tokenizer, sentences, completions, prepend_bos)
-    flat = sequence_logprobs(model, encoded, batch_size=batch_size, progress=progress, desc=desc)
+                prepend_bos: bool = False, progress: bool = False, desc: str = "scoring",
+                batching: Batching | None = None, compiled: Any = None,
+                encoded: Sequence[Encoded] | None = None) -> list[tuple[float, ...]]:
+    """Each item's candidates' summed log-probabilities (``scoring.sequence_logprobs``);
+    ``encoded``: :func:`encode_items` of ``items`` when the caller already has it."""
+    if encoded is None:
+        encoded = encode_items(tokenizer, items, prepend_bos)
+    flat = sequence_logprobs(model, encoded, batch_size=batch_size, progress=progress, desc=desc,
+                             batching=batching, compiled=compiled)
     out, k = [], 0
     for it in items:
         n = len(it.sentences)
