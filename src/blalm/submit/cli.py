@@ -56,7 +56,8 @@ def register(subparsers) -> None:
     p.add_argument("--aoa-words", type=Path, default=None, metavar="FILE",
                    help="the official AoA word file cdi_childes.json (default: DATA_DIR/full_eval/aoa/"
                         "cdi_childes.json when there); without it AoA's surprisal.json is missing")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="sequences per forward pass (default 64)")
+    p.add_argument("--batch-size", type=int, default=1024, metavar="N",
+                   help="most sequences per forward pass when scoring (default 1024, as blalm eval; batches are packed to its token budget)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where scoring and "
                    "fine-tuning run (default auto)")
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="fp32",

@@ -19,7 +19,7 @@ class SubmitConfig:
     glue_results: str = ""                # an existing 'blalm finetune' --out folder to reuse; "" = RUN_DIR/glue
     finetune: list[str] = field(default_factory=list)   # KEY=VALUE settings of blalm finetune (e.g. max_train=64)
     aoa_words: str = ""                   # the official AoA word file (cdi_childes.json); "" = looked for in data_dir
-    batch_size: int = 64                  # sequences per forward pass when scoring
+    batch_size: int = 1024                # most sequences per forward pass when scoring (as blalm eval)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"   # GPU scoring; fp32 = the official pipeline's numerics
     progress: bool = True

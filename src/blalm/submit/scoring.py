@@ -29,16 +29,19 @@ def task_data_path(eval_dir: Path, task: ZeroShotTask, suite: str) -> Path:
 
 
 def score_task(model: Any, tokenizer: Any, task: ZeroShotTask, suite: str, eval_dir: Path,
-               batch_size: int = 64, progress: bool = False) -> dict[str, Any]:
-    """``{"predictions", "result", "metric", "data", "n_items"}`` of one task (see the module docstring)."""
-    from blalm.eval.config import ENTITY_SPLITS, EWOK_PASSWORD
+               batch_size: int = 1024, progress: bool = False) -> dict[str, Any]:
+    """``{"predictions", "result", "metric", "data", "n_items"}`` of one task (see the module docstring).
+    Batches are formed as ``blalm eval`` forms them (its token budget for the device), so the
+    scores are the very numbers ``blalm eval`` reports."""
+    from blalm.eval.config import ENTITY_SPLITS, EWOK_PASSWORD, EvalConfig
+    from blalm.eval.scoring import model_device
     from blalm.eval import data as d
     from blalm.eval import predictions as p
     from blalm.eval.reading import reading_results, reading_surprisals
     from blalm.eval.tasks import accuracy_result, entity_tracking_result, score_items, wug_result
 
     path = task_data_path(eval_dir, task, suite)
-    kw = {"batch_size": batch_size, "progress": progress}
+    kw = {"batching": EvalConfig(batch_size=batch_size).batching(model_device(model).type), "progress": progress}
     if task.name == "reading":
         rows = d.load_reading(path)
         pred, prev = reading_surprisals(model, tokenizer, rows, **kw)
