@@ -8,13 +8,26 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from blalm.config import load_config, to_dict
+from blalm.config import Origin, deep_merge, load_config, to_dict
 from blalm.model.config import ModelConfig
 
 
 def load_model_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ModelConfig:
-    """``configs/model/*.toml`` (or the defaults) with ``key=value`` overrides."""
-    return load_config(ModelConfig, path, overrides)
+    """``configs/model/*.toml`` (or the defaults) with ``key=value`` overrides. A key may also be
+    written as in a training config, under ``model.`` (``model.short_conv=true`` = ``short_conv=true``)."""
+    return load_config(ModelConfig, path, overrides, prepare=_accept_model_prefix)
+
+
+def _accept_model_prefix(data: dict[str, Any], origin: Origin) -> dict[str, Any]:
+    inline = data.pop("model", None)
+    if inline is None:
+        return data
+    if not isinstance(inline, dict):
+        raise origin.error("model", f"'model' must be a table of model config keys, got {inline!r}",
+                           "give dotted keys, e.g. --set model.short_conv=true")
+    for key in [k for k in origin.overrides if k.startswith("model.")]:
+        origin.overrides[key.removeprefix("model.")] = origin.overrides.pop(key)
+    return deep_merge(data, inline)
 
 
 def model_summary(config: ModelConfig) -> dict[str, Any]:
