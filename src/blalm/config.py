@@ -25,21 +25,22 @@ T = TypeVar("T")
 
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
-                options: Mapping[str, Any] | None = None,
+                options: Mapping[str, tuple[str, Any]] | None = None,
                 prepare: Callable[[dict[str, Any], "Origin"], dict[str, Any]] | None = None) -> T:
     """Load ``cls`` from the TOML file at ``path`` (or its defaults), then apply ``key=value`` overrides.
 
-    The one loader of every stage's settings. ``options``: values of a verb's own command-line
-    options (``{"batch_size": 8}``), applied after the overrides (an option wins over ``--set``).
+    The one loader of every stage's settings. ``options``: a verb's own command-line options as
+    ``{key: (as typed, value)}`` (``{"batch_size": ("--batch-size 8", 8)}``), applied after the
+    overrides (an option wins over ``--set``).
     ``prepare(data, origin)``: a stage's own step between the overrides and the typed build (the
     training config merges its model file there). An error names the ``--set`` item that caused
     it, or the file.
     """
     data: dict[str, Any] = read_toml(Path(path)) if path is not None else {}
     origin = apply_overrides(data, overrides, source=str(path) if path is not None else "config")
-    for key, value in (options or {}).items():
+    for key, (typed, value) in (options or {}).items():
         set_dotted(data, key, value)
-        origin.overrides[key] = f"the command-line option for '{key}'"
+        origin.overrides[key] = typed
         origin.values[key] = value
     if prepare is not None:
         data = prepare(data, origin)
@@ -59,7 +60,7 @@ class Origin:
         """The override that set ``key`` or a table above it (``a.b[2]`` -> ``a.b``, ``a``), if any."""
         candidate = key
         while candidate:
-            if candidate in self.overrides:
+            if self.overrides.get(candidate):
                 return self.overrides[candidate]
             cut = max(candidate.rfind("."), candidate.rfind("["))
             candidate = candidate[:cut] if cut > 0 else ""
@@ -75,8 +76,10 @@ class Origin:
     def under(self, prefix: str) -> str:
         """The source, with the overrides of keys under ``prefix`` ("" = all) named beside it."""
         items = [item for key, item in self.overrides.items()
-                 if not prefix or key == prefix or key.startswith(prefix + ".")]
-        return f"{self.source} with {', '.join(items)}" if items else self.source
+                 if item and (not prefix or key == prefix or key.startswith(prefix + "."))]
+        if not items:
+            return self.source
+        return ", ".join(items) if self.source == "config" else f"{self.source} with {', '.join(items)}"
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str = "config") -> Origin:

@@ -98,7 +98,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     out = export_hf(args.checkpoint, args.out, tokenizer_dir=args.tokenizer)
     print(f"exported {args.checkpoint} to {out}; load it with "
-          f"AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
+          f"AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True) and "
+          f"AutoTokenizer.from_pretrained({str(out)!r}, trust_remote_code=True)")
     return 0
 
 
