@@ -229,6 +229,7 @@ class _CountingBackend:
         return gm.forward
 
 
+@pytest.mark.slow   # torch.compile on the CPU: minutes (make test-all)
 def test_compiled_blocks_compile_once_per_chunk_count_and_mode():
     """compile_backbone compiles the blocks (not the final norm, whose hook stops the decoder) with
     dynamic shapes: batches of every length 1..24 and sizes 3..5, rounded to whole chunks (widths 8,
@@ -273,6 +274,7 @@ def test_compiled_blocks_compile_once_per_chunk_count_and_mode():
     assert compile_backbone(torch.nn.Linear(2, 2), backend=_CountingBackend()) == 0
 
 
+@pytest.mark.slow   # torch.compile on the CPU: minutes (make test-all)
 def test_compiled_finetuning_matches_eager(model_dir, glue_dir, tmp_path):
     """--compile (inductor, as on the GPU) fine-tunes to the eager run's losses, scores and
     predictions within float rounding; resuming may switch it."""

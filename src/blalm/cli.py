@@ -29,12 +29,13 @@ STAGE_CLIS = [
 ]
 
 
-def add_config_args(parser: argparse.ArgumentParser, what: str) -> None:
+def add_config_args(parser: argparse.ArgumentParser, what: str,
+                    example: str = "--set seed=1 --set model.short_conv=true") -> None:
     """The CONFIG positional and ``--set key=value`` overrides shared by every config-driven verb."""
     parser.add_argument("config", metavar="CONFIG", help=f"{what} config file (TOML), e.g. under configs/")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config value, dotted for nested keys, value read as TOML "
-                             "(e.g. --set seed=1 --set model.short_conv=true); repeatable")
+                        help=f"override a config value, dotted for nested keys, value read as TOML "
+                             f"(e.g. {example}); repeatable")
 
 
 def add_optional_config_args(parser: argparse.ArgumentParser, what: str, example: str) -> None:

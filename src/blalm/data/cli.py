@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Read the sources named in CONFIG, apply the paper's filters (§3.2), fill the word "
                     "budget by the per-source shares, and write DIR/train.txt, DIR/dev.txt and "
                     "DIR/manifest.json (which accounts for every input document).")
-    add_config_args(p, "corpus")
+    add_config_args(p, "corpus", "--set budget_words=200000 --set sources.childes.share=0.5")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--data-dir", type=existing_folder, default=None, metavar="PATH",
                    help="where '{data}' in source paths points (default: config data_dir, "

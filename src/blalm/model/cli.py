@@ -133,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "summary", help="parameter counts, layers, mixer and mechanisms of a model config",
         description="Build the model on the meta device (no memory) and print its parameter counts "
                     "(total, non-embedding), layers, mixer, mechanisms and head dim.")
-    add_config_args(summary, "model")
+    add_config_args(summary, "model", "--set short_conv=true, or as in a training config: --set model.short_conv=true")
     summary.add_argument("--json", action="store_true", help="print the summary as JSON (includes the full config)")
     summary.set_defaults(func=run_summary)
 
