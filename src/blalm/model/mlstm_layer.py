@@ -143,6 +143,12 @@ class MLSTMMixer(nn.Module):
             raise ConfigError(entry)
         return entry
 
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        """The 2-D weights of hidden projections (Muon's share): q, k, v, the output gate and the out
+        projection. Not the input and forget gates: their ``(heads, hidden)`` weights make one scalar
+        per head, read as gates; nor the conv kernels, Hedgehog maps, memory slots or α."""
+        return [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight, self.ogate.weight, self.out_proj.weight]
+
     def reset_parameters(self) -> None:
         """Gate and mechanism init (the decoder has already drawn every Linear weight)."""
         cfg = self._config
