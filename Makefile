@@ -26,7 +26,7 @@ demo: install
 	$(BIN)/blalm corpus configs/corpus/demo.toml --data-dir $(DATA) --out $(OUT)/corpus --quiet
 	$(BIN)/blalm tokenizer $(OUT)/corpus --vocab-size 15000 --out $(OUT)/tokenizer --quiet
 	$(BIN)/blalm train configs/train/demo.toml --out $(OUT)/run --set corpus_dir=$(OUT)/corpus --set tokenizer_dir=$(OUT)/tokenizer
-	$(BIN)/blalm eval $(OUT)/run --last 2 --suite fast --eval-data $(DATA)/eval --device cpu --set progress=false
+	$(BIN)/blalm eval $(OUT)/run --last 2 --suite fast --eval-data $(DATA)/eval --device cpu --quiet
 	$(BIN)/blalm report $(OUT)/run --out $(OUT)/report --eval-data $(DATA)/eval --quiet
 	@echo "demo done: the report is $(OUT)/report/report.md (PNG plots beside it)"
 

@@ -166,3 +166,17 @@ def test_model_summary_takes_keys_bare_or_as_in_a_training_config(repo_root, cap
     assert summaries[0]["mechanisms"][0].startswith("short_conv") and summaries[0]["mechanisms"][-1].startswith("swa_add")
     assert main(["model", "summary", config, "--set", "model.short_conv=maybe"]) == 2
     assert "--set model.short_conv=maybe: bad value for 'short_conv'" in capsys.readouterr().err
+
+
+def test_eval_quiet_still_says_where_scoring_is(tmp_path, data_dir, capfd):
+    """No progress bars under --quiet, but a line per task: the demo's scoring is never silent."""
+    from test_eval_scoring import build_tiny_lm
+    from test_eval_suite import make_mini_eval
+
+    model = build_tiny_lm(tmp_path / "lm", data_dir)
+    mini = make_mini_eval(data_dir / "eval", tmp_path / "mini_eval")
+    capfd.readouterr()
+    assert main(["eval", str(model), "--tasks", "blimp", "wug_adj", "--eval-data", str(mini), "--quiet"]) == 0
+    err = capfd.readouterr().err
+    assert "blimp: ok" in err and "wug_adj: ok" in err
+    assert "it/s" not in err and "%|" not in err                    # no tqdm bar

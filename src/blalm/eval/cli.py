@@ -56,7 +56,9 @@ def register(subparsers) -> None:
     p.add_argument("--glue", type=Path, default=None, metavar="DIR",
                    help="the --out folder of 'blalm finetune': its results.json gives the GLUE column "
                         "(default: GLUE is reported as not available)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars; one line per checkpoint and task still tells where scoring is "
+                        "(the same as --set progress=false)")
     p.set_defaults(func=run_eval_cli)
 
 
@@ -107,8 +109,7 @@ def run_eval_cli(args: argparse.Namespace) -> int:
         raise BlalmError(f"{args.out}: exists and is not a folder; choose another --out")
 
     def log(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=sys.stderr)
+        print(msg, file=sys.stderr, flush=True)
 
     from blalm.eval.runs import SUMMARY_FILE, evaluate_run, format_run_table
     from blalm.train.config import is_run_dir
