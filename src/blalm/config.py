@@ -50,7 +50,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
 @dataclass
 class Origin:
     """Where a config's values come from: a file (or the defaults: ``"config"``) and the ``--set``
-    overrides, by dotted key. Errors about a key that an override set name that override."""
+    overrides and command-line options, by dotted key, as typed (``""`` for a positional argument,
+    which errors do not quote). Errors about a key that an override set name that override."""
 
     source: str = "config"
     overrides: dict[str, str] = dataclasses.field(default_factory=dict)   # "lr" -> "--set lr=fast"
@@ -203,11 +204,12 @@ _EXAMPLES = {"true or false": "true", "an integer": "3", "a number": "0.001", "a
              "a table": None}
 
 
-def _bad(origin: Origin, key: str, value: Any, expected: str, example: str | None = None) -> ConfigError:
+def _bad(origin: Origin, key: str, value: Any, expected: str) -> ConfigError:
     """The error for a value of the wrong type, with the override that fixes it when one set it."""
-    if example is None and expected in ("a string", "a path string"):
+    if expected in ("a string", "a path string"):
         example = f'"{value}"'                       # a number or boolean given where text was meant
-    example = example if example is not None else _EXAMPLES.get(expected)
+    else:
+        example = _EXAMPLES.get(expected)
     item = f"{key}={example}"
     shown = f"'{item}'" if any(ch in item for ch in "\"[] ") else item     # quoted for the shell
     fix = f"write {expected} (TOML), e.g. --set {shown}" if example and "[" not in key else ""
