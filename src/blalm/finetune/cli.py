@@ -115,9 +115,8 @@ def check_glue_data(cfg) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from blalm.finetune.run import RESULTS_FILE, finetune, format_results
-
     from blalm.cli import check_model_arg
+    from blalm.finetune.run import RESULTS_FILE, finetune, format_results
 
     check_model_arg(args.model, "a blalm checkpoint folder (RUN_DIR/checkpoints/<name>) or a Hugging Face "
                                 "model folder (e.g. from 'blalm export')")
