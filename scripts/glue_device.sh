@@ -53,7 +53,7 @@ mkdir -p "$RUN_DIR" "$(dirname "$LOG")"
 
 finetune() {   # finetune TASKS SECONDS: one blalm finetune process on TASKS, stopped after SECONDS
     timeout --signal=TERM "$2" "$PYTHON" -m blalm.cli finetune "$MODEL" --tasks "$1" --out "$RUN_DIR" \
-        --data-dir "$DATA" --device "$DEVICE" --precision bf16 \
+        --eval-data "$DATA" --device "$DEVICE" --precision bf16 \
         "$([ "$COMPILE" = 0 ] && echo --no-compile || echo --compile)" --set "save_every=$SAVE_EVERY" \
         $(for s in $SETTINGS; do printf -- '--set %s ' "$s"; done) 2>&1 \
         | tr '\r' '\n' | grep --line-buffered -v -e '^finetune [a-z]*:' -e '^ *$'

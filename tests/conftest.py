@@ -58,13 +58,26 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_corpus(tmp_path_factory, data_dir) -> Path:
-    """The demo corpus at a 200k-word budget, built once per test session (worker)."""
+    """The demo corpus at a 200k-word budget, built once per test session: under xdist one worker
+    builds it into the run's shared temporary folder while the others wait for it (a file lock)."""
+    import fcntl
+
     from blalm.config import load_config
     from blalm.data.config import CorpusConfig
     from blalm.data.corpus import build_corpus
 
-    out = tmp_path_factory.mktemp("demo_corpus")
-    cfg = load_config(CorpusConfig, REPO_ROOT / "configs" / "corpus" / "demo.toml",
-                      ["budget_words=200000", "dev_words=10000", f"data_dir={str(data_dir)!r}"])
-    build_corpus(cfg, out, progress=False)
+    def build(out: Path) -> Path:
+        cfg = load_config(CorpusConfig, REPO_ROOT / "configs" / "corpus" / "demo.toml",
+                          ["budget_words=200000", "dev_words=10000", f"data_dir={str(data_dir)!r}"])
+        build_corpus(cfg, out, progress=False)
+        return out
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp("demo_corpus"))
+    shared = tmp_path_factory.getbasetemp().parent       # this run's folder, above every worker's own
+    out = shared / "demo_corpus"
+    with open(shared / "demo_corpus.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "manifest.json").is_file():
+            os.replace(build(tmp_path_factory.mktemp("demo_corpus")), out)
     return out

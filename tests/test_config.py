@@ -56,7 +56,47 @@ def test_bad_keys_and_values_are_named(override, needle):
     with pytest.raises(ConfigError) as err:
         load_config(CorpusConfig, CONFIGS / "demo.toml", [override])
     assert needle in str(err.value)
-    assert "demo.toml" in str(err.value) or "key=value" in str(err.value)
+    # a bad override is the override's error (named as typed); a range check names both
+    assert f"--set {override}" in str(err.value) or "key=value" in str(err.value)
+
+
+@pytest.mark.parametrize("argv, blamed, expected, fix", [
+    (["train", "configs/train/demo.toml", "--out", "unused", "--set", "lr=fast"], "--set lr=fast: bad value for 'lr'",
+     "expected a number, got 'fast'", "e.g. --set lr=0.001"),
+    (["train", "configs/train/demo.toml", "--out", "unused", "--set", "model.short_conv=3"], "--set model.short_conv=3:",
+     "expected true or false", "e.g. --set model.short_conv=true"),
+    (["train", "configs/train/demo.toml", "--out", "unused", "--set", "lrr=1"], "--set lrr=1: unknown key 'lrr'",
+     "allowed keys:", "spelling"),
+    (["corpus", "configs/corpus/demo.toml", "--out", "unused", "--set", "on_error=never"],
+     "--set on_error=never:", "allowed values: 'fail', 'skip'", "e.g. --set on_error=fail"),
+    (["sweep", "configs/experiments/exp5_mechanisms.toml", "--out", "unused", "--scale", "tiny", "--dry-run",
+      "--set", "eval.last=many"], "--set eval.last=many:", "expected an integer", "e.g. --set eval.last=3"),
+    (["model", "summary", "configs/model/tiny_blalm.toml", "--set", "seed=1"], "--set seed=1: unknown key 'seed'",
+     "allowed keys:", "spelling"),
+])
+def test_a_bad_override_is_blamed_not_the_config_file(argv, blamed, expected, fix, capsys, repo_root,
+                                                      monkeypatch):
+    monkeypatch.chdir(repo_root)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert blamed in err and expected in err and fix in err, err
+    assert ".toml:" not in err and "Traceback" not in err
+
+
+def test_the_command_line_wins_over_an_experiment_scale(repo_root):
+    from blalm.experiments.config import load_experiment
+
+    path = repo_root / "configs/experiments/exp5_mechanisms.toml"
+    assert load_experiment(path, scale="tiny").eval.last == 1          # the tiny scale's own value
+    assert load_experiment(path, ["eval.last=2"], scale="tiny").eval.last == 2
+
+
+def test_a_bad_value_in_the_file_still_names_the_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('extends = "%s"\nbudget_words = "lots"\n' % (CONFIGS / "demo.toml"))
+    with pytest.raises(ConfigError) as err:
+        load_config(CorpusConfig, bad, ["seed=1"])
+    assert str(err.value).startswith(f"{bad}: bad value for 'budget_words'") and "--set" not in str(err.value)
 
 
 def test_unknown_key_lists_allowed_keys(tmp_path):

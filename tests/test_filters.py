@@ -324,6 +324,7 @@ def _books(path, only_unmarked=False):
             yield book
 
 
+@pytest.mark.slow   # every book of a whole part: ~20 s (make test-all)
 def test_no_gutenberg_mention_survives_in_a_whole_part(data_dir):
     """Every book of gutenberg-000 (128 books, all with markers)."""
     n = 0

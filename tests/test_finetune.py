@@ -229,6 +229,7 @@ class _CountingBackend:
         return gm.forward
 
 
+@pytest.mark.slow   # torch.compile on the CPU: minutes (make test-all)
 def test_compiled_blocks_compile_once_per_chunk_count_and_mode():
     """compile_backbone compiles the blocks (not the final norm, whose hook stops the decoder) with
     dynamic shapes: batches of every length 1..24 and sizes 3..5, rounded to whole chunks (widths 8,
@@ -273,6 +274,7 @@ def test_compiled_blocks_compile_once_per_chunk_count_and_mode():
     assert compile_backbone(torch.nn.Linear(2, 2), backend=_CountingBackend()) == 0
 
 
+@pytest.mark.slow   # torch.compile on the CPU: minutes (make test-all)
 def test_compiled_finetuning_matches_eager(model_dir, glue_dir, tmp_path):
     """--compile (inductor, as on the GPU) fine-tunes to the eager run's losses, scores and
     predictions within float rounding; resuming may switch it."""
@@ -530,13 +532,13 @@ def test_missing_data_and_model_are_named_with_the_fix(model_dir, glue_dir, tmp_
     report = finetune(_cfg(model_dir, data, tasks=["rte", "mrpc"]), tmp_path / "o2", log=lambda m: None)
     rte, mrpc = report["tasks"]["rte"], report["tasks"]["mrpc"]
     assert rte["status"] == mrpc["status"] == "not available" and report["glue"]["status"] == "not available"
-    assert f"{data / 'rte.train.jsonl'} (or .jsonl.xz) not found; give --data-dir" in rte["reason"]
-    assert f"{data / 'mrpc.valid.jsonl'} (or .jsonl.xz) not found; give --data-dir" in mrpc["reason"]
+    assert f"{data / 'rte.train.jsonl'} (or .jsonl.xz) not found; give --eval-data" in rte["reason"]
+    assert f"{data / 'mrpc.valid.jsonl'} (or .jsonl.xz) not found; give --eval-data" in mrpc["reason"]
     with pytest.raises(InputError, match="neither a blalm checkpoint .* nor a Hugging Face model folder"):
         finetune(_cfg(data, glue_dir), tmp_path / "o3", log=lambda m: None)
     missing = tmp_path / "no-model"
-    assert cli.main(["finetune", str(missing), "--out", str(tmp_path / "o4"), "--data-dir", str(glue_dir)]) == 2
-    assert f"{missing}: model folder not found" in capsys.readouterr().err
+    assert cli.main(["finetune", str(missing), "--out", str(tmp_path / "o4"), "--eval-data", str(glue_dir)]) == 2
+    assert f"{missing}: not found; give a blalm checkpoint folder" in capsys.readouterr().err
 
 
 def test_help_explains_every_option(capsys):
@@ -544,7 +546,7 @@ def test_help_explains_every_option(capsys):
         cli.main(["finetune", "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("MODEL", "--tasks", "--out", "--data-dir", "--device", "--precision", "--compile", "--no-compile",
+    for option in ("MODEL", "--tasks", "--out", "--eval-data", "--data-dir", "--device", "--precision", "--compile", "--no-compile",
                    "--set", "--quiet"):
         assert option in text
     options = {"model", "tasks", "data_dir", "device", "precision", "progress"}     # set by the options above

@@ -339,18 +339,24 @@ model = AutoModelForCausalLM.from_pretrained(args["model"], trust_remote_code=Tr
 tok = AutoTokenizer.from_pretrained(args["model"], **({} if transformers.__version__.startswith("4.") else
                                                      {"trust_remote_code": True}))
 batch = tok(args["texts"], padding=True, return_tensors="pt", add_special_tokens=False)
+plain = transformers.PreTrainedTokenizerFast.from_pretrained(args["model"])    # no remote code in any version
+plain_ids = [plain(t, add_special_tokens=False)["input_ids"] for t in args["texts"]]
 with torch.no_grad():
     padded = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 prompt = torch.tensor([args["prompt"]])
+lengths = []    # the tokens each forward of generate() feeds: the prompt, then one per new token (the cache)
+hook = model.register_forward_pre_hook(lambda m, a, kw: lengths.append(int(kw["input_ids"].shape[1])), with_kwargs=True)
 generated = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=args["new_tokens"],
                            do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+hook.remove()
 beams = dict(attention_mask=torch.ones_like(prompt), max_new_tokens=args["new_tokens"], num_beams=3,
              do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
 beam_cached, beam_recomputed = model.generate(prompt, **beams), model.generate(prompt, use_cache=False, **beams)
 save_file({"padded": padded.contiguous(), "generated": generated.contiguous(), "beam_cached": beam_cached,
            "beam_recomputed": beam_recomputed}, args["out"] + "/result.safetensors")
 json.dump({"transformers": transformers.__version__, "blalm_importable": blalm_importable,
-           "model_module": type(model).__module__, "tokenizer": type(tok).__name__, "is_fast": tok.is_fast,
+           "model_module": type(model).__module__, "forward_lengths": lengths, "plain_ids": plain_ids,
+           "tokenizer": type(tok).__name__, "is_fast": tok.is_fast,
            "special": [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id],
            "input_ids": batch["input_ids"].tolist(), "attention_mask": batch["attention_mask"].tolist()},
           open(args["out"] + "/result.json", "w"))
@@ -379,11 +385,14 @@ def test_export_loads_without_blalm(version, checkpoints, exports, tmp_path, req
     tensors = load_file(str(tmp_path / "result.safetensors"))
 
     assert not result["blalm_importable"]
+    for needle in ("deprecated", "custom code", "model of type"):     # no warning, no [y/N] prompt
+        assert needle not in proc.stderr, proc.stderr[-3000:]
     assert result["transformers"].startswith("5.") if version == "5.x" else result["transformers"] == "4.51.3"
     assert result["model_module"].startswith("transformers_modules")
     assert result["is_fast"] and result["special"] == [0, 1, 2]
     if version == "4.51.3":
         assert result["tokenizer"] == "PreTrainedTokenizerFast"
+    assert result["plain_ids"] == rows
     for row, ids in enumerate(rows):                                     # same tokens, right padding
         assert result["input_ids"][row][:len(ids)] == ids
         assert result["attention_mask"][row] == [1] * len(ids) + [0] * (len(result["input_ids"][row]) - len(ids))
@@ -393,6 +402,8 @@ def test_export_loads_without_blalm(version, checkpoints, exports, tmp_path, req
                                        rtol=0, atol=1e-5)
     ours = generate(model, torch.tensor([prompt]), NEW_TOKENS, eos_token_id=tokenizer.eos_token_id)
     assert torch.equal(tensors["generated"], ours)
+    new_tokens = ours.shape[1] - len(prompt)
+    assert result["forward_lengths"] == [len(prompt)] + [1] * (new_tokens - 1)   # the cache is used
     assert torch.equal(tensors["beam_cached"], tensors["beam_recomputed"])
 
 

@@ -69,8 +69,14 @@ def test_triton_bf16_close_to_reference():
         assert _rel(a.grad, b.grad) < 5e-2, (name, _rel(a.grad, b.grad))
 
 
-def test_triton_falls_back_for_states():
+def test_triton_refuses_states_cpu_tensors_and_odd_head_sizes():
+    """No silent other kernel: what the triton kernel cannot run is an error (its registry entry
+    declares it, so a model refuses it at build time)."""
     q, k, v, i_pre, f_pre = (t.float().cuda() for t in _inputs(1, 2, 40, 16, 16))
-    h, state = get_mlstm_kernel("triton")(q, k, v, i_pre, f_pre, return_last_state=True)
-    h_ref, state_ref = mlstm_parallel(q, k, v, i_pre, f_pre, return_last_state=True)
-    assert torch.allclose(h, h_ref, atol=1e-5) and all(torch.allclose(a, b, atol=1e-4) for a, b in zip(state, state_ref))
+    with pytest.raises(ValueError, match="no initial state"):
+        get_mlstm_kernel("triton")(q, k, v, i_pre, f_pre, return_last_state=True)
+    with pytest.raises(ValueError, match="CUDA tensors"):
+        get_mlstm_kernel("triton")(*(t.cpu() for t in (q, k, v, i_pre, f_pre)))
+    q24, k24, v24, i24, f24 = (t.float().cuda() for t in _inputs(1, 2, 40, 24, 24))
+    with pytest.raises(ValueError, match="powers of two"):
+        get_mlstm_kernel("triton")(q24, k24, v24, i24, f24)

@@ -201,16 +201,17 @@ def test_hedgehog_starts_from_identity_and_doubles_the_key_width(repo_root):
     torch.testing.assert_close(phi, torch.softmax(torch.cat((x, -x), dim=-1), dim=-1))
     torch.testing.assert_close(phi.sum(-1), torch.ones(2, 3, 5))
 
-    model = tiny_model(repo_root, "hedgehog=true")
-    mixer = model.layers[0].mixer
+    from blalm.model.ops.mlstm import mlstm_parallel, register_mlstm_kernel
+
     seen = []
-    kernel = mixer.kernel
 
     def recording_kernel(q, k, v, *args, **kwargs):
         seen.append((q.shape[-1], k.shape[-1], v.shape[-1]))
-        return kernel(q, k, v, *args, **kwargs)
+        return mlstm_parallel(q, k, v, *args, **kwargs)
 
-    mixer.kernel = recording_kernel
+    register_mlstm_kernel("test_recording", recording_kernel)
+    model = tiny_model(repo_root, "hedgehog=true", "num_layers=1", "mlstm_kernel='test_recording'")
+    mixer = model.layers[0].mixer
     model(torch.randint(0, VOCAB, (1, 6)))
     head_dim = model.config.head_dim
     assert seen == [(2 * head_dim, 2 * head_dim, head_dim)]

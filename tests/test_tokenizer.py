@@ -198,13 +198,15 @@ def _verb_parser() -> argparse.ArgumentParser:
 def test_cli_verb(corpus, tmp_path, capsys):
     parser = _verb_parser()
     out = tmp_path / "tok"
-    args = parser.parse_args(["tokenizer", str(corpus), "--vocab-size", "300", "--out", str(out), "--no-progress"])
+    args = parser.parse_args(["tokenizer", str(corpus), "--vocab-size", "300", "--out", str(out), "--quiet"])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "vocab size 300" in printed and "tokens/word on dev.txt" in printed and str(out.resolve()) in printed
     assert AutoTokenizer.from_pretrained(out).is_fast
     args = parser.parse_args(["tokenizer", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
-    assert (args.vocab_size, args.min_frequency, args.show_progress) == (15000, 2, True)
+    assert (args.vocab_size, args.min_frequency, args.quiet) == (None, None, False)   # the config's defaults:
+    from blalm.tokenizer.config import TokenizerConfig
+    assert (TokenizerConfig().vocab_size, TokenizerConfig().min_frequency, TokenizerConfig().progress) == (15000, 2, True)
     with pytest.raises(InputError, match="nowhere.*blalm corpus"):
         args.func(args)
     with pytest.raises(SystemExit):  # --out is required

@@ -14,6 +14,8 @@ import dataclasses
 import tomllib
 import types
 import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence, TypeVar, Union
 
@@ -22,14 +24,74 @@ from blalm.errors import ConfigError
 T = TypeVar("T")
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Load ``cls`` from the TOML file at ``path`` (or its defaults), then apply ``key=value`` overrides."""
+def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+                options: Mapping[str, tuple[str, Any]] | None = None,
+                prepare: Callable[[dict[str, Any], "Origin"], dict[str, Any]] | None = None) -> T:
+    """Load ``cls`` from the TOML file at ``path`` (or its defaults), then apply ``key=value`` overrides.
+
+    The one loader of every stage's settings. ``options``: a verb's own command-line options as
+    ``{key: (as typed, value)}`` (``{"batch_size": ("--batch-size 8", 8)}``), applied after the
+    overrides (an option wins over ``--set``).
+    ``prepare(data, origin)``: a stage's own step between the overrides and the typed build (the
+    training config merges its model file there). An error names the ``--set`` item that caused
+    it, or the file.
+    """
     data: dict[str, Any] = read_toml(Path(path)) if path is not None else {}
+    origin = apply_overrides(data, overrides, source=str(path) if path is not None else "config")
+    for key, (typed, value) in (options or {}).items():
+        set_dotted(data, key, value)
+        origin.overrides[key] = typed
+        origin.values[key] = value
+    if prepare is not None:
+        data = prepare(data, origin)
+    return from_dict(cls, data, where=origin)
+
+
+@dataclass
+class Origin:
+    """Where a config's values come from: a file (or the defaults: ``"config"``) and the ``--set``
+    overrides and command-line options, by dotted key, as typed (``""`` for a positional argument,
+    which errors do not quote). Errors about a key that an override set name that override."""
+
+    source: str = "config"
+    overrides: dict[str, str] = dataclasses.field(default_factory=dict)   # "lr" -> "--set lr=fast"
+    values: dict[str, Any] = dataclasses.field(default_factory=dict)      # "lr" -> "fast"
+
+    def override_of(self, key: str) -> str | None:
+        """The override that set ``key`` or a table above it (``a.b[2]`` -> ``a.b``, ``a``), if any."""
+        candidate = key
+        while candidate:
+            if self.overrides.get(candidate):
+                return self.overrides[candidate]
+            cut = max(candidate.rfind("."), candidate.rfind("["))
+            candidate = candidate[:cut] if cut > 0 else ""
+        return None
+
+    def error(self, key: str, problem: str, fix: str = "") -> ConfigError:
+        """A ConfigError about ``key``, told as the override's error when an override set it."""
+        item = self.override_of(key)
+        if item is None:
+            return ConfigError(f"{self.source}: {problem}")
+        return ConfigError(f"{item}: {problem}{'; ' + fix if fix else ''}")
+
+    def under(self, prefix: str) -> str:
+        """The source, with the overrides of keys under ``prefix`` ("" = all) named beside it."""
+        items = [item for key, item in self.overrides.items()
+                 if item and (not prefix or key == prefix or key.startswith(prefix + "."))]
+        if not items:
+            return self.source
+        return ", ".join(items) if self.source == "config" else f"{self.source} with {', '.join(items)}"
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str], source: str = "config") -> Origin:
+    """Apply ``key=value`` overrides to ``data`` in place; the :class:`Origin` remembers which key each set."""
+    origin = Origin(source)
     for item in overrides:
         key, value = parse_override(item)
         set_dotted(data, key, value)
-    where = str(path) if path is not None else "config"
-    return from_dict(cls, data, where=where)
+        origin.overrides[key] = f"--set {item}"
+        origin.values[key] = value
+    return origin
 
 
 def read_toml(path: Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
@@ -103,37 +165,58 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def from_dict(cls: type[T], data: Any, where: str = "config", prefix: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``, refusing unknown keys and values of the wrong type."""
+def from_dict(cls: type[T], data: Any, where: str | Origin = "config", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``data``, refusing unknown keys and values of the wrong type.
+    ``where``: the file (or "config") the values come from, or an :class:`Origin` that also knows
+    which keys ``--set`` overrides gave."""
+    origin = where if isinstance(where, Origin) else Origin(str(where))
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: '{prefix or '<root>'}' must be a table, got {_show(data)}")
+        raise origin.error(prefix, f"'{prefix or '<root>'}' must be a table, got {_show(data)}",
+                           f"give dotted keys instead, e.g. --set {prefix}.KEY=VALUE")
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         name = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"{where}: unknown key '{name}'; allowed keys{' in ' + prefix if prefix else ''}: "
-                          f"{', '.join(sorted(fields))}")
+        raise origin.error(name, f"unknown key '{name}'; allowed keys{' in ' + prefix if prefix else ''}: "
+                                 f"{', '.join(sorted(fields))}", "check the key's spelling")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _coerce(hints[name], value, where, key)
+        kwargs[name] = _coerce(hints[name], value, origin, key)
     missing = [n for n, f in fields.items() if n not in kwargs
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         name = f"{prefix}.{missing[0]}" if prefix else missing[0]
-        raise ConfigError(f"{where}: required key '{name}' is missing")
+        raise ConfigError(f"{origin.under(prefix)}: required key '{name}' is missing")
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
     if callable(validate):
         try:
             validate()
         except ConfigError as exc:
-            raise ConfigError(f"{where}: {prefix + ': ' if prefix else ''}{exc}") from None
+            raise ConfigError(f"{origin.under(prefix)}: {prefix + ': ' if prefix else ''}{exc}") from None
     return obj
 
 
-def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
+# what each kind of field expects, and an example of an override that gives it
+_EXAMPLES = {"true or false": "true", "an integer": "3", "a number": "0.001", "a list": "[...]",
+             "a table": None}
+
+
+def _bad(origin: Origin, key: str, value: Any, expected: str) -> ConfigError:
+    """The error for a value of the wrong type, with the override that fixes it when one set it."""
+    if expected in ("a string", "a path string"):
+        example = f'"{value}"'                       # a number or boolean given where text was meant
+    else:
+        example = _EXAMPLES.get(expected)
+    item = f"{key}={example}"
+    shown = f"'{item}'" if any(ch in item for ch in "\"[] ") else item     # quoted for the shell
+    fix = f"write {expected} (TOML), e.g. --set {shown}" if example and "[" not in key else ""
+    return origin.error(key, f"bad value for '{key}': expected {expected}, got {_show(value)}", fix)
+
+
+def _coerce(tp: Any, value: Any, where: Origin, key: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -146,48 +229,49 @@ def _coerce(tp: Any, value: Any, where: str, key: str) -> Any:
             try:
                 return _coerce(arg, value, where, key)
             except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[-1] if errors else f"{where}: bad value for '{key}'")
+                errors.append(exc)
+        raise errors[-1] if errors else where.error(key, f"bad value for '{key}'")
     if origin is Literal:
         if value in args:
             return value
         allowed = ", ".join(repr(a) for a in args)
-        raise ConfigError(f"{where}: bad value for '{key}': {_show(value)}; allowed values: {allowed}")
+        raise where.error(key, f"bad value for '{key}': {_show(value)}; allowed values: {allowed}",
+                          f"e.g. --set {key}={args[0]}")
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where, key)
     if origin in (list, tuple, Sequence) or tp in (list, tuple):
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: bad value for '{key}': expected a list, got {_show(value)}")
+            raise _bad(where, key, value, "a list")
         item_tp = args[0] if args else Any
         items = [_coerce(item_tp, v, where, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where}: bad value for '{key}': expected a table, got {_show(value)}")
+            raise _bad(where, key, value, "a table")
         val_tp = args[1] if args else Any
         return {k: _coerce(val_tp, v, where, f"{key}.{k}") for k, v in value.items()}
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: bad value for '{key}': expected true or false, got {_show(value)}")
+        raise _bad(where, key, value, "true or false")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         if isinstance(value, float) and value.is_integer():
             return int(value)
-        raise ConfigError(f"{where}: bad value for '{key}': expected an integer, got {_show(value)}")
+        raise _bad(where, key, value, "an integer")
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"{where}: bad value for '{key}': expected a number, got {_show(value)}")
+        raise _bad(where, key, value, "a number")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{where}: bad value for '{key}': expected a string, got {_show(value)}")
+        raise _bad(where, key, value, "a string")
     if tp is Path:
         if isinstance(value, str):
             return Path(value)
-        raise ConfigError(f"{where}: bad value for '{key}': expected a path string, got {_show(value)}")
+        raise _bad(where, key, value, "a path string")
     raise TypeError(f"config field '{key}' has unsupported type {tp!r}")
 
 

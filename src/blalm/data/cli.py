@@ -7,16 +7,16 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from blalm.cli import add_config_args
+    from blalm.cli import add_config_args, existing_folder
 
     p = sub.add_parser(
         "corpus", help="build a curated corpus under an exact word budget",
         description="Read the sources named in CONFIG, apply the paper's filters (§3.2), fill the word "
                     "budget by the per-source shares, and write DIR/train.txt, DIR/dev.txt and "
                     "DIR/manifest.json (which accounts for every input document).")
-    add_config_args(p, "corpus")
+    add_config_args(p, "corpus", "--set budget_words=200000 --set sources.childes.share=0.5")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created if missing)")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
+    p.add_argument("--data-dir", type=existing_folder, default=None, metavar="PATH",
                    help="where '{data}' in source paths points (default: config data_dir, "
                         "else $BLALM_DATA_DIR, else ../shared/data)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from blalm.cli import add_eval_data_arg, add_optional_config_args
     from blalm.eval.config import TASK_ALIASES, TASKS
 
     p = subparsers.add_parser(
@@ -24,36 +25,36 @@ def register(subparsers) -> None:
                    help="a blalm checkpoint (model.safetensors + model_config.json + tokenizer), a run "
                         "folder written by 'blalm train', or a Hugging Face model folder (config.json, "
                         "weights, tokenizer files)")
-    p.add_argument("--suite", choices=("fast", "full"), default="fast",
+    add_optional_config_args(p, "evaluation", "configs/eval/fast.toml (keys: blalm.eval.config.EvalConfig)")
+    p.add_argument("--suite", choices=("fast", "full"), default=None,
                    help="fast: the official fast subsets, for checkpoint selection (default); full: the full sets")
-    p.add_argument("--tasks", nargs="+", default=["all"], metavar="TASK",
+    p.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                    choices=list(TASKS) + list(TASK_ALIASES),
                    help=f"tasks to run (default all): {', '.join(TASKS)}; 'reading' = eye_tracking + "
                         f"self_paced_reading")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="folder for results.json (created if missing; the file is replaced atomically)")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
-                   help="evaluation data folder in the official layout (fast_eval/, full_eval/, aoa/); "
-                        "default: $BLALM_DATA_DIR/eval, else ../shared/data/eval")
-    p.add_argument("--batch-size", type=int, default=1024, metavar="N",
+    add_eval_data_arg(p, "evaluation data folder in the official layout (fast_eval/, full_eval/, aoa/); "
+                         "default: $BLALM_DATA_DIR/eval, else ../shared/data/eval")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="most sequences per forward pass (default 1024; --token-budget usually binds first)")
-    p.add_argument("--token-budget", type=int, default=0, metavar="N",
+    p.add_argument("--token-budget", type=int, default=None, metavar="N",
                    help="most padded tokens per forward pass; sequences are sorted by length and packed up "
                         "to it (default 0: 1024 on the CPU, 16384 on a GPU; lower it if memory runs out)")
-    p.add_argument("--compile", action="store_true",
+    p.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the model once per process, with every batch padded to one of a few "
                         "widths (changes the speed only; pays off on a GPU over many checkpoints)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="where the model runs (default auto: cuda when available)")
-    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default="bf16",
+    p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
                    help="GPU forward precision: bf16 autocast (default; 3.5x faster on an H100), tf32, or fp32 "
                         "(exactly the official pipeline's float32 numerics); log-softmax is float32 always; "
                         "on the CPU everything runs in float32")
-    p.add_argument("--prepend-bos", action="store_true",
+    p.add_argument("--prepend-bos", action="store_true", default=None,
                    help="put the tokenizer's BOS token before every text when the tokenizer does not add "
                         "it itself, so that the first token is scored too (default off: exactly as the "
                         "official pipeline, which uses only what the tokenizer adds)")
-    p.add_argument("--entity-fast-items", type=int, default=100, metavar="N",
+    p.add_argument("--entity-fast-items", type=int, default=None, metavar="N",
                    help="fast suite: entity-tracking items kept per (split, numops) group, the first N in "
                         "file order (default 100)")
     p.add_argument("--last", type=int, default=0, metavar="N",
@@ -73,36 +74,60 @@ def register(subparsers) -> None:
     p.add_argument("--follow-idle", type=float, default=3600.0, metavar="S",
                    help="with --follow and no pid or lock to ask: stop after S seconds without a new checkpoint "
                         "(default 3600; 0 = never)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-task lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars; one line per checkpoint and task still tells where scoring is "
+                        "(the same as --set progress=false)")
     p.set_defaults(func=run_eval_cli)
 
 
+# command-line option (argparse dest) -> EvalConfig key
+OPTION_KEYS = {"suite": "suite", "tasks": "tasks", "eval_data": "data_dir", "batch_size": "batch_size",
+               "token_budget": "token_budget", "compile": "compile", "device": "device", "precision": "precision", "prepend_bos": "prepend_bos",
+               "entity_fast_items": "entity_fast_per_group", "glue": "glue_results"}
+
+
 def config_from_args(args: argparse.Namespace):
-    from blalm.config import from_dict
+    """The EvalConfig of ``--config`` (or the defaults), ``--set`` and the options, through the one loader."""
+    from blalm.cli import given_options
+    from blalm.config import load_config
     from blalm.eval.config import EvalConfig
 
-    data = {"suite": args.suite, "tasks": list(args.tasks), "batch_size": args.batch_size,
-            "token_budget": args.token_budget, "compile": bool(args.compile),
-            "device": args.device, "precision": args.precision, "prepend_bos": bool(args.prepend_bos),
-            "entity_fast_per_group": args.entity_fast_items, "progress": not args.quiet}
-    if args.data_dir is not None:
-        data["data_dir"] = str(args.data_dir)
-    if getattr(args, "glue", None) is not None:
-        data["glue_results"] = str(args.glue)
-    return from_dict(EvalConfig, data, where="command line")
+    options = given_options(args, OPTION_KEYS)
+    if getattr(args, "quiet", False):
+        options["progress"] = ("--quiet", False)
+    return load_config(EvalConfig, getattr(args, "config", None), getattr(args, "overrides", ()), options=options)
+
+
+def check_eval_data(cfg) -> None:
+    """The evaluation data folder exists; the error says where its path came from."""
+    from blalm.cli import default_data_dir_hint
+    from blalm.errors import InputError
+
+    folder = cfg.eval_dir()
+    if folder.is_dir():
+        return
+    if cfg.data_dir:
+        raise InputError(f"{folder}: evaluation data folder not found (data_dir in the config or --set); "
+                         f"give an existing folder, e.g. --eval-data ../shared/data/eval")
+    raise InputError(f"{folder}: evaluation data folder not found (the default, from {default_data_dir_hint()}); "
+                     f"give --eval-data DIR, or set BLALM_DATA_DIR to the data folder holding eval/")
 
 
 def run_eval_cli(args: argparse.Namespace) -> int:
     from blalm.eval.suite import RESULTS_FILE, evaluate_model, format_table
 
+    from blalm.cli import check_model_arg
+    from blalm.errors import BlalmError
+
+    check_model_arg(args.model, "a blalm checkpoint folder, a run folder written by 'blalm train', or a "
+                                "Hugging Face model folder")
     cfg = config_from_args(args)
+    check_eval_data(cfg)
     if args.out is not None and args.out.exists() and not args.out.is_dir():
-        from blalm.errors import BlalmError
         raise BlalmError(f"{args.out}: exists and is not a folder; choose another --out")
 
     def log(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=sys.stderr)
+        print(msg, file=sys.stderr, flush=True)
 
     from blalm.eval.runs import SUMMARY_FILE, evaluate_run, follow_run, format_run_table
     from blalm.train.config import is_run_dir

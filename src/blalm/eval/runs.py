@@ -26,7 +26,7 @@ from typing import Any, Callable
 from blalm.atomic import read_json, write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import InputError
-from blalm.eval.config import PAPER_COLUMNS, SPEED_ONLY_KEYS, EvalConfig
+from blalm.eval.config import PAPER_COLUMNS, SPEED_ONLY_KEYS, EvalConfig, expand_tasks
 from blalm.eval.session import EvalSession
 from blalm.eval.suite import RESULTS_FILE, evaluate_model
 
@@ -67,8 +67,12 @@ def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, la
 
 
 def score_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that decide the scores (an ``EvalConfig`` dict without ``SPEED_ONLY_KEYS``)."""
-    return {k: v for k, v in settings.items() if k not in SPEED_ONLY_KEYS}
+    """The settings that decide the scores (an ``EvalConfig`` dict without ``SPEED_ONLY_KEYS``; the task
+    list with its aliases expanded, so that ``["all"]`` and the tasks it names are the same)."""
+    out = {k: v for k, v in settings.items() if k not in SPEED_ONLY_KEYS}
+    if isinstance(out.get("tasks"), list):
+        out["tasks"] = expand_tasks(out["tasks"])
+    return out
 
 
 def cached_report(folder: Path, cfg: EvalConfig) -> dict[str, Any] | None:

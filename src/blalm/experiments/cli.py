@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from blalm.cli import existing_folder
+
     p = subparsers.add_parser(
         "sweep", help="run an experiment's grid of training runs (paper §6), score every checkpoint, pick the best",
         description="Run the experiment EXPERIMENT (configs/experiments/*.toml) into DIR: build its corpora and "
@@ -34,7 +36,7 @@ def register(subparsers) -> None:
     p.add_argument("--train-set", dest="train_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training-config value of every run, applied last, e.g. --train-set "
                         "model.mlstm_kernel=\"triton\" --train-set micro_batch=16; repeatable")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
+    p.add_argument("--data-dir", type=existing_folder, default=None, metavar="PATH",
                    help="the data folder ({data} in corpus configs; its eval/ holds the evaluation data); "
                         "default: $BLALM_DATA_DIR, else ../shared/data")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
@@ -44,6 +46,7 @@ def register(subparsers) -> None:
                         "another in this process)")
     p.add_argument("--dry-run", action="store_true", help="print the grid (run folders and overrides) and stop")
     p.add_argument("--progress", action="store_true", help="show the training and scoring progress bars")
+    p.add_argument("--quiet", action="store_true", help="no per-run progress lines (the summary line is printed)")
     p.set_defaults(func=run_sweep_cli)
 
 
@@ -67,7 +70,7 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
             print(f"{len(failed_jobs)} job(s) failed: {', '.join(failed_jobs)} (see {args.out / 'logs'})", file=sys.stderr)
     summary = sweep(exp, args.out, tracks=args.tracks, runs=args.runs, train_overrides=args.train_overrides,
                     data_dir=args.data_dir, progress=args.progress,
-                    log=lambda s: print(s, file=sys.stderr, flush=True))
+                    log=(lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     failed = [r for r in summary["runs"] if r.get("status") == "failed"]
     print(f"wrote {args.out / SWEEP_FILE}: {len(summary['runs']) - len(failed)} run(s) done, {len(failed)} failed; "
           f"next: blalm report {args.out} --out {args.out / 'report'}")

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from blalm.config import check, deep_merge, from_dict, parse_override, read_toml, set_dotted
+from blalm.config import Origin, check, deep_merge, load_config, set_dotted
 from blalm.errors import ConfigError
 from blalm.runinfo import REPO_ROOT
 
@@ -172,17 +172,22 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), scale: str 
     """Read an experiment config, apply ``key=value`` overrides, merge the chosen scale
     (``scale`` or the file's ``scale``; "paper" needs no table) and build the typed config."""
     path = resolve_path(path)
-    data: dict[str, Any] = read_toml(Path(path))
-    for item in overrides:
-        key, value = parse_override(item)
-        set_dotted(data, key, value)
-    where = str(path)
+
+    def merge_scale(data: dict[str, Any], origin: Origin) -> dict[str, Any]:
+        return _merge_scale(data, origin, scale, path)
+
+    return load_config(ExperimentConfig, path, overrides, prepare=merge_scale)
+
+
+def _merge_scale(data: dict[str, Any], origin: Origin, scale: str | None, path: Path) -> dict[str, Any]:
+    """The experiment's keys with the chosen ``[scales.NAME]`` table merged in (lists appended)."""
+    where = origin.source
     scales = data.get("scales", {})
     if not isinstance(scales, dict):
         raise ConfigError(f"{where}: 'scales' must be a table of [scales.NAME] tables")
     chosen = scale or data.get("scale", "paper")
     if not isinstance(chosen, str):
-        raise ConfigError(f"{where}: 'scale' must be a string")
+        raise origin.error("scale", "'scale' must be a string")
     if chosen not in scales and chosen != "paper":
         raise ConfigError(f"{where}: unknown scale {chosen!r}; this experiment has: "
                           f"{', '.join(['paper'] + [s for s in scales if s != 'paper'])}")
@@ -192,14 +197,18 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), scale: str 
     allowed = set(LIST_KEYS) | {"lr_multiplier", "budget_scale", "eval", "vocab_size", "seeds", "description"}
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ConfigError(f"{where}: unknown key 'scales.{chosen}.{unknown[0]}'; allowed keys: {', '.join(sorted(allowed))}")
+        raise origin.error(f"scales.{chosen}.{unknown[0]}", f"unknown key 'scales.{chosen}.{unknown[0]}'; "
+                                                            f"allowed keys: {', '.join(sorted(allowed))}")
     merged = deep_merge(data, {k: v for k, v in table.items() if k not in LIST_KEYS and k != "description"})
     for key in LIST_KEYS:
         if key in table:
             merged[key] = list(data.get(key, [])) + list(table[key])
+    for key, value in origin.values.items():     # the command line wins over the scale's table
+        if key.split(".")[0] not in LIST_KEYS:
+            set_dotted(merged, key, value)
     merged["scale"] = chosen
     merged["source"] = str(path)
-    return from_dict(ExperimentConfig, merged, where=where)
+    return merged
 
 
 def expand_grid(exp: ExperimentConfig, tracks: Sequence[str] = (), runs: Sequence[str] = ()) -> list[PlannedRun]:

@@ -7,7 +7,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-SETTINGS_HELP = """settings for --set KEY=VALUE (value read as TOML; defaults = the official protocol):
+SETTINGS_HELP = """settings for --config FILE and --set KEY=VALUE (value read as TOML; defaults = the official protocol):
+  tasks=[...]           what --tasks sets (a TOML list of task names)
+  data_dir=""           what --eval-data sets ("" = the default evaluation data folder)
+  device="auto"         what --device sets; precision="bf16": what --precision sets
+  progress=true         false = what --quiet sets
   lr=3e-5               AdamW peak learning rate
   batch_size=0          examples per step; 0 = the task's official size (32; 16 for BoolQ and MultiRC)
   epochs=0              passes over the training file; 0 = the task's official count (10; 30 for WSC)
@@ -34,6 +38,7 @@ Missing data files are reported per task as 'not available' with the path that w
 
 
 def register(subparsers) -> None:
+    from blalm.cli import add_eval_data_arg, add_optional_config_args
     from blalm.finetune.tasks import DEFAULT_TASKS
 
     p = subparsers.add_parser(
@@ -50,14 +55,15 @@ def register(subparsers) -> None:
     p.add_argument("model", metavar="MODEL", type=Path,
                    help="a blalm checkpoint folder (model.safetensors + model_config.json + tokenizer), or a "
                         "Hugging Face causal-LM folder with its tokenizer (e.g. written by 'blalm export')")
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), metavar="T1,T2,...",
+    add_optional_config_args(p, "fine-tuning", "configs/finetune/glue.toml (the settings listed below)")
+    p.add_argument("--tasks", default=None, metavar="T1,T2,...",
                    help=f"comma-separated tasks (default {','.join(DEFAULT_TASKS)}); a task whose files are "
                         f"missing is reported as not available")
     p.add_argument("--out", required=True, type=Path, metavar="DIR",
                    help="output folder (an existing run is resumed; other settings are refused)")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
-                   help="folder with {task}.train.jsonl[.xz] and {task}.valid.jsonl; default "
-                        "$BLALM_DATA_DIR/eval/full_eval/glue_filtered, else ../shared/data/eval/full_eval/glue_filtered")
+    add_eval_data_arg(p, "the evaluation data folder (official layout): the GLUE files are read from "
+                         "DIR/full_eval/glue_filtered ({task}.train.jsonl[.xz], {task}.valid.jsonl); a folder holding "
+                         "those files itself also works. Default: $BLALM_DATA_DIR/eval, else ../shared/data/eval")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="where to fine-tune: auto (default: CUDA when a GPU is visible), cpu or cuda")
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,
@@ -69,33 +75,53 @@ def register(subparsers) -> None:
                         "widths are rounded up to whole chunks); the embedding, final norm and head stay "
                         "eager. For GPU runs: the first batches of each width wait for compilation. "
                         "Default --no-compile")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting (see the list below); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-task lines")
     p.set_defaults(func=run)
 
 
+# command-line option (argparse dest) -> FinetuneConfig key; the options win over --config and --set
+OPTION_KEYS = {"eval_data": "data_dir", "device": "device", "precision": "precision",
+               "compile": "compile"}
+
+
 def config_from_args(args: argparse.Namespace):
-    from blalm.config import from_dict, parse_override, set_dotted
+    """The FinetuneConfig of ``--config`` (or the defaults), ``--set`` and the options, through the one loader."""
+    from blalm.cli import given_options
+    from blalm.config import load_config
     from blalm.finetune.config import FinetuneConfig
 
-    data: dict = {"model": str(args.model), "tasks": [t.strip() for t in args.tasks.split(",") if t.strip()],
-                  "progress": not args.quiet}
-    if args.data_dir is not None:
-        data["data_dir"] = str(args.data_dir)
-    for item in args.overrides:
-        key, value = parse_override(item)
-        set_dotted(data, key, value)
-    for key in ("device", "precision", "compile"):          # the options win over --set
-        if getattr(args, key, None) is not None:
-            data[key] = getattr(args, key)
-    return from_dict(FinetuneConfig, data, where="command line")
+    options = {"model": ("", str(args.model)), **given_options(args, OPTION_KEYS)}
+    if args.tasks is not None:
+        options["tasks"] = (f"--tasks {args.tasks}", [t.strip() for t in args.tasks.split(",") if t.strip()])
+    if args.quiet:
+        options["progress"] = ("--quiet", False)
+    return load_config(FinetuneConfig, args.config, args.overrides, options=options)
+
+
+def check_glue_data(cfg) -> None:
+    """The GLUE folder exists; the error says where its path came from."""
+    from blalm.cli import default_data_dir_hint
+    from blalm.errors import InputError
+
+    folder = cfg.glue_dir()
+    if folder.is_dir():
+        return
+    if cfg.data_dir:
+        raise InputError(f"{folder}: GLUE data folder not found (data_dir in the config or --set); give "
+                         f"--eval-data with the evaluation data folder (holding full_eval/glue_filtered)")
+    raise InputError(f"{folder}: GLUE data folder not found (the default, from {default_data_dir_hint()}); "
+                     f"give --eval-data DIR (the evaluation data folder holding full_eval/glue_filtered), or "
+                     f"set BLALM_DATA_DIR to the data folder holding eval/")
 
 
 def run(args: argparse.Namespace) -> int:
+    from blalm.cli import check_model_arg
     from blalm.finetune.run import RESULTS_FILE, finetune, format_results
 
+    check_model_arg(args.model, "a blalm checkpoint folder (RUN_DIR/checkpoints/<name>) or a Hugging Face "
+                                "model folder (e.g. from 'blalm export')")
     cfg = config_from_args(args)
+    check_glue_data(cfg)
     report = finetune(cfg, args.out, log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))
     print(format_results(report))
     print(f"wrote {args.out / RESULTS_FILE}")

@@ -9,6 +9,8 @@ from typing import Literal
 from blalm.config import check
 from blalm.finetune.tasks import DEFAULT_TASKS, TASKS
 
+GLUE_SUBDIR = Path("full_eval") / "glue_filtered"   # where GLUE lies in the evaluation data folder
+
 # keys that may change between a killed run and its resumption (they keep the math: a compiled block
 # computes what the eager one does, and a row's validation result does not depend on its batch mates)
 RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "compile", "eval_batch")
@@ -18,7 +20,8 @@ RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "compile", "eval
 class FinetuneConfig:
     model: str = ""                       # a blalm checkpoint folder or a Hugging Face causal-LM folder (+ tokenizer)
     tasks: list[str] = field(default_factory=lambda: list(DEFAULT_TASKS))
-    data_dir: str = ""                    # "" = <eval data>/full_eval/glue_filtered
+    data_dir: str = ""                    # the evaluation data folder (GLUE in its full_eval/glue_filtered), or
+    #                                       the GLUE folder itself; "" = the default evaluation data folder
     lr: float = 3e-5                      # AdamW peak learning rate (official default)
     batch_size: int = 0                   # 0 = the task's official batch size (32; 16 BoolQ/MultiRC)
     epochs: int = 0                       # 0 = the task's official epochs (10; 30 WSC)
@@ -55,8 +58,11 @@ class FinetuneConfig:
               "save_every and eval_batch must be >= 0 (eval_batch 0 = auto), log_every >= 1")
 
     def glue_dir(self) -> Path:
+        """``data_dir/full_eval/glue_filtered`` when ``data_dir`` is an evaluation data folder, else
+        ``data_dir`` itself (a folder of GLUE files); the default evaluation data folder's otherwise."""
         if self.data_dir:
-            return Path(self.data_dir).expanduser()
+            folder = Path(self.data_dir).expanduser()
+            return folder / GLUE_SUBDIR if (folder / GLUE_SUBDIR).is_dir() else folder
         from blalm.data.config import default_data_dir
 
-        return default_data_dir() / "eval" / "full_eval" / "glue_filtered"
+        return default_data_dir() / "eval" / GLUE_SUBDIR

@@ -158,7 +158,7 @@ def compile_backbone(backbone: nn.Module, backend: str | object = "inductor") ->
 
 def width_multiple(backbone: nn.Module) -> int:
     """What compiled batches round their width up to: the chunk size for a blalm mLSTM decoder
-    with the chunkwise kernel, else 1 (no rounding).
+    whose kernel is chunked (chunkwise, or auto's choice on the CPU), else 1 (no rounding).
 
     The chunkwise kernel loops over ``ceil(S / chunk)`` chunks in Python and pads a partial last
     chunk, so under ``torch.compile`` every chunk count, with and without a partial chunk, is a
@@ -166,7 +166,10 @@ def width_multiple(backbone: nn.Module) -> int:
     ``max_length / chunk`` per mode). The extra positions are padding after every real token, so
     the causal decoder's result at the last real token is the same (up to float rounding)."""
     config = getattr(backbone, "config", None)
-    if (is_blalm_decoder(backbone) and getattr(config, "mixer", None) == "mlstm"
-            and getattr(config, "mlstm_kernel", None) == "chunkwise"):
-        return int(config.chunk_size)
+    if is_blalm_decoder(backbone) and getattr(config, "mixer", None) == "mlstm":
+        kernel_for = getattr(backbone.layers[0].mixer, "kernel_for", None)   # absent in exports before it
+        chunked = (kernel_for(next(backbone.parameters()).device.type).chunk_size if kernel_for is not None
+                   else getattr(config, "mlstm_kernel", None) == "chunkwise")
+        if chunked:
+            return int(config.chunk_size)
     return 1

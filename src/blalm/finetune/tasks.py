@@ -101,13 +101,13 @@ def load_task(data_dir: Path, name: str, max_train: int = 0, max_valid: int = 0
     task = TASKS[name]
     train_path, valid_path = task_file(data_dir, name, "train"), task_file(data_dir, name, "valid")
     if train_path is None:
-        extra = (" (the official 2025 data has no BoolQ training file; give --data-dir with a "
+        extra = (" (the official 2025 data has no BoolQ training file; give --eval-data with a "
                  "boolq.train.jsonl to fine-tune on it)" if name == "boolq" else "")
         raise TaskUnavailable(f"no training data: {Path(data_dir) / (name + '.train.jsonl')} (or .jsonl.xz) not "
-                              f"found{extra or '; give --data-dir with the folder that holds it'}")
+                              f"found{extra or '; give --eval-data with the folder that holds it'}")
     if valid_path is None:
         raise TaskUnavailable(f"no validation data: {Path(data_dir) / (name + '.valid.jsonl')} (or .jsonl.xz) not "
-                              f"found; give --data-dir with the folder that holds it")
+                              f"found; give --eval-data with the folder that holds it")
     return read_examples(train_path, task, max_train), read_examples(valid_path, task, max_valid)
 
 

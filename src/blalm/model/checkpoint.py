@@ -14,6 +14,7 @@ only when it is empty or is itself a checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -22,9 +23,10 @@ import torch
 from torch import nn
 
 from blalm.config import from_dict, to_dict
-from blalm.errors import BlalmError, InputError
+from blalm.errors import BlalmError, ConfigError, InputError
 from blalm.model.config import ModelConfig
 from blalm.model.decoder import BlalmForCausalLM
+from blalm.model.mlstm_layer import kernel_problem
 from blalm.atomic import atomic_dir, write_json_atomic
 
 WEIGHTS_FILE = "model.safetensors"
@@ -91,11 +93,26 @@ def load_model_config_file(path: str | Path) -> ModelConfig:
     return from_dict(ModelConfig, data, where=str(config_path))
 
 
+def runnable_here(config: ModelConfig) -> ModelConfig:
+    """``config`` with ``mlstm_kernel = "auto"`` when its kernel cannot run on this machine (a model
+    trained with the GPU kernel, loaded on a CPU) or is not registered in this process. The kernel
+    is how the weights were trained fast, not part of them: every kernel computes the same function,
+    so the weights run unchanged with a kernel that can. A training config gets no such help."""
+    if config.mixer != "mlstm":
+        return config
+    try:
+        problem = kernel_problem(config)
+    except ConfigError as exc:           # a kernel registered by another process
+        problem = str(exc)
+    return dataclasses.replace(config, mlstm_kernel="auto") if problem else config
+
+
 def load_model(path: str | Path, device: str | torch.device = "cpu",
                dtype: torch.dtype | None = None) -> BlalmForCausalLM:
     """The model saved in the checkpoint folder ``path``, on ``device``, in eval mode.
 
-    Weights keep their saved dtype unless ``dtype`` is given. Raises :class:`InputError` naming the
+    Weights keep their saved dtype unless ``dtype`` is given; an mLSTM kernel that cannot run here
+    is replaced by ``auto`` (:func:`runnable_here`). Raises :class:`InputError` naming the
     folder when a file is missing or unreadable, or when the weights do not fit the config
     (missing, unexpected or differently shaped tensors).
     """
@@ -106,7 +123,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     missing_files = [name for name in (WEIGHTS_FILE, CONFIG_FILE) if not (path / name).is_file()]
     if missing_files:
         raise InputError(_not_a_checkpoint(path, missing_files))
-    config = load_model_config_file(path)
+    config = runnable_here(load_model_config_file(path))
     try:
         tensors = load_file(str(path / WEIGHTS_FILE), device="cpu")
     except (SafetensorError, OSError) as exc:

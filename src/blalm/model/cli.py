@@ -8,13 +8,26 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from blalm.config import load_config, to_dict
+from blalm.config import Origin, deep_merge, load_config, to_dict
 from blalm.model.config import ModelConfig
 
 
 def load_model_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> ModelConfig:
-    """``configs/model/*.toml`` (or the defaults) with ``key=value`` overrides."""
-    return load_config(ModelConfig, path, overrides)
+    """``configs/model/*.toml`` (or the defaults) with ``key=value`` overrides. A key may also be
+    written as in a training config, under ``model.`` (``model.short_conv=true`` = ``short_conv=true``)."""
+    return load_config(ModelConfig, path, overrides, prepare=_accept_model_prefix)
+
+
+def _accept_model_prefix(data: dict[str, Any], origin: Origin) -> dict[str, Any]:
+    inline = data.pop("model", None)
+    if inline is None:
+        return data
+    if not isinstance(inline, dict):
+        raise origin.error("model", f"'model' must be a table of model config keys, got {inline!r}",
+                           "give dotted keys, e.g. --set model.short_conv=true")
+    for key in [k for k in origin.overrides if k.startswith("model.")]:
+        origin.overrides[key.removeprefix("model.")] = origin.overrides.pop(key)
+    return deep_merge(data, inline)
 
 
 def model_summary(config: ModelConfig) -> dict[str, Any]:
@@ -85,7 +98,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     out = export_hf(args.checkpoint, args.out, tokenizer_dir=args.tokenizer)
     print(f"exported {args.checkpoint} to {out}; load it with "
-          f"AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
+          f"AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True) and "
+          f"AutoTokenizer.from_pretrained({str(out)!r}, trust_remote_code=True)")
     return 0
 
 
@@ -119,7 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "summary", help="parameter counts, layers, mixer and mechanisms of a model config",
         description="Build the model on the meta device (no memory) and print its parameter counts "
                     "(total, non-embedding), layers, mixer, mechanisms and head dim.")
-    add_config_args(summary, "model")
+    add_config_args(summary, "model", "--set short_conv=true, or as in a training config: --set model.short_conv=true")
     summary.add_argument("--json", action="store_true", help="print the summary as JSON (includes the full config)")
     summary.set_defaults(func=run_summary)
 

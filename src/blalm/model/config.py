@@ -58,8 +58,11 @@ class ModelConfig:
     #                                    residual dropout); 0 = off (the paper's models)
 
     # --- mLSTM mixer (xLSTM-7B style): kernel and gate initialisation ---
-    mlstm_kernel: str = "chunkwise"    # a name in the blalm.model.ops.mlstm registry ("parallel",
-    #                                    "chunkwise", "recurrent", ...); checked when the model is built
+    mlstm_kernel: str = "auto"         # a name in the blalm.model.ops.mlstm registry ("chunkwise",
+    #                                    "parallel", "recurrent", "triton", ...), checked when the model is
+    #                                    built: one that cannot run here is an error; "auto" = the best
+    #                                    that can where the model runs (triton on CUDA when the head sizes
+    #                                    fit, chunkwise elsewhere: the CPU runs what "chunkwise" runs)
     chunk_size: int = 64               # chunk length of the chunkwise kernel
     mlstm_eps: float = 1e-6            # epsilon of the mLSTM normaliser max(|n·q|, exp(-m)) + eps
     igate_bias_init: float = -10.0     # input-gate bias (xLSTM-7B: -10, i.e. i_t = exp(-10) at step 0)
@@ -115,7 +118,7 @@ class ModelConfig:
         check(self.fgate_bias_init_min <= self.fgate_bias_init_max,
               f"fgate_bias_init_min ({self.fgate_bias_init_min}) must be <= fgate_bias_init_max "
               f"({self.fgate_bias_init_max})")
-        check(bool(self.mlstm_kernel), "mlstm_kernel must name a kernel, e.g. 'chunkwise'")
+        check(bool(self.mlstm_kernel), "mlstm_kernel must name a kernel, e.g. 'auto' or 'chunkwise'")
         check(self.swa != "memory" or self.swa_memory_slots >= 1,
               f"swa = 'memory' needs swa_memory_slots >= 1, got {self.swa_memory_slots}")
         if self.mixer == "attention":

@@ -57,6 +57,17 @@ class DecoderLayer(nn.Module):
         x = x + self.dropout(self.mixer(self.mixer_norm(x), rope, cache=cache))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        return self.mixer.hidden_matrices() + self.ffn.hidden_matrices()
+
+
+@dataclass
+class ParameterGroups:
+    """The model's parameters as the optimizers take them (paper §5), each in exactly one list."""
+
+    matrices: list[nn.Parameter]   # the blocks' hidden projections: Muon
+    other: list[nn.Parameter]      # embedding, LM head, norms, biases, gates, conv, Hedgehog, memory, α: AdamW
+
 
 class BlalmForCausalLM(nn.Module):
     """Causal LM of the blalm decoder family (see the module docstring).
@@ -102,6 +113,14 @@ class BlalmForCausalLM(nn.Module):
             if module is not self and hasattr(module, "reset_parameters") and not isinstance(
                     module, (nn.Linear, nn.Embedding)):
                 module.reset_parameters()
+
+    def parameter_groups(self) -> ParameterGroups:
+        """Muon's matrices (every block's hidden projections, as each layer declares them) and the
+        rest, in ``parameters()`` order. The embedding and the LM head are matrices but not hidden
+        layers, so they are in ``other``."""
+        matrices = [p for layer in self.layers for p in layer.hidden_matrices()]
+        declared = {id(p) for p in matrices}
+        return ParameterGroups(matrices=matrices, other=[p for p in self.parameters() if id(p) not in declared])
 
     # -- forward -------------------------------------------------------------------------------
     def new_cache(self) -> DecodingCache:

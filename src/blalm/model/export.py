@@ -10,8 +10,15 @@
       tokenizer.json, tokenizer_config.json, ...
 
 ``AutoModelForCausalLM.from_pretrained(OUT, trust_remote_code=True)`` and
-``AutoTokenizer.from_pretrained(OUT)`` load it with transformers 4.51 (the BabyLM pipeline's pin)
-or 5.x, with no blalm installed.
+``AutoTokenizer.from_pretrained(OUT, trust_remote_code=True)`` (as the BabyLM pipeline calls them)
+load it with transformers 4.51 (the pipeline's pin) or 5.x, with no blalm installed, silently.
+The tokenizer is a plain ``PreTrainedTokenizerFast`` (``tokenizer_config.json`` names no custom
+code): ``PreTrainedTokenizerFast.from_pretrained(OUT)`` loads it without remote code in any version,
+and so does ``AutoTokenizer.from_pretrained(OUT)`` in 4.51. transformers 5.x's ``AutoTokenizer``
+reads ``config.json`` before the tokenizer's own files, and the config class of a ``blalm`` model
+is the exported code: without ``trust_remote_code`` it asks "[y/N]" (no file layout avoids that
+short of claiming another model type, which would let ``AutoModelForCausalLM`` load the weights
+into a wrong architecture without the flag).
 
 **One copy of the model code.** The two ``.py`` files are not maintained by hand: at export they
 are *bundled* from the very modules blalm runs (:data:`CONFIG_BUNDLE`, :data:`MODELING_BUNDLE`),

@@ -24,7 +24,7 @@ class BlalmConfig(PretrainedConfig):
 
     model_type = BLALM_MODEL_TYPE
     attribute_map = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads"}
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]   # the cache's old and new output names
 
     def __init__(self, **kwargs) -> None:
         defaults = ModelConfig()

@@ -3,8 +3,9 @@
 under ``model.``.
 
 - ``forward(input_ids, attention_mask=None, labels=None, past_key_values=None, use_cache=None)``
-  returns ``CausalLMOutputWithPast`` with ``.logits``, ``.loss`` (with labels) and, when caching,
-  ``.past_key_values``: a blalm :class:`~blalm.model.cache.DecodingCache` (recurrent mLSTM state,
+  (``cache=`` is the same as ``past_key_values=``) returns ``CausalLMOutputWithPast`` with
+  ``.logits``, ``.loss`` (with labels) and, when caching, the cache under the name the installed
+  transformers uses (``.cache`` from 5.2x, ``.past_key_values`` before): a blalm :class:`~blalm.model.cache.DecodingCache` (recurrent mLSTM state,
   SWA window, conv inputs or attention KV), not a Hugging Face ``Cache``. ``attention_mask``
   takes right padding (the BabyLM pipeline's default); left padding is refused.
 - ``generate()``: Hugging Face's loop with our cache. The model declines Hugging Face's default
@@ -18,7 +19,7 @@ This module is also copied into every exported model folder (``modeling_blalm.py
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,11 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 from blalm.model.cache import DecodingCache
 from blalm.model.decoder import BlalmForCausalLM
 from blalm.model.hf_config import BlalmConfig
+
+# transformers renamed the outputs' and generation's cache from ``past_key_values`` to ``cache``
+# (5.2x; the old name still works there but warns on every call). The model answers to both
+# names and returns its cache under the name the installed transformers uses.
+CACHE_FIELD = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
 
 
 class BlalmHFForCausalLM(PreTrainedModel, GenerationMixin):
@@ -70,8 +76,10 @@ class BlalmHFForCausalLM(PreTrainedModel, GenerationMixin):
         past_key_values: DecodingCache | None = None,
         use_cache: bool | None = None,
         return_dict: bool | None = None,
+        cache: DecodingCache | None = None,
         **kwargs,
     ) -> CausalLMOutputWithPast | tuple:
+        past_key_values = cache if cache is not None else past_key_values
         if kwargs.get("inputs_embeds") is not None:
             raise ValueError("blalm models take input_ids, not inputs_embeds")
         if input_ids is None:
@@ -92,12 +100,13 @@ class BlalmHFForCausalLM(PreTrainedModel, GenerationMixin):
                                  "generate padded prompts one at a time")
             mask = None
         out = self.model(input_ids, attention_mask=mask, labels=labels, cache=cache)
-        result = CausalLMOutputWithPast(loss=out.loss, logits=out.logits, past_key_values=cache)
+        result = CausalLMOutputWithPast(loss=out.loss, logits=out.logits, **{CACHE_FIELD: cache})
         return result.to_tuple() if return_dict is False else result
 
     def prepare_inputs_for_generation(self, input_ids: Tensor, past_key_values=None, attention_mask=None,
-                                      use_cache: bool = True, **kwargs) -> dict:
-        cache = past_key_values if isinstance(past_key_values, DecodingCache) else None
+                                      use_cache: bool = True, cache=None, **kwargs) -> dict:
+        given = cache if cache is not None else past_key_values
+        cache = given if isinstance(given, DecodingCache) else None
         if cache is not None and use_cache:
             input_ids = input_ids[:, cache.seen_tokens:]
         return {"input_ids": input_ids, "attention_mask": attention_mask, "past_key_values": cache,

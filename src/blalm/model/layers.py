@@ -72,6 +72,10 @@ class SwiGLU(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        """The 2-D weights of hidden projections (Muon's share, see blalm.train.optim)."""
+        return [self.gate_proj.weight, self.up_proj.weight, self.down_proj.weight]
+
 
 # ----------------------------------------------------------------------------------------------
 # RoPE
@@ -132,6 +136,10 @@ class CausalSelfAttention(nn.Module):
         self.o_proj = nn.Linear(hidden_size, hidden_size, bias=False)
         self.q_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
         self.k_norm = RMSNorm(self.head_dim, norm_eps) if qk_norm else None
+
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        """The 2-D weights of hidden projections (Muon's share): q, k, v and o (not the q/k norms)."""
+        return [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight, self.o_proj.weight]
 
     def forward(self, x: Tensor, rope: RopeTables, key_padding_mask: Tensor | None = None,
                 cache: AttentionCache | None = None) -> Tensor:

@@ -37,8 +37,6 @@ Decisions (the paper does not state them):
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 from torch import Tensor, nn
 
@@ -56,7 +54,20 @@ from blalm.model.layers import (
     sliding_window_attention_with_past,
     split_heads,
 )
-from blalm.model.ops.mlstm import get_mlstm_kernel, mlstm_chunkwise, mlstm_step
+from blalm.model.ops.mlstm import AUTO_KERNEL, MLSTMKernel, decoding_kernels, mlstm_kernel_spec, resolve_mlstm_kernel
+
+
+def kernel_head_dims(config: ModelConfig) -> tuple[int, int]:
+    """The q/k and v head sizes the mLSTM kernel sees (Hedgehog doubles q and k)."""
+    return (2 * config.head_dim if config.hedgehog else config.head_dim), config.head_dim
+
+
+def kernel_problem(config: ModelConfig) -> str:
+    """Why ``config.mlstm_kernel`` can run this model on no device of this machine ("" when it can;
+    always "" for ``auto``). ConfigError for an unknown kernel name."""
+    if config.mlstm_kernel == AUTO_KERNEL:
+        return ""
+    return mlstm_kernel_spec(config.mlstm_kernel).unfit_here(*kernel_head_dims(config))
 
 
 class MLSTMMixer(nn.Module):
@@ -96,15 +107,47 @@ class MLSTMMixer(nn.Module):
         self.gate_soft_cap = config.gate_soft_cap
         self.mlstm_eps = config.mlstm_eps
         self.kernel_name = config.mlstm_kernel
-        try:
-            self.kernel = get_mlstm_kernel(config.mlstm_kernel)
-        except ConfigError as exc:
-            raise ConfigError(f"mlstm_kernel = {config.mlstm_kernel!r}: {exc}") from None
         self.chunk_size = config.chunk_size
-        self.kernel_options: dict = {}
-        if "chunk_size" in inspect.signature(self.kernel).parameters:
-            self.kernel_options["chunk_size"] = config.chunk_size
+        self._kernels = self._kernel_table(config)
         self._config = config
+
+    def _kernel_table(self, config: ModelConfig) -> dict[tuple[str, bool], MLSTMKernel | str]:
+        """The kernel of each (device type, float64) this layer may run on, or why the configured
+        kernel cannot run there, decided once at build time by the registry. A named kernel that
+        can run on no device of this machine, or not at these head sizes, is a ConfigError here."""
+        dk, dv = kernel_head_dims(config)
+        name = config.mlstm_kernel
+        try:
+            problem = kernel_problem(config)
+        except ConfigError as exc:          # an unknown name
+            raise ConfigError(f"mlstm_kernel = {name!r}: {exc}") from None
+        if problem:
+            raise ConfigError(f"mlstm_kernel = {name!r} cannot run this model here: {problem}; use "
+                              f"mlstm_kernel = 'auto' (the best kernel that can) or 'chunkwise'")
+        table: dict[tuple[str, bool], MLSTMKernel | str] = {}
+        for device_type in ("cpu", "cuda"):
+            for float64 in (False, True):
+                try:
+                    table[device_type, float64] = resolve_mlstm_kernel(name, device_type, dk, dv, float64)
+                except ConfigError as exc:
+                    table[device_type, float64] = str(exc)
+        return table
+
+    def kernel_for(self, device_type: str, float64: bool = False) -> MLSTMKernel:
+        """The kernel this layer runs (without a decoding cache) on ``device_type``; ConfigError
+        when the configured kernel cannot run there (never another kernel in its place)."""
+        entry = self._kernels.get((device_type, float64))
+        if entry is None:
+            raise ConfigError(f"mlstm_kernel = {self.kernel_name!r}: no kernel for {device_type} tensors")
+        if isinstance(entry, str):
+            raise ConfigError(entry)
+        return entry
+
+    def hidden_matrices(self) -> list[nn.Parameter]:
+        """The 2-D weights of hidden projections (Muon's share): q, k, v, the output gate and the out
+        projection. Not the input and forget gates: their ``(heads, hidden)`` weights make one scalar
+        per head, read as gates; nor the conv kernels, Hedgehog maps, memory slots or α."""
+        return [self.q_proj.weight, self.k_proj.weight, self.v_proj.weight, self.ogate.weight, self.out_proj.weight]
 
     def reset_parameters(self) -> None:
         """Gate and mechanism init (the decoder has already drawn every Linear weight)."""
@@ -143,9 +186,9 @@ class MLSTMMixer(nn.Module):
 
         ``cache`` (decoding): what the tokens before ``x`` left behind — the kernel's state, the
         last ``conv_kernel - 1`` conv inputs, the last ``swa_window - 1`` rotated keys/values —
-        updated in place. One new token runs :func:`mlstm_step`; several (the prompt) run
-        :func:`mlstm_chunkwise` from the cached state and keep its last state (whatever the
-        training kernel: the GPU kernels need not support states).
+        updated in place. One new token runs the registry's step form (:func:`mlstm_step`); several
+        (the prompt) run its prefill kernel (:func:`mlstm_chunkwise`) from the cached state and keep
+        its last state (whatever the training kernel: the GPU kernels need not support states).
         """
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
         if self.conv_q is not None:
@@ -162,14 +205,18 @@ class MLSTMMixer(nn.Module):
         if self.hedgehog_q is not None:
             q_mix, k_mix = self.hedgehog_q(q), self.hedgehog_k(k)
         if cache is None:
-            h = self.kernel(q_mix, k_mix, v, i_pre, f_pre, eps=self.mlstm_eps, **self.kernel_options)
+            kernel = self.kernel_for(q_mix.device.type, q_mix.dtype == torch.float64)
+            options = {"chunk_size": self.chunk_size} if kernel.chunk_size else {}
+            h = kernel.fn(q_mix, k_mix, v, i_pre, f_pre, eps=self.mlstm_eps, **options)
         elif x.shape[1] == 1:
-            h, cache.state = mlstm_step(q_mix[:, :, 0], k_mix[:, :, 0], v[:, :, 0], i_pre[:, :, 0], f_pre[:, :, 0],
-                                        cache.state, eps=self.mlstm_eps)
+            _, step = decoding_kernels()
+            h, cache.state = step(q_mix[:, :, 0], k_mix[:, :, 0], v[:, :, 0], i_pre[:, :, 0], f_pre[:, :, 0],
+                                  cache.state, eps=self.mlstm_eps)
             h = h.unsqueeze(2)
-        else:   # a prompt: the chunkwise form, which every device runs and which returns its last state
-            h, cache.state = mlstm_chunkwise(q_mix, k_mix, v, i_pre, f_pre, initial_state=cache.state,
-                                             return_last_state=True, eps=self.mlstm_eps, chunk_size=self.chunk_size)
+        else:   # a prompt: the registry's prefill kernel (chunkwise), which every device runs
+            prefill, _ = decoding_kernels()
+            h, cache.state = prefill.fn(q_mix, k_mix, v, i_pre, f_pre, initial_state=cache.state,
+                                        return_last_state=True, eps=self.mlstm_eps, chunk_size=self.chunk_size)
         h = self.head_norm(h)
 
         if self.swa != "none":

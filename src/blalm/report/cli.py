@@ -8,6 +8,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from blalm.cli import add_eval_data_arg
+
     p = subparsers.add_parser(
         "report", help="write report.md (our numbers beside the paper's) and PNG plots for sweep or run folders",
         description="Read DIR... (a 'blalm sweep' folder, a 'blalm train' run folder scored with 'blalm eval "
@@ -19,9 +21,8 @@ def register(subparsers) -> None:
     p.add_argument("dirs", nargs="+", type=Path, metavar="DIR", help="sweep folders, run folders, or folders of runs")
     p.add_argument("--out", required=True, type=Path, metavar="REPORT_DIR",
                    help="folder for report.md and the PNG files (created if missing; files there are replaced)")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
-                   help="the evaluation data folder (its fast_eval/blimp_fast gives BLiMP's phenomena) when the "
-                        "path recorded in results.json is not readable here")
+    add_eval_data_arg(p, "the evaluation data folder (its fast_eval/blimp_fast gives BLiMP's phenomena) when the "
+                         "path recorded in results.json is not readable here")
     p.add_argument("--quiet", action="store_true", help="print only where the report is")
     p.set_defaults(func=run_report_cli)
 
@@ -30,6 +31,6 @@ def run_report_cli(args: argparse.Namespace) -> int:
     from blalm.report.report import write_report
 
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
-    path = write_report(args.dirs, args.out, eval_data_dir=args.data_dir, log=log)
+    path = write_report(args.dirs, args.out, eval_data_dir=args.eval_data, log=log)
     print(f"wrote {path}")
     return 0

@@ -7,6 +7,8 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from blalm.cli import DeprecatedAlias, add_optional_config_args
+
     parser = subparsers.add_parser(
         "tokenizer",
         help="train the byte-level BPE tokenizer on a corpus (train.txt only)",
@@ -19,21 +21,30 @@ def register(subparsers) -> None:
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder for the tokenizer; built beside it and renamed into place, "
                              "replacing a previous tokenizer there only once training succeeded")
-    parser.add_argument("--vocab-size", type=int, default=15000, metavar="N",
+    add_optional_config_args(parser, "tokenizer", "configs/tokenizer/bpe_15k.toml")
+    parser.add_argument("--vocab-size", type=int, default=None, metavar="N",
                         help="vocabulary size including the 256 byte symbols and 3 special tokens "
                              "(at least 259; default 15000 as in the paper)")
-    parser.add_argument("--min-frequency", type=int, default=2, metavar="N",
+    parser.add_argument("--min-frequency", type=int, default=None, metavar="N",
                         help="merge only pairs seen at least N times in train.txt (default 2)")
-    parser.add_argument("--no-progress", dest="show_progress", action="store_false",
-                        help="do not show the trainer's progress bars")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--no-progress", dest="quiet", action=DeprecatedAlias, nargs=0, new_name="--quiet",
+                        help="deprecated name of --quiet")
     parser.set_defaults(func=run_tokenizer)
 
 
 def run_tokenizer(args: argparse.Namespace) -> int:
+    from blalm.cli import given_options
+    from blalm.config import load_config
+    from blalm.tokenizer.config import TokenizerConfig
     from blalm.tokenizer.train import REPORT_FILE, train_tokenizer
 
-    report = train_tokenizer(args.corpus_dir, args.out, vocab_size=args.vocab_size,
-                             min_frequency=args.min_frequency, show_progress=args.show_progress)
+    options = given_options(args, {"vocab_size": "vocab_size", "min_frequency": "min_frequency"})
+    if args.quiet:
+        options["progress"] = ("--quiet", False)
+    cfg = load_config(TokenizerConfig, args.config, args.overrides, options=options)
+    report = train_tokenizer(args.corpus_dir, args.out, vocab_size=cfg.vocab_size,
+                             min_frequency=cfg.min_frequency, show_progress=cfg.progress)
     print(f"tokenizer: vocab size {report['vocab_size']}"
           + (f" (asked {report['vocab_size_requested']}: train.txt has too few frequent pairs for more)"
              if report["vocab_size"] < report["vocab_size_requested"] else ""))

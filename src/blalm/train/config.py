@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from blalm.config import check, deep_merge, from_dict, parse_override, read_toml, set_dotted, to_dict
+from blalm.config import Origin, check, deep_merge, load_config, read_toml, to_dict
 from blalm.errors import ConfigError
 from blalm.model.config import ModelConfig
 from blalm.runinfo import REPO_ROOT
@@ -159,22 +159,24 @@ def load_train_config(path: str | Path | None = None, overrides: Sequence[str] =
     ``--set model_config=...`` and ``--set model.hidden_size=...`` both work: overrides are applied
     before the model file is merged, and ``[model]`` keys win over the file's.
     """
-    data: dict[str, Any] = read_toml(Path(path)) if path is not None else {}
-    for item in overrides:
-        key, value = parse_override(item)
-        set_dotted(data, key, value)
-    where = str(path) if path is not None else "config"
+    return load_config(TrainConfig, path, overrides, prepare=_merge_model_config)
+
+
+def _merge_model_config(data: dict[str, Any], origin: Origin) -> dict[str, Any]:
+    """Read the file ``model_config`` names under the ``[model]`` table (whose keys win)."""
     model_path = data.get("model_config")
-    if model_path is not None:
-        if not isinstance(model_path, str):
-            raise ConfigError(f"{where}: bad value for 'model_config': expected a path string, got {model_path!r}")
-        resolved = resolve_model_config_path(Path(model_path), where)
-        data["model_config"] = str(resolved)
-        inline = data.get("model", {})
-        if not isinstance(inline, dict):
-            raise ConfigError(f"{where}: 'model' must be a table of model config keys, got {inline!r}")
-        data["model"] = deep_merge(read_toml(resolved), inline)
-    return from_dict(TrainConfig, data, where=where)
+    if model_path is None:
+        return data
+    if not isinstance(model_path, str):
+        raise origin.error("model_config", f"bad value for 'model_config': expected a path string, got {model_path!r}")
+    resolved = resolve_model_config_path(Path(model_path), origin.under("model_config"))
+    data["model_config"] = str(resolved)
+    inline = data.get("model", {})
+    if not isinstance(inline, dict):
+        raise origin.error("model", f"'model' must be a table of model config keys, got {inline!r}",
+                           "give dotted keys, e.g. --set model.hidden_size=64")
+    data["model"] = deep_merge(read_toml(resolved), inline)
+    return data
 
 
 def resolve_model_config_path(path: Path, where: str = "config") -> Path:

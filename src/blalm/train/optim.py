@@ -1,8 +1,10 @@
 """Optimizers and the learning-rate schedule (paper §5).
 
-**The split** (``optimizer = "muon"``): ``torch.optim.Muon`` takes the 2-D weight matrices of
-the decoder blocks: the mixers' q/k/v, output-gate and output projections (attention's q/k/v/o)
-and the SwiGLU FFN's gate/up/down projections. AdamW takes everything else: the token
+**The split** (``optimizer = "muon"``) is declared by the model (``model.parameter_groups()``:
+each block lists its hidden matrices), not read from parameter names. ``torch.optim.Muon``
+takes the 2-D weight matrices of the decoder blocks: the mixers' q/k/v, output-gate and output
+projections (attention's q/k/v/o) and the SwiGLU FFN's gate/up/down projections. AdamW takes
+everything else: the token
 embedding and the LM head (matrices, but not hidden-layer ones: Muon is for hidden layers),
 RMSNorm weights, biases, the mLSTM's input and forget gates (one scalar per head: their
 ``(heads, hidden)`` weights are read as gates, not as hidden projections), the short
@@ -35,9 +37,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from blalm.errors import BlalmError
 from blalm.train.config import TrainConfig
 
-SCALAR_GATES = ("igate", "fgate")   # per-head scalar gate projections (mLSTM input/forget gates)
 
 
 def newton_schulz_batched(updates: torch.Tensor, coefficients: tuple[float, float, float], steps: int,
@@ -155,27 +157,59 @@ class ParamSplit:
         return "optimizer split:\n" + "\n".join(lines)
 
 
-def is_block_matrix(name: str, param: torch.Tensor) -> bool:
-    """True for a 2-D weight of a decoder block that is a hidden projection (Muon's share)."""
-    if param.ndim != 2 or not name.startswith("layers."):
-        return False
-    module_path = name.rsplit(".", 1)[0]
-    return module_path.rsplit(".", 1)[-1] not in SCALAR_GATES
+def muon_matrices(model: nn.Module) -> list[nn.Parameter]:
+    """The matrices the model declares for Muon (``model.parameter_groups().matrices``), checked:
+    2-D parameters of the model, each once, and with ``other`` every parameter exactly once."""
+    declare = getattr(model, "parameter_groups", None)
+    if declare is None:
+        raise BlalmError(f"optimizer = 'muon' needs a model that declares its hidden matrices "
+                         f"(parameter_groups()); {type(model).__name__} does not: use optimizer = 'adamw'")
+    groups = declare()
+    names = {id(p): n for n, p in model.named_parameters()}
+    counts: dict[int, int] = {}
+    for param in groups.matrices + groups.other:
+        counts[id(param)] = counts.get(id(param), 0) + 1
+    problems = [f"{names.get(i, '<not a parameter of the model>')} is declared {c} times"
+                for i, c in counts.items() if c != 1 or i not in names]
+    problems += [f"{n} is declared in no group" for i, n in names.items() if i not in counts]
+    problems += [f"{names.get(id(p), '?')} is {p.ndim}-D, not a matrix" for p in groups.matrices if p.ndim != 2]
+    if problems:
+        raise RuntimeError(f"{type(model).__name__}.parameter_groups() is wrong: {'; '.join(problems[:5])}")
+    return groups.matrices
 
 
 def split_parameters(model: nn.Module, optimizer: str = "muon") -> ParamSplit:
-    """Put every trainable parameter of ``model`` in exactly one group (see the module docstring)."""
+    """Put every trainable parameter of ``model`` in exactly one group (see the module docstring),
+    in ``named_parameters()`` order: Muon the model's declared matrices, AdamW the rest (weight
+    decay on its 2-D ones)."""
+    muon = {id(p) for p in muon_matrices(model)} if optimizer == "muon" else set()
     split = ParamSplit()
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if optimizer == "muon" and is_block_matrix(name, param):
+        if id(param) in muon:
             split.muon.append((name, param))
         elif param.ndim == 2:
             split.adamw_decay.append((name, param))
         else:
             split.adamw_no_decay.append((name, param))
     return split
+
+
+def check_every_parameter_once(model: nn.Module, optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """Every trainable parameter of ``model`` is in exactly one group of one optimizer, and the
+    optimizers hold nothing else (RuntimeError naming what is wrong)."""
+    names = {id(p): n for n, p in model.named_parameters() if p.requires_grad}
+    held: dict[int, list[str]] = {}
+    for opt_name, opt in optimizers.items():
+        for index, group in enumerate(opt.param_groups):
+            for p in group["params"]:
+                held.setdefault(id(p), []).append(f"{opt_name}[{index}]")
+    problems = [f"{n} is in no optimizer group" for i, n in names.items() if i not in held]
+    problems += [f"{names.get(i, 'a tensor that is not a trainable parameter')} is in {', '.join(where)}"
+                 for i, where in held.items() if len(where) > 1 or i not in names]
+    if problems:
+        raise RuntimeError(f"the optimizer groups do not hold every parameter once: {'; '.join(problems[:5])}")
 
 
 def build_optimizers(model: nn.Module, cfg: TrainConfig, fused: bool = False
@@ -199,6 +233,7 @@ def build_optimizers(model: nn.Module, cfg: TrainConfig, fused: bool = False
     extra = {"fused": True} if fused else {}
     optimizers["adamw"] = torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.adam_beta1, cfg.adam_beta2),
                                             eps=cfg.adam_eps, **extra)
+    check_every_parameter_once(model, optimizers)
     return optimizers, split
 
 

@@ -13,14 +13,24 @@ from blalm.model.ops.mlstm.common import MLSTMState
 from blalm.model.ops.mlstm.parallel import mlstm_parallel
 from blalm.model.ops.mlstm.recurrent import mlstm_recurrent, mlstm_step
 from blalm.model.ops.mlstm.registry import (
+    AUTO_KERNEL,
+    MLSTMKernel,
     available_mlstm_kernels,
+    decoding_kernels,
     get_mlstm_kernel,
+    mlstm_kernel_spec,
     register_mlstm_kernel,
+    resolve_mlstm_kernel,
 )
 from blalm.model.ops.mlstm import backends  # noqa: E402,F401  (registers parallel_compiled, triton)
 
 __all__ = [
+    "AUTO_KERNEL",
+    "MLSTMKernel",
     "MLSTMState",
+    "decoding_kernels",
+    "mlstm_kernel_spec",
+    "resolve_mlstm_kernel",
     "available_mlstm_kernels",
     "get_mlstm_kernel",
     "mlstm_chunkwise",

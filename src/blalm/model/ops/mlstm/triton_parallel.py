@@ -20,7 +20,8 @@ matter slightly) are O(S) PyTorch around the kernels. The result is the exact gr
 reference, not the "normaliser treated as constant" shortcut some kernels take.
 
 Training-only: no initial or last state (decoding and prefill use the chunkwise and step forms).
-Head dims must be powers of two ≥ 16; other shapes fall back to the chunkwise form.
+Head dims must be powers of two ≥ 16. What it cannot run is refused (ValueError), and declared in
+its registry entry (blalm.model.ops.mlstm.backends), so the model refuses it at build time.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from blalm.model.ops.mlstm.chunkwise import mlstm_chunkwise
 from blalm.model.ops.mlstm.common import check_sequence_inputs, default_scale
 
 
@@ -273,12 +273,15 @@ class _MLSTMParallelTriton(torch.autograd.Function):
 def mlstm_parallel_triton(q: Tensor, k: Tensor, v: Tensor, i_pre: Tensor, f_pre: Tensor, *,
                           initial_state=None, return_last_state: bool = False, eps: float = 1e-6,
                           scale: float | None = None):
-    """The registry's ``triton`` kernel (same signature as the other forms; CUDA tensors)."""
+    """The registry's ``triton`` kernel (same signature as the other forms; CUDA tensors, no states).
+    What it cannot run (see its registry entry) is a ValueError, never a silent other kernel."""
     check_sequence_inputs(q, k, v, i_pre, f_pre)
     dk, dv = q.shape[-1], v.shape[-1]
-    usable = (q.is_cuda and initial_state is None and not return_last_state
-              and all(d >= 16 and d & (d - 1) == 0 for d in (dk, dv)) and q.dtype != torch.float64)
-    if not usable:
-        return mlstm_chunkwise(q, k, v, i_pre, f_pre, initial_state=initial_state,
-                               return_last_state=return_last_state, eps=eps, scale=scale)
+    if initial_state is not None or return_last_state:
+        raise ValueError("the triton mLSTM kernel takes no initial state and returns none (training only); "
+                         "prefill a decoding cache with the chunkwise kernel")
+    if not q.is_cuda or q.dtype == torch.float64:
+        raise ValueError(f"the triton mLSTM kernel runs float32/bf16/fp16 CUDA tensors; got {q.dtype} on {q.device}")
+    if not all(d >= 16 and d & (d - 1) == 0 for d in (dk, dv)):
+        raise ValueError(f"the triton mLSTM kernel needs head sizes that are powers of two >= 16; got {dk}/{dv}")
     return _MLSTMParallelTriton.apply(q, k, v, i_pre, f_pre, default_scale(scale, dk), eps)
