@@ -374,7 +374,7 @@ def test_killed_submit_resumes_to_the_identical_result(submission, submit_run, s
     out, _ = submission
     resumed = tmp_path / "sub"
     cmd = [sys.executable, "-m", "blalm.cli", "submit", str(submit_run), "--out", str(resumed), "--name", NAME,
-           "--data-dir", str(submit_eval), "--device", "cpu", "--glue", str(out / "work/glue")]
+           "--eval-data", str(submit_eval), "--device", "cpu", "--glue", str(out / "work/glue")]
     cmd += [a for f in FINETUNE for a in ("--finetune-set", f)]
     for kill in ("submit_piece@21", None):   # mid-way: 10 revisions and a half done
         env = {**os.environ, **({"BLALM_TRAIN_FAULT": kill} if kill else {})}

@@ -42,11 +42,12 @@ def register(subparsers) -> None:
     p.add_argument("--main", default="final", metavar="CKPT",
                    help="the checkpoint on main: final (default: the last one), best (the best by the paper's "
                         "average in RUN_DIR/eval/summary.json, from 'blalm eval RUN_DIR') or a checkpoint name")
-    p.add_argument("--data-dir", type=Path, default=None, metavar="PATH",
-                   help="evaluation data folder (fast_eval/, full_eval/, aoa/); default $BLALM_DATA_DIR/eval, "
-                        "else ../shared/data/eval")
+    from blalm.cli import add_eval_data_arg
+
+    add_eval_data_arg(p, "evaluation data folder (fast_eval/, full_eval/, aoa/); default $BLALM_DATA_DIR/eval, "
+                         "else ../shared/data/eval")
     p.add_argument("--glue-data", type=Path, default=None, metavar="PATH",
-                   help="folder with {task}.train.jsonl and {task}.valid.jsonl (default DATA_DIR/full_eval/"
+                   help="folder with {task}.train.jsonl and {task}.valid.jsonl (default EVAL_DATA/full_eval/"
                         "glue_filtered; BoolQ needs a boolq.train.jsonl there)")
     p.add_argument("--glue", type=Path, default=None, metavar="DIR",
                    help="an earlier 'blalm finetune' --out folder of the main checkpoint whose tasks are reused "
@@ -54,7 +55,7 @@ def register(subparsers) -> None:
     p.add_argument("--finetune-set", dest="finetune", action="append", default=[], metavar="KEY=VALUE",
                    help="a 'blalm finetune' setting (e.g. max_train=64, epochs=1 for a CPU demo); repeatable")
     p.add_argument("--aoa-words", type=Path, default=None, metavar="FILE",
-                   help="the official AoA word file cdi_childes.json (default: DATA_DIR/full_eval/aoa/"
+                   help="the official AoA word file cdi_childes.json (default: EVAL_DATA/full_eval/aoa/"
                         "cdi_childes.json when there); without it AoA's surprisal.json is missing")
     p.add_argument("--batch-size", type=int, default=1024, metavar="N",
                    help="most sequences per forward pass when scoring (default 1024, as blalm eval; batches are packed to its token budget)")
@@ -72,7 +73,7 @@ def config_from_args(args: argparse.Namespace):
 
     data = {"main": args.main, "finetune": list(args.finetune), "batch_size": args.batch_size,
             "device": args.device, "precision": args.precision, "progress": not args.quiet}
-    for key, value in (("track", args.track), ("name", args.name), ("data_dir", args.data_dir),
+    for key, value in (("track", args.track), ("name", args.name), ("data_dir", args.eval_data),
                        ("glue_data", args.glue_data), ("glue_results", args.glue), ("aoa_words", args.aoa_words)):
         if value is not None:
             data[key] = str(value)
