@@ -79,6 +79,7 @@ class SourceConfig:
     text_field: str = "text"      # jsonl: field holding the text
     id_field: str = "id"          # jsonl: field holding the document id (line number when absent)
     lines_per_document: int = 1000  # babylm: consecutive lines grouped into one document
+    sample_docs: float = 1.0      # read only this seeded fraction of the documents (a source far larger than its share)
     licence: str = ""             # the text's licence, for the manifest; "" = known for the shared data's files
     drop_overlap_with: str = ""   # childes: drop transcripts that the named (childes) source also holds
     filters: FilterConfig = field(default_factory=FilterConfig)
@@ -86,6 +87,7 @@ class SourceConfig:
     def validate(self) -> None:
         check(self.share >= 0, f"share must be >= 0, got {self.share}")
         check(self.lines_per_document >= 1, f"lines_per_document must be >= 1, got {self.lines_per_document}")
+        check(0 < self.sample_docs <= 1, f"sample_docs must be in (0, 1], got {self.sample_docs}")
         check(not self.drop_overlap_with or self.kind == "childes",
               f"drop_overlap_with is for kind 'childes' sources (transcripts), not {self.kind!r}")
 

@@ -223,7 +223,8 @@ def _spool_source(name: str, src: SourceConfig, cfg: CorpusConfig, data_dir: Pat
 
         def documents(drops: Counter) -> Iterator[Document]:
             return iter_documents(paths, src.format, text_field=src.text_field, id_field=src.id_field,
-                                  lines_per_document=src.lines_per_document, on_error=cfg.on_error, drops=drops)
+                                  lines_per_document=src.lines_per_document, on_error=cfg.on_error, drops=drops,
+                                  sample=src.sample_docs, sample_seed=f"{cfg.seed}:{name}")
 
         if process.needs_prepare:
             process.prepare(documents(Counter()))

@@ -89,7 +89,13 @@ def is_chat_header(line: str) -> bool:
     return _HEADER.match(line) is not None
 
 
+_PLAIN_TOKEN = re.compile(r"[A-Za-z']+|[.,?!]")   # a word or a punctuation token: nothing to clean
+_LENGTHENING = re.compile(r"(?<=\w):+")
+
+
 def _clean_token(tok: str) -> str:
+    if _PLAIN_TOKEN.fullmatch(tok):
+        return "" if tok.lower() in _UNINTELLIGIBLE else tok
     if tok.startswith("&"):
         return ""                                   # &-uh, &+fr, &=laughs
     if tok.startswith("+") and not _HAS_WORD.search(tok):
@@ -101,7 +107,7 @@ def _clean_token(tok: str) -> str:
     tok = _FORM_MARKER.sub("", tok)                 # doggie@f, a@l, hola@s:spa
     tok = _CA_SYMBOLS.sub("", tok)
     tok = tok.replace("(", "").replace(")", "")     # (be)cause -> because
-    tok = re.sub(r"(?<=\w):+", "", tok)             # lengthening no: -> no
+    tok = _LENGTHENING.sub("", tok)                 # lengthening no: -> no
     if tok.lower().strip(".,?!") in _UNINTELLIGIBLE:
         return ""
     tok = tok.replace("+", " ").replace("_", " ")   # woof+woof, hoo_hoo
@@ -110,15 +116,17 @@ def _clean_token(tok: str) -> str:
 
 def clean_chat(utterance: str) -> str:
     """Remove CHAT markup from one utterance (tag already removed); ``""`` when no word is left."""
-    s = _BULLET.sub(" ", utterance)
-    for _ in range(10):                             # nested / repeated codes: apply until stable
-        new = _REPLACEMENT.sub(lambda m: " " + m.group(1) + " ", s)
-        new = _RETRACE.sub(" ", new)
-        if new == s:
-            break
-        s = new
-    s = _ANY_CODE.sub(" ", s)
-    s = s.replace("<", " ").replace(">", " ")
+    s = _BULLET.sub(" ", utterance) if "\x15" in utterance else utterance
+    if "[" in s:
+        for _ in range(10):                         # nested / repeated codes: apply until stable
+            new = _REPLACEMENT.sub(lambda m: " " + m.group(1) + " ", s)
+            new = _RETRACE.sub(" ", new)
+            if new == s:
+                break
+            s = new
+        s = _ANY_CODE.sub(" ", s)
+    if "<" in s or ">" in s:
+        s = s.replace("<", " ").replace(">", " ")
     out = collapse_spaces(" ".join(_clean_token(t) for t in s.split()))
     return out if _HAS_WORD.search(out) else ""
 
@@ -263,6 +271,12 @@ class FingerprintIndex:
             return []
         lo = np.searchsorted(self.keys, fp, side="left")
         hi = np.searchsorted(self.keys, fp, side="right")
-        hits = np.concatenate([self.owners[a:b] for a, b in zip(lo, hi) if b > a] or [np.zeros(0, int)])
-        candidates = np.unique(hits)
-        return [int(j) for j in candidates if fingerprint_overlap(fp, self.fingerprints[j])]
+        counts = hi - lo
+        if not counts.any():
+            return []
+        # the positions lo..hi-1 of every key, flattened: the owners of fp's keys in the index
+        positions = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        owners, shared = np.unique(self.owners[positions], return_counts=True)
+        sizes = np.array([len(self.fingerprints[j]) for j in owners])
+        same = (shared >= OVERLAP_MIN_SHARED) & (shared >= OVERLAP_MIN_CONTAINMENT * np.minimum(sizes, len(fp)))
+        return [int(j) for j in owners[same]]

@@ -137,10 +137,11 @@ def _fold(word: str) -> str:
 
 
 def _is_caps_word(token: str) -> bool:
-    cased = [c for c in token if c.lower() != c.upper()]
-    return len(cased) >= 2 and all(c.isupper() for c in cased)
+    """Two or more cased letters, all capitals."""
+    return token.isupper() and sum(map(str.isupper, token)) >= 2
 
 
+_TWO_CAPITALS = re.compile(r"(?:[A-Z]|[^\x00-\x7f]){2}")
 _WORD_IN_TOKEN = re.compile(r"[^\W\d_]+(?:['’\-.][^\W\d_]+)*")
 
 
@@ -169,6 +170,8 @@ def restore_title_case(paragraph: str, title: str) -> str:
     capitals that the title lacks (``SFBRA``) is an acronym and stays. Words of a title written in
     capitals itself (``&PROUD``) stay as they are.
     """
+    if not _TWO_CAPITALS.search(paragraph):
+        return paragraph                    # no word in capitals (fast path)
     title_words = _WORD_IN_TOKEN.findall(title)
     title_forms: dict[str, str] = {}
     for word in title_words:
