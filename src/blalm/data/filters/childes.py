@@ -147,7 +147,7 @@ class Participant:
     age_months: float | None  # ``2;06.15`` -> 30.5; None when not given
 
 
-_AGE = re.compile(r"^\s*(\d+);(\d{1,2})?(?:\.(\d{1,2}))?\s*$")
+_AGE = re.compile(r"^\s*(\d+);(\d{1,2})?(?:\.(\d{1,2})?)?\s*$")
 _ID_LINE = re.compile(r"^@ID:\s*(.*)$")
 
 
@@ -240,14 +240,14 @@ def transcript_fingerprint(text: str) -> np.ndarray:
 
 
 OVERLAP_MIN_SHARED = 5
-OVERLAP_MIN_CONTAINMENT = 0.3
+OVERLAP_MIN_CONTAINMENT = 0.4
 
 
 def fingerprint_overlap(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two fingerprints are the same transcript: at least ``OVERLAP_MIN_SHARED`` shared
     utterances, and at least ``OVERLAP_MIN_CONTAINMENT`` of the smaller one's utterances shared.
-    (On the two CHILDES sources the share is bimodal: under 0.3 for different transcripts of the
-    same children, 0.6-1.0 for the same transcript; see docs/results/data.md.)"""
+    (On the two CHILDES sources the best share of each childes-db transcript is bimodal: under 0.3
+    for a different transcript, 0.5-1.0 for the same one, none in between; docs/results/data.md.)"""
     if not len(a) or not len(b):
         return False
     shared = len(np.intersect1d(a, b, assume_unique=True))
@@ -266,17 +266,25 @@ class FingerprintIndex:
         order = np.argsort(keys, kind="stable")
         self.keys, self.owners = keys[order], owners[order]
 
-    def matches(self, fp: np.ndarray) -> list[int]:
+    def shared(self, fp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(owners, counts)``: the transcripts sharing keys with ``fp``, and how many each."""
         if not len(fp) or not len(self.keys):
-            return []
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         lo = np.searchsorted(self.keys, fp, side="left")
         hi = np.searchsorted(self.keys, fp, side="right")
         counts = hi - lo
-        if not counts.any():
-            return []
         # the positions lo..hi-1 of every key, flattened: the owners of fp's keys in the index
         positions = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        owners, shared = np.unique(self.owners[positions], return_counts=True)
+        return np.unique(self.owners[positions], return_counts=True)
+
+    def share(self, fp: np.ndarray, owner: int, shared: int) -> float:
+        """The share of the smaller of ``fp`` and transcript ``owner`` that the two share."""
+        return shared / max(1, min(len(fp), len(self.fingerprints[owner])))
+
+    def matches(self, fp: np.ndarray) -> list[int]:
+        owners, shared = self.shared(fp)
+        if not len(owners):
+            return []
         sizes = np.array([len(self.fingerprints[j]) for j in owners])
         same = (shared >= OVERLAP_MIN_SHARED) & (shared >= OVERLAP_MIN_CONTAINMENT * np.minimum(sizes, len(fp)))
         return [int(j) for j in owners[same]]
