@@ -17,10 +17,11 @@ The flow, one source at a time (memory stays flat whatever the sources' size):
    names its licence (``licences``) and, for CHILDES, the training words by speaker role, by the
    target child's age band and by corpus, and the transcripts shared with the other CHILDES source.
 
-Everything is written into a staging folder beside ``DIR`` that replaces ``DIR`` only when the
-build has succeeded: a failed or killed rebuild leaves the old corpus as it was (its
-``run_info.json`` still matching its ``manifest.json``) and no ``.work`` behind. A build whose
-sources yield no words at all is an error, not an empty corpus.
+Everything is written into a staging folder beside ``DIR`` (``.DIR.staging-*``) that replaces
+``DIR`` only when the build has succeeded: a failed or killed rebuild leaves the old corpus as it
+was (its ``run_info.json`` still matching its ``manifest.json``) and no ``.work`` in it; a failed
+build removes its staging folder, and the next build removes one that a killed build left. A
+build whose sources yield no words at all is an error, not an empty corpus.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ def build_corpus(cfg: CorpusConfig, out_dir: Path, progress: bool = True) -> dic
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out_dir.parent.glob(f".{out_dir.name}.staging-*"):   # left by a killed build
+        shutil.rmtree(stale, ignore_errors=True)
     staging = new_sibling_dir(out_dir, "staging")
     try:
         manifest = _build_into(cfg, staging, progress)
