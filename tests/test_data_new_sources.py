@@ -131,6 +131,11 @@ def test_wikipedia_title_in_capitals_restored_on_real_leads(data_dir):
               "Ilm al-Huruf or The Science of Letters is an Arabic esoteric science")]
     for raw, title, expected in cases:                                        # real leads of the export
         assert wikipedia.restore_title_case(wikipedia.clean_wiki_inline(raw), title) == expected
+    # lines of the export: LaTeX math, a gallery, an infobox row go whole; dollar amounts stay
+    assert wikipedia.clean_wiki_inline(r"Note that the formula for $\textstyle \sum{k=1}^n k^9$ in the first half") == ""
+    assert wikipedia.clean_wiki_inline("File:Coin of Dharaghosha.jpg|Coin of the Audumbaras, 2nd century BCE") == ""
+    assert wikipedia.clean_wiki_inline("Infobox tennis circuit season | name = 1877 Men's Tennis tour | image =") == ""
+    assert wikipedia.clean_wiki_inline("It cost $5 in 1990.[3]") == "It cost $5 in 1990."
     assert wikipedia.restore_title_case("Founded by NASA in 1958.", "Jet Propulsion Laboratory") == \
         "Founded by NASA in 1958."                                           # a lone acronym stays
 

@@ -22,8 +22,8 @@ reads an article line by line and keeps running text only:
   title lacks get a capital initial, small words such as ``of`` stay lower case; a lone word in
   capitals that the title lacks is taken for an acronym and stays);
 - gallery and template lines (``File:x.jpg|caption``, ``#invoke:``, infobox ``| key = value``
-  rows: any line with a ``|``), HTML tags and URLs are removed, and ``Category:`` links at a
-  paragraph's end cut off.
+  rows: any line with a ``|``) and LaTeX formulas are dropped, HTML tags and URLs removed, and
+  ``Category:`` links at a paragraph's end cut off.
 
 The 15-word paragraph minimum is the processor's ``filters.min_words`` (counted as drops), and the
 optional readability filter (``filters.max_grade``) its own step, so both are measured.
@@ -55,7 +55,8 @@ _COLUMN_GAP = re.compile(r"\S {3,}\S")
 _MARKERS = re.compile(r"\[(?:\d+|[a-z]|note \d+|nb \d+|_?citation\\? needed_?|clarification needed|"
                       r"who\?|when\?|which\?|dubious|failed verification|better source needed)\]")
 _IMAGE_FILE = re.compile(r"(?<!\S)\S+\.(?:jpe?g|png|gif|svg|tiff?|webp)(?![\w.])", re.IGNORECASE)
-_GALLERY_OR_TEMPLATE = re.compile(r"(?:^|\s)(?:File|Image):|#invoke:|\|")
+_GALLERY_OR_TEMPLATE = re.compile(r"(?:^|\s)(?:File|Image):|#invoke:|\||\$\\|\\(?:frac|tfrac|dfrac|textstyle|displaystyle|"
+                                  r"mathrm|mathbf|sqrt|sum|int|left|right|cdot|times)\b")
 _HTML_TAG = re.compile(r"</?[A-Za-z][^<>]{0,300}>")
 _URL = re.compile(r"[\[(]?(?:https?://|www\.)\S+")
 _STRAY_UNDERSCORE = re.compile(r"(?<!\w)_+|_+(?!\w)")
@@ -95,7 +96,8 @@ def list_item_text(line: str) -> str | None:
 def clean_wiki_inline(paragraph: str) -> str:
     """One paragraph's inline residue removed (see the module docstring); single-spaced. A
     gallery or template line (``File:x.jpg|caption``, ``#invoke:``, ``| name = ... | image =``)
-    comes back empty, and so does any line with a ``|``, which running text does not have."""
+    comes back empty, and so does any line with a ``|``, which running text does not have, or with
+    LaTeX math (``$\\textstyle \\sum ...$``)."""
     s = paragraph
     if "]]" in s and "[[" not in s:
         s = s[s.rindex("]]") + 2:]          # an image caption's tail (or several) before the text
