@@ -127,3 +127,77 @@ def test_budget_larger_than_the_sources_reports_the_shortfall(tmp_path, capsys):
     total = sum(5 + i % 7 for i in range(40))
     assert code == 0 and "short" in out
     assert m["train_words"] + m["dev_words"] == total and m["shortfall_words"] == 1_000_000 - m["train_words"]
+
+
+def test_failed_rebuild_leaves_the_old_corpus_as_it_was(tmp_path, capsys):
+    """Issue 13 item 4: a rebuild that fails keeps the old run_info.json (matching manifest.json) and
+    leaves no .work or staging folder behind."""
+    lines = [json.dumps({"id": str(i), "text": f"word{i} and some more words here"}) for i in range(60)]
+    src = tmp_path / "good.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    cfg = _small_source_config(tmp_path, src)
+    out = tmp_path / "o"
+    assert main(["corpus", str(cfg), "--out", str(out), "--quiet"]) == 0
+    before = {name: (out / name).read_bytes() for name in ("train.txt", "dev.txt", "manifest.json", "run_info.json")}
+    (out / ".tokens").mkdir()                               # the trainer's token cache is kept
+    src.write_text("\n".join(lines[:30] + ['{"id": "x", "text": "broken'] + lines[30:]) + "\n")
+    assert main(["corpus", str(cfg), "--out", str(out), "--quiet", "--set", "seed=1"]) == 2
+    assert "line 31" in capsys.readouterr().err
+    assert {name: (out / name).read_bytes() for name in before} == before
+    assert sorted(p.name for p in out.iterdir()) == [".tokens", "dev.txt", "manifest.json", "run_info.json", "train.txt"]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".o.")] == []
+    m, info = _manifest(out), json.loads(before["run_info.json"])
+    assert m["run_info"] == info                            # run_info.json still describes this corpus
+    # a successful rebuild replaces the corpus and keeps the cache
+    src.write_text("\n".join(lines[:20]) + "\n")
+    assert main(["corpus", str(cfg), "--out", str(out), "--quiet"]) == 0
+    assert (out / ".tokens").is_dir() and _manifest(out)["run_info"] == json.loads((out / "run_info.json").read_text())
+    assert _manifest(out)["train_words"] + _manifest(out)["dev_words"] == 20 * 6
+
+
+def test_out_folder_of_other_files_is_refused(tmp_path, capsys):
+    src = tmp_path / "good.jsonl"
+    src.write_text(json.dumps({"id": "a", "text": "one two three four"}) + "\n")
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "notes.md").write_text("mine")
+    assert main(["corpus", str(_small_source_config(tmp_path, src)), "--out", str(tmp_path / "o"), "--quiet"]) == 2
+    assert "notes.md" in capsys.readouterr().err and (tmp_path / "o" / "notes.md").read_text() == "mine"
+
+
+def test_sources_that_yield_no_words_are_an_error_not_an_empty_corpus(tmp_path, capsys):
+    """Issue 13 item 7: with on_error = "skip", sources of nothing but bad lines give no corpus and exit 2."""
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"id": "a", "text": "broken\n{"id": "b"}\n[1, 2]\n')
+    code = main(["corpus", str(_small_source_config(tmp_path, src, 'on_error = "skip"')),
+                 "--out", str(tmp_path / "o"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no source yielded any words" in err and "x: 3 documents read" in err
+    assert "malformed_json 1" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_mix2_on_slices_of_the_new_sources(tmp_path, data_dir):
+    """strict_small_mix2.toml end to end on small slices: the CHILDES overlap dropped and counted,
+    words by role / age band / corpus, TinyStories' casing restored, every licence named."""
+    d = str(data_dir)
+    overrides = [f"data_dir={d!r}", "budget_words=150000", "dev_words=3000", "workers=1",
+                 "sources.childes_talkbank.sample_docs=0.05", 'sources.gutenberg.paths=["{data}/train/gutenberg-005.jsonl.xz"]',
+                 "sources.gutenberg.sample_docs=0.1", 'sources.wikipedia.paths=["{data}/train/wikipedia-002.jsonl.xz"]',
+                 "sources.wikipedia.sample_docs=0.03", "sources.nltk.sample_docs=0.05", "sources.tinystories.sample_docs=0.3"]
+    m = build_corpus(load_config(CorpusConfig, CONFIGS / "strict_small_mix2.toml", overrides), tmp_path / "c", progress=False)
+    assert 0.99 * 150_000 <= m["train_words"] <= 150_000
+    s = m["sources"]
+    for name, entry in s.items():
+        assert entry["licence"] and "unknown" not in entry["licence"], name
+        assert entry["docs_read"] == entry["docs_train"] + entry["docs_dev"] + sum(entry["dropped"].values()), name
+    talkbank, export = s["childes_talkbank"], s["childes"]
+    assert export["overlap"]["with"] == "childes_talkbank" and export["dropped"]["overlap"] == export["overlap"]["docs"] > 0
+    assert talkbank["overlap"]["docs"] >= export["overlap"]["docs"] * 0.9
+    assert talkbank["dropped"]["not_sampled"] > 3000 and s["wikipedia"]["dropped"]["not_sampled"] > 6000
+    for key in ("words_by_role", "words_by_age_band", "words_by_corpus"):
+        assert sum(talkbank[key].values()) == talkbank["words"], key
+    assert talkbank["words_by_role"]["Mother"] > 0 and "Target_Child" not in talkbank["words_by_role"]
+    assert set(export["words_by_role"]) == {"unknown"} and sum(export["words_by_corpus"].values()) == export["words"]
+    assert s["tinystories"]["events"]["case_restored"] > 3_000 and s["tinystories"]["words"] > 0
+    train = (tmp_path / "c" / "train.txt").read_text(encoding="utf-8")
+    assert "â€" not in train and not re.search(r"\[\d+\]|Category:|\]\]", train)

@@ -23,7 +23,8 @@ from blalm.data.filters.text import word_count
 from blalm.data.sources import KIND_DEFAULTS, Processed, SourceProcessor, resolve_filters
 from blalm.errors import ConfigError
 
-KINDS = ("childes", "gutenberg", "tinystories", "simple_wiki", "cosmopedia", "fineweb_edu", "babylm", "plain")
+KINDS = ("childes", "gutenberg", "tinystories", "simple_wiki", "wikipedia", "cosmopedia", "fineweb_edu", "babylm",
+         "plain")
 NONE_FIELDS = [f.name for f in dataclasses.fields(FilterConfig) if f.default is None]
 
 

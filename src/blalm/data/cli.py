@@ -39,9 +39,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_summary(manifest: dict, out: Path) -> str:
-    lines = [f"{'source':<14}{'status':>10}{'docs read':>11}{'train docs':>11}{'train words':>13}{'dev words':>11}"]
+    width = max([14] + [len(name) + 2 for name in manifest["sources"]])
+    lines = [f"{'source':<{width}}{'status':>10}{'docs read':>11}{'train docs':>11}{'train words':>13}{'dev words':>11}"]
     for name, s in manifest["sources"].items():
-        lines.append(f"{name:<14}{s['status']:>10}{s['docs_read']:>11,}{s['docs_train']:>11,}"
+        lines.append(f"{name:<{width}}{s['status']:>10}{s['docs_read']:>11,}{s['docs_train']:>11,}"
                      f"{s['words']:>13,}{s['dev_words']:>11,}")
     lines.append(f"train: {manifest['train_words']:,} words of a {manifest['budget_words']:,}-word budget "
                  f"({100 * manifest['budget_used']:.2f}%); dev: {manifest['dev_words']:,} words; "

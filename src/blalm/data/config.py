@@ -20,6 +20,7 @@ SourceKind = Literal[
     "gutenberg",    # Project Gutenberg books
     "tinystories",  # TinyStories
     "simple_wiki",  # Simple English Wikipedia articles
+    "wikipedia",    # regular Wikipedia exported to Markdown (export residue removed)
     "cosmopedia",   # Cosmopedia (WikiHow, Math, ...)
     "fineweb_edu",  # FineWeb-Edu
     "babylm",       # official BabyLM corpus ``*.train`` files (CHILDES lines keep their tags there)
@@ -55,9 +56,11 @@ class FilterConfig:
     edu_model: str = "meta-llama/Llama-3.3-70B-Instruct"
     edu_api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key
     min_edu_score: float | None = None    # keep FineWeb-Edu documents scoring at least this (0-5)
+    max_grade: float | None = None        # drop segments above this Flesch-Kincaid grade (readability); 0 = none
+    lowercased: Literal["restore", "drop", "keep"] | None = None  # TinyStories text flagged meta.lowercased
 
     def validate(self) -> None:
-        for name in ("min_words", "max_doc_words", "segment_words", "max_segments_per_doc"):
+        for name in ("min_words", "max_doc_words", "segment_words", "max_segments_per_doc", "max_grade"):
             value = getattr(self, name)
             check(value is None or value >= 0, f"filters.{name} must be >= 0, got {value}")
         check(self.grammar != "languagetool" or bool(self.languagetool_url),
@@ -76,11 +79,17 @@ class SourceConfig:
     text_field: str = "text"      # jsonl: field holding the text
     id_field: str = "id"          # jsonl: field holding the document id (line number when absent)
     lines_per_document: int = 1000  # babylm: consecutive lines grouped into one document
+    sample_docs: float = 1.0      # read only this seeded fraction of the documents (a source far larger than its share)
+    licence: str = ""             # the text's licence, for the manifest; "" = known for the shared data's files
+    drop_overlap_with: str = ""   # childes: drop transcripts that the named (childes) source also holds
     filters: FilterConfig = field(default_factory=FilterConfig)
 
     def validate(self) -> None:
         check(self.share >= 0, f"share must be >= 0, got {self.share}")
         check(self.lines_per_document >= 1, f"lines_per_document must be >= 1, got {self.lines_per_document}")
+        check(0 < self.sample_docs <= 1, f"sample_docs must be in (0, 1], got {self.sample_docs}")
+        check(not self.drop_overlap_with or self.kind == "childes",
+              f"drop_overlap_with is for kind 'childes' sources (transcripts), not {self.kind!r}")
 
 
 @dataclass
@@ -100,6 +109,17 @@ class CorpusConfig:
         check(self.workers >= 0, f"workers must be >= 0 (0 = one per CPU core), got {self.workers}")
         check(bool(self.sources), "no [sources.NAME] tables: a corpus needs at least one source")
         check(sum(s.share for s in self.sources.values()) > 0, "all source shares are 0: give at least one a share > 0")
+        for name, src in self.sources.items():
+            other = src.drop_overlap_with
+            check(not other or other in self.sources,
+                  f"sources.{name}.drop_overlap_with = {other!r}: no such source (the sources: "
+                  f"{', '.join(self.sources)})")
+            check(other != name, f"sources.{name}.drop_overlap_with names the source itself")
+            check(not other or not self.sources[other].drop_overlap_with,
+                  f"sources.{name}.drop_overlap_with = {other!r}, which drops overlaps itself: "
+                  f"one of the two sources keeps the shared transcripts")
+            check(not other or self.sources[other].kind == "childes",
+                  f"sources.{name}.drop_overlap_with = {other!r}: that source is not of kind 'childes'")
 
 
 def default_data_dir() -> Path:

@@ -13,6 +13,11 @@ chosen by the file name. Memory stays flat however large a file is: one JSONL li
 BabyLM lines, one story, or at most about :data:`TEXT_CHUNK_BYTES` of a plain text file is held
 at a time.
 
+A source that holds far more than its share can be read in part: ``sample`` keeps a seeded
+fraction of its documents (by file name and line, so the choice does not depend on the text), and
+the others are counted as ``not_sampled`` without being decoded. A uniform sample of the documents
+followed by the budget's uniform selection is a uniform selection: only the time differs.
+
 Malformed input either stops the run with an :class:`~blalm.errors.InputError` that names the
 file, the line and the fix (``on_error="fail"``) or is counted in ``drops[reason]`` and skipped
 (``on_error="skip"``); the reasons are :data:`DROP_REASONS`. A missing file and a corrupt
@@ -25,11 +30,12 @@ import bz2
 import collections
 import glob
 import gzip
+import hashlib
 import json
 import lzma
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -39,7 +45,8 @@ from blalm.errors import InputError
 
 FORMATS: tuple[str, ...] = get_args(ReaderFormat)
 ON_ERROR: tuple[str, ...] = ("fail", "skip")
-DROP_REASONS: tuple[str, ...] = ("malformed_json", "bad_utf8", "empty_file", "missing_text", "not_an_object")
+DROP_REASONS: tuple[str, ...] = ("malformed_json", "bad_utf8", "empty_file", "missing_text", "not_an_object",
+                                 "not_sampled")
 
 TINYSTORIES_SEPARATOR = "<|endoftext|>"
 # A plain text file (format "text") longer than this many characters (about bytes) is split into
@@ -126,7 +133,8 @@ def detect_format(path: Path) -> str:
 
 def iter_documents(paths: list[Path], fmt: str, *, text_field: str = "text", id_field: str = "id",
                    lines_per_document: int = 1000, on_error: str = "fail",
-                   drops: collections.Counter | None = None) -> Iterator[Document]:
+                   drops: collections.Counter | None = None, sample: float = 1.0,
+                   sample_seed: str = "") -> Iterator[Document]:
     """Stream the documents of ``paths`` (in the given order) read as ``fmt``.
 
     Formats (see :data:`blalm.data.config.ReaderFormat`):
@@ -147,6 +155,10 @@ def iter_documents(paths: list[Path], fmt: str, *, text_field: str = "text", id_
     Argument errors (unknown format, bad ``on_error``) are raised at call time; input errors
     while iterating. With ``on_error="skip"`` the dropped units (a JSONL line, a BabyLM line, a
     story or text document holding a bad byte, an empty file) are counted in ``drops``.
+
+    ``sample < 1`` keeps that fraction of the documents, chosen by ``sample_seed``, the file name
+    and the document's (first) line; the others are counted in ``drops["not_sampled"]`` (JSONL
+    lines are then not even decoded).
     """
     if fmt not in FORMATS:
         raise InputError(f"unknown reader format {fmt!r}; the formats are: {', '.join(FORMATS)}")
@@ -154,22 +166,45 @@ def iter_documents(paths: list[Path], fmt: str, *, text_field: str = "text", id_
         raise InputError(f"on_error must be one of {', '.join(ON_ERROR)}, got {on_error!r}")
     if not isinstance(lines_per_document, int) or lines_per_document < 1:
         raise InputError(f"lines_per_document must be an integer >= 1, got {lines_per_document!r}")
+    if not 0 < sample <= 1:
+        raise InputError(f"sample must be in (0, 1], got {sample!r}")
     errors = _Errors(on_error, drops if drops is not None else collections.Counter())
-    return _iter_all([Path(p) for p in paths], fmt, text_field, id_field, lines_per_document, errors)
+    return _iter_all([Path(p) for p in paths], fmt, text_field, id_field, lines_per_document, errors,
+                     sample, sample_seed)
+
+
+def sampled(fraction: float, seed: str, file_name: str, line: int) -> bool:
+    """Whether the document starting at ``line`` of ``file_name`` is in a ``fraction`` sample."""
+    if fraction >= 1:
+        return True
+    digest = hashlib.blake2b(f"{seed}:{file_name}:{line}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < fraction * 2**64
 
 
 def _iter_all(paths: list[Path], fmt: str, text_field: str, id_field: str, lines_per_document: int,
-              errors: _Errors) -> Iterator[Document]:
+              errors: _Errors, sample: float, sample_seed: str) -> Iterator[Document]:
     for path in paths:
         file_fmt = detect_format(path) if fmt == "auto" else fmt
+        keep = None if sample >= 1 else (lambda line, name=path.name: sampled(sample, sample_seed, name, line))
         if file_fmt == "jsonl":
-            yield from _read_jsonl(path, text_field, id_field, errors)
-        elif file_fmt == "babylm":
-            yield from _read_babylm(path, lines_per_document, errors)
+            yield from _read_jsonl(path, text_field, id_field, errors, keep)
+            continue
+        if file_fmt == "babylm":
+            docs = _read_babylm(path, lines_per_document, errors)
         elif file_fmt == "text":
-            yield from _read_text(path, errors)
+            docs = _read_text(path, errors)
         else:
-            yield from _read_tinystories(path, errors)
+            docs = _read_tinystories(path, errors)
+        for doc in docs:
+            if keep is None or keep(_first_line(doc)):
+                yield doc
+            else:
+                errors.drops["not_sampled"] += 1
+
+
+def _first_line(doc: Document) -> int:
+    tail = doc.origin.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,14 +290,22 @@ def _raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
             yield lineno, line
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str | UnicodeDecodeError]]:
+_SKIPPED = object()   # a line that _lines did not decode (not in the sample)
+
+
+def _lines(path: Path, keep: Callable[[int], bool] | None = None
+           ) -> Iterator[tuple[int, str | UnicodeDecodeError | object]]:
     """Yield ``(line number, decoded line)`` with the line ending normalised to ``\\n``.
 
     A line that is not valid UTF-8 is yielded as its :class:`UnicodeDecodeError`, for the reader
     to report (and, when skipping, to drop the unit that holds it). A UTF-8 byte-order mark at
-    the start of the file is removed.
+    the start of the file is removed. A non-blank line that ``keep`` refuses is yielded as
+    ``_SKIPPED``, undecoded.
     """
     for lineno, raw in _raw_lines(path):
+        if keep is not None and raw.strip() and not keep(lineno):
+            yield lineno, _SKIPPED
+            continue
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -279,9 +322,14 @@ def _lines(path: Path) -> Iterator[tuple[int, str | UnicodeDecodeError]]:
 # readers
 
 
-def _read_jsonl(path: Path, text_field: str, id_field: str, errors: _Errors) -> Iterator[Document]:
+def _read_jsonl(path: Path, text_field: str, id_field: str, errors: _Errors,
+                keep: Callable[[int], bool] | None = None) -> Iterator[Document]:
     content = False
-    for lineno, line in _lines(path):
+    for lineno, line in _lines(path, keep):
+        if line is _SKIPPED:
+            errors.drops["not_sampled"] += 1
+            content = True
+            continue
         if isinstance(line, UnicodeDecodeError):
             errors.bad_utf8(path, lineno, line)
             content = True

@@ -27,7 +27,7 @@ import re
 __all__ = [
     "normalise_whitespace", "collapse_spaces", "unwrap_paragraphs", "lines_as_paragraphs",
     "split_sentences", "group_segments", "word_count", "is_heading", "syllables",
-    "readability", "flesch_kincaid_grade", "flesch_reading_ease",
+    "readability", "flesch_kincaid_grade", "flesch_reading_ease", "fix_mojibake",
 ]
 
 _ODD_SPACES = re.compile(r"[\t\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000\f\v]")
@@ -51,6 +51,21 @@ def normalise_whitespace(text: str) -> str:
     text = _ZERO_WIDTH.sub("", text)
     text = _ODD_SPACES.sub(" ", text)
     return "\n".join(line.rstrip() for line in text.split("\n"))
+
+
+# UTF-8 punctuation read as Windows-1252 (``â€œ`` for ``“``), as some of the TinyStories data has it;
+# a lone ``â€`` is ``”``, whose third byte (0x9d) Windows-1252 lacks and so was lost
+_MOJIBAKE = (("â€œ", "“"), ("â€™", "’"), ("â€˜", "‘"), ("â€”", "—"), ("â€“", "–"), ("â€¦", "…"),
+             ("â€Š", " "), ("â€", "”"))
+
+
+def fix_mojibake(text: str) -> str:
+    """Undo UTF-8 punctuation mis-read as Windows-1252 (``â€œHi!â€`` -> ``“Hi!”``)."""
+    if "â€" not in text:
+        return text
+    for bad, good in _MOJIBAKE:
+        text = text.replace(bad, good)
+    return text
 
 
 def collapse_spaces(text: str) -> str:

@@ -1,0 +1,91 @@
+"""The measurements behind docs/results/data.md (issue 17), on ../shared/data.
+
+    PYTHONPATH=src BLALM_DATA_DIR=../shared/data python docs/results/scripts/data_measurements.py [casing|readability|overlap]
+
+- casing: TinyStories' cased slice lower-cased and restored (blalm.data.filters.tinystories), two
+  folds: the case lexicon learnt from one half of the cased paragraphs (plus the names the
+  lower-cased half itself introduces with "named X"), scored on the other half.
+- readability: Wikipedia paragraphs kept by the wikipedia kind (15-word minimum) on a seeded 5% of
+  the articles, with the readability filter (filters.max_grade) off and at several grades: words
+  kept, mean sentence length, Flesch-Kincaid grade and Flesch reading ease (word-weighted).
+- overlap: the transcripts of the childes (childes-db) source that childes_talkbank also holds:
+  the distribution of the shared-utterance share, and the count the overlap test gives.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import sys
+from collections import Counter
+from pathlib import Path
+
+from blalm.data.config import FilterConfig, default_data_dir
+from blalm.data.documents import Document
+from blalm.data.filters.childes import FingerprintIndex, transcript_fingerprint
+from blalm.data.filters.text import flesch_kincaid_grade, flesch_reading_ease, readability
+from blalm.data.filters.tinystories import casing_accuracy, learn_case_lexicon
+from blalm.data.readers import sampled
+from blalm.data.sources import SourceProcessor
+
+TRAIN = Path(default_data_dir()) / "train"
+
+
+def rows(name: str):
+    for path in sorted(TRAIN.glob(f"{name}-*.jsonl.xz")):
+        with lzma.open(path, "rt", encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, 1):
+                yield path.name, lineno, json.loads(line)
+
+
+def casing() -> None:
+    cased = [r["text"] for _, _, r in rows("tinystories") if not r["meta"]["lowercased"]]
+    half = len(cased) // 2
+    for k, (learn, score) in enumerate(((cased[:half], cased[half:]), (cased[half:], cased[:half]))):
+        lexicon = learn_case_lexicon(learn, [t.lower() for t in score])
+        result = casing_accuracy(score, lexicon)
+        print(json.dumps({"fold": k, "names": len(lexicon.names), **{key: round(v, 5) for key, v in result.items()}}))
+
+
+def readability_stats(paragraphs: list[str]) -> dict[str, float]:
+    words = sentences = 0.0
+    grade = ease = 0.0
+    for p in paragraphs:
+        r = readability(p)
+        words += r["words"]
+        sentences += r["sentences"]
+        grade += flesch_kincaid_grade(p) * r["words"]
+        ease += flesch_reading_ease(p) * r["words"]
+    return {"words": int(words), "mean_sentence_words": round(words / max(sentences, 1), 2),
+            "flesch_kincaid_grade": round(grade / max(words, 1), 2), "flesch_reading_ease": round(ease / max(words, 1), 2)}
+
+
+def readability_filter() -> None:
+    docs = [Document(r["id"], r["text"], f"{name}:{line}", r["meta"]) for name, line, r in rows("wikipedia")
+            if sampled(0.05, "measure", name, line)]
+    for grade in (0.0, 14.0, 12.0, 10.0, 8.0):
+        process = SourceProcessor("wikipedia", FilterConfig(max_grade=grade), 0)
+        kept = [s for d in docs for s in process(d).segments]
+        print(json.dumps({"max_grade": grade or "off", "articles": len(docs), "paragraphs": len(kept),
+                          **readability_stats(kept)}))
+
+
+def overlap() -> None:
+    reference = [transcript_fingerprint(r["text"]) for _, _, r in rows("childes_talkbank")]
+    index = FingerprintIndex(reference)
+    shares: Counter = Counter()
+    matched = 0
+    for _, _, r in rows("childes"):
+        fp = transcript_fingerprint(r["text"])
+        owners, counts = index.shared(fp)
+        best = max((index.share(fp, int(j), int(c)) for j, c in zip(owners, counts)), default=0.0)
+        shares[min(int(best * 10), 9)] += 1
+        matched += bool(index.matches(fp))
+    print(json.dumps({"share_histogram": {f"{k / 10:.1f}-{(k + 1) / 10:.1f}": shares[k] for k in range(10)},
+                      "childes_transcripts": sum(shares.values()), "found_in_talkbank": matched}))
+
+
+if __name__ == "__main__":
+    wanted = sys.argv[1:] or ["casing", "readability", "overlap"]
+    for what in wanted:
+        {"casing": casing, "readability": readability_filter, "overlap": overlap}[what]()
