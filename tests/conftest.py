@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import lzma
 import os
+import shutil
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 # The suite runs one pytest worker per core (make test: -n 2); a second torch thread per worker
@@ -54,6 +59,44 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+OFFICIAL_PINS = ("scipy==1.15.2", "pandas==2.2.3", "statsmodels==0.14.4", "patsy==1.0.1",
+                 "python-dateutil==2.9.0.post0", "pytz==2025.2", "tzdata==2025.2", "six==1.17.0")
+"""What the official pipeline's text tasks and collate_preds.py import beyond torch and transformers,
+at its requirements.txt's pins."""
+
+
+def pinned_packages(name: str, pins: tuple[str, ...], why: str) -> Path:
+    """``pins`` installed once into ``.cache/NAME`` (git-ignored) with ``pip --target --no-deps`` (torch,
+    numpy and the rest come from this environment), one installer at a time (xdist workers, parallel
+    runs); a later call with the same pins reuses the folder. The folder goes first on a subprocess's
+    ``sys.path``, never on this process's."""
+    target = REPO_ROOT / ".cache" / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = target / ".blalm-pins"
+        if marker.is_file() and marker.read_text() == "\n".join(pins):
+            return target
+        tmp = target.with_name(f".{name}-{uuid.uuid4().hex[:8]}")
+        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+               "--target", str(tmp), *pins]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            pytest.fail(f"could not install {why} into {target} from PyPI; the test needs PyPI once, later runs "
+                        f"reuse the folder. Command: {' '.join(cmd)}\npip said:\n{(proc.stdout + proc.stderr)[-2000:]}")
+        (tmp / ".blalm-pins").write_text("\n".join(pins))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        return target
+
+
+@pytest.fixture(scope="session")
+def official_deps() -> Path:
+    """The official pipeline's extra packages (scipy, pandas, statsmodels ...), for running its code."""
+    return pinned_packages("official-deps", OFFICIAL_PINS, "the official pipeline's pinned dependencies")
 
 
 @pytest.fixture(scope="session")

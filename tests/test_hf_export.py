@@ -10,7 +10,6 @@ transformers 4.51.3 is pip-installed once into ``.cache/hf451`` (git-ignored) an
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
@@ -18,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import uuid
 from pathlib import Path
 
 import pytest
@@ -26,7 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from blalm import cli
-from conftest import jsonl_text_lines
+from conftest import jsonl_text_lines, pinned_packages
 from blalm.errors import BlalmError, InputError
 from blalm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_model_checkpoint, load_model, save_model
 from blalm.model.cli import load_model_config
@@ -290,34 +288,9 @@ def test_bundler_refuses_what_it_cannot_bundle_safely(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def transformers_451(repo_root) -> Path:
-    """transformers 4.51.3 and the versions it needs, installed once into .cache/hf451 (no deps:
-    torch, numpy, safetensors and the rest come from this environment)."""
-    target = repo_root / ".cache" / "hf451"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".hf451.lock", "w") as lock:     # one installer at a time (xdist, parallel runs)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        return _install_451(target)
-
-
-def _install_451(target: Path) -> Path:
-    marker = target / ".blalm-pins"
-    if marker.is_file() and marker.read_text() == "\n".join(HF451_PINS):
-        return target
-    tmp = target.with_name(f".hf451-{uuid.uuid4().hex[:8]}")
-    cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-           "--target", str(tmp), *HF451_PINS]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        pytest.fail(f"could not install transformers 4.51.3 (the BabyLM evaluation pipeline's pin) into {target} "
-                    f"from PyPI; this test needs PyPI once, later runs reuse the folder. Command: {' '.join(cmd)}\n"
-                    f"pip said:\n{(proc.stdout + proc.stderr)[-2000:]}")
-    marker_tmp = tmp / ".blalm-pins"
-    marker_tmp.write_text("\n".join(HF451_PINS))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+def transformers_451() -> Path:
+    """transformers 4.51.3 (the BabyLM pipeline's pin) and the versions it needs, in .cache/hf451."""
+    return pinned_packages("hf451", HF451_PINS, "transformers 4.51.3 (the BabyLM evaluation pipeline's pin)")
 
 
 CHILD = r'''

@@ -17,13 +17,8 @@ once into ``.cache/official-deps`` (git-ignored) from PyPI and reused.
 
 from __future__ import annotations
 
-import fcntl
 import math
-import os
 import shutil
-import subprocess
-import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -43,32 +38,6 @@ PER_FILE = 10          # records of each data file
 ENTITY_PER_GROUP = 2   # items of each (split, numops) group
 READING_ROWS = 200
 NEAR_TIE = 1e-4
-DEPS_PINS = ("scipy==1.16.3", "pandas==2.3.3", "statsmodels==0.14.5", "patsy==1.0.1", "pytz==2025.2")
-
-
-@pytest.fixture(scope="session")
-def official_deps(repo_root) -> Path:
-    """The pipeline's extra packages in .cache/official-deps, installed once (no deps: numpy, torch,
-    transformers come from this environment)."""
-    target = repo_root / ".cache" / "official-deps"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".official-deps.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        marker = target / ".blalm-pins"
-        if marker.is_file() and marker.read_text() == "\n".join(DEPS_PINS):
-            return target
-        tmp = target.with_name(f".official-deps-{uuid.uuid4().hex[:8]}")
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-               "--target", str(tmp), *DEPS_PINS]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            pytest.fail(f"could not install the official pipeline's dependencies into {target} from PyPI (needed "
-                        f"once; later runs reuse it). Command: {' '.join(cmd)}\n{(proc.stdout + proc.stderr)[-2000:]}")
-        (tmp / ".blalm-pins").write_text("\n".join(DEPS_PINS))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-        return target
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import json
 import math
 import os
@@ -33,9 +32,6 @@ from test_train_helpers import train_data  # noqa: F401  (fixture)
 
 NAME = "tiny"
 FINETUNE = ["max_train=8", "epochs=1"]
-COLLATE_PINS = ("scipy==1.15.2", "pandas==2.2.3", "statsmodels==0.14.4", "patsy==1.0.1",
-                "python-dateutil==2.9.0.post0", "pytz==2025.2", "tzdata==2025.2", "six==1.17.0")
-
 
 @pytest.fixture(scope="module")
 def submit_run(train_data, tmp_path_factory) -> Path:  # noqa: F811
@@ -219,31 +215,6 @@ def test_zero_shot_predictions_read_back_give_blalm_eval_scores(submission, subm
 
 
 @pytest.fixture(scope="session")
-def collate_libs(repo_root) -> Path:
-    """scipy, pandas and statsmodels at the official pipeline's pins (its requirements.txt), installed
-    once into .cache/collate (git-ignored) for its collate_preds.py; blalm itself needs none of them."""
-    target = repo_root / ".cache" / "collate"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".collate.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        marker = target / ".blalm-pins"
-        if marker.is_file() and marker.read_text() == "\n".join(COLLATE_PINS):
-            return target
-        tmp = target.with_name(f".collate-{uuid.uuid4().hex[:8]}")
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-               "--target", str(tmp), *COLLATE_PINS]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        if proc.returncode != 0:
-            shutil.rmtree(tmp, ignore_errors=True)
-            pytest.fail(f"could not install the official pipeline's pins into {target}: {' '.join(cmd)}\n"
-                        f"{(proc.stdout + proc.stderr)[-2000:]}")
-        (tmp / ".blalm-pins").write_text("\n".join(COLLATE_PINS))
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-        return target
-
-
-@pytest.fixture(scope="session")
 def pipeline_dir(data_dir) -> Path:
     """The official pipeline beside the data (../shared/babylm-pipeline), or $BLALM_PIPELINE_DIR."""
     path = Path(os.environ.get("BLALM_PIPELINE_DIR") or data_dir.parent / "babylm-pipeline")
@@ -334,13 +305,13 @@ def _same(a, b, path="") -> None:
 
 
 @pytest.mark.slow
-def test_official_collate_accepts_the_results_and_writes_our_submission(submission, submit_eval, collate_libs,
+def test_official_collate_accepts_the_results_and_writes_our_submission(submission, submit_eval, official_deps,
                                                                       pipeline_dir, repo_root, tmp_path):
     out, _ = submission
     ours = json.loads((out / "submission.json").read_text())
     with plaintext_fast_dir(repo_root, submit_eval) as fast_dir:
         (tmp_path / "child.py").write_text(COLLATE_CHILD)
-        args = {"paths": [str(pipeline_dir), str(collate_libs)], "name": NAME, "results": str(out / "results"),
+        args = {"paths": [str(pipeline_dir), str(official_deps)], "name": NAME, "results": str(out / "results"),
                 "fast_eval_dir": str(fast_dir), "sizes": _sizes(submit_eval, ours)}
         proc = subprocess.run([sys.executable, str(tmp_path / "child.py"), json.dumps(args)], cwd=tmp_path,
                               capture_output=True, text=True, timeout=600)
