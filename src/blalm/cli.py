@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from blalm import __version__
-from blalm.errors import BlalmError
+from blalm.errors import BlalmError, InputError
 
 STAGE_CLIS = [
     "blalm.data.cli",
@@ -98,6 +98,17 @@ def default_data_dir_hint() -> str:
     if os.environ.get("BLALM_DATA_DIR"):
         return f"$BLALM_DATA_DIR = {os.environ['BLALM_DATA_DIR']}"
     return "../shared/data, as BLALM_DATA_DIR is unset"
+
+
+def check_data_folder(folder: Path, configured: bool, what: str, fix: str) -> None:
+    """Refuse a missing data folder, saying where its path came from (the config or --set when
+    ``configured``, else the default) and ``fix``, e.g. ``"--eval-data DIR"``."""
+    if folder.is_dir():
+        return
+    if configured:
+        raise InputError(f"{folder}: {what} not found (data_dir in the config or --set); give {fix}")
+    raise InputError(f"{folder}: {what} not found (the default, from {default_data_dir_hint()}); give {fix}, "
+                     f"or set BLALM_DATA_DIR to the data folder holding eval/")
 
 
 def check_model_arg(path: Path, what: str) -> None:

@@ -100,17 +100,10 @@ def config_from_args(args: argparse.Namespace):
 
 def check_eval_data(cfg) -> None:
     """The evaluation data folder exists; the error says where its path came from."""
-    from blalm.cli import default_data_dir_hint
-    from blalm.errors import InputError
+    from blalm.cli import check_data_folder
 
-    folder = cfg.eval_dir()
-    if folder.is_dir():
-        return
-    if cfg.data_dir:
-        raise InputError(f"{folder}: evaluation data folder not found (data_dir in the config or --set); "
-                         f"give an existing folder, e.g. --eval-data ../shared/data/eval")
-    raise InputError(f"{folder}: evaluation data folder not found (the default, from {default_data_dir_hint()}); "
-                     f"give --eval-data DIR, or set BLALM_DATA_DIR to the data folder holding eval/")
+    check_data_folder(cfg.eval_dir(), bool(cfg.data_dir), "evaluation data folder",
+                      "--eval-data DIR (the folder holding fast_eval/ and full_eval/, e.g. ../shared/data/eval)")
 
 
 def run_eval_cli(args: argparse.Namespace) -> int:

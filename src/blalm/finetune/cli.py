@@ -100,18 +100,10 @@ def config_from_args(args: argparse.Namespace):
 
 def check_glue_data(cfg) -> None:
     """The GLUE folder exists; the error says where its path came from."""
-    from blalm.cli import default_data_dir_hint
-    from blalm.errors import InputError
+    from blalm.cli import check_data_folder
 
-    folder = cfg.glue_dir()
-    if folder.is_dir():
-        return
-    if cfg.data_dir:
-        raise InputError(f"{folder}: GLUE data folder not found (data_dir in the config or --set); give "
-                         f"--eval-data with the evaluation data folder (holding full_eval/glue_filtered)")
-    raise InputError(f"{folder}: GLUE data folder not found (the default, from {default_data_dir_hint()}); "
-                     f"give --eval-data DIR (the evaluation data folder holding full_eval/glue_filtered), or "
-                     f"set BLALM_DATA_DIR to the data folder holding eval/")
+    check_data_folder(cfg.glue_dir(), bool(cfg.data_dir), "GLUE data folder",
+                      "--eval-data DIR (the evaluation data folder holding full_eval/glue_filtered)")
 
 
 def run(args: argparse.Namespace) -> int:
