@@ -12,6 +12,41 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
+from blalm.faults import fault_point
+
+
+def _process_umask() -> int:
+    """This process's umask, read without changing it (``/proc/self/status`` on Linux; elsewhere
+    the set-and-restore of ``os.umask``, once, at import)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _process_umask()
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: 0666 less the umask (0644 under the
+    usual umask 022). Temporary-file helpers create 0600 files; what we publish gets this mode."""
+    return 0o666 & ~UMASK
+
+
+def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` (CPU, contiguous copies), then the usual file mode
+    (:func:`file_mode`; safetensors itself leaves its files 0600). Not atomic by itself: write into
+    a folder that is moved into place (:func:`atomic_dir`, the checkpoint writer)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    os.chmod(path, file_mode())
+
 
 def read_json(path: Path) -> Any:
     """The JSON that ``path`` holds, or None when it is missing or not (yet) valid JSON."""
@@ -31,7 +66,8 @@ def write_text_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
+        fault_point("atomic_file_written")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -77,6 +113,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp = new_sibling_dir(target, "tmp")
     try:
         yield tmp
+        fault_point("atomic_dir_built")
         replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

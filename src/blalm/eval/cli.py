@@ -86,7 +86,7 @@ def run_eval_cli(args: argparse.Namespace) -> int:
             print(msg, file=sys.stderr)
 
     from blalm.eval.runs import SUMMARY_FILE, evaluate_run, format_run_table
-    from blalm.train.config import is_run_dir
+    from blalm.run.layout import is_run_dir
 
     if is_run_dir(args.model):
         summary = evaluate_run(args.model, cfg, out_dir=args.out, last=args.last, log=log)

@@ -26,7 +26,7 @@ SUMMARY_FILE = "summary.json"
 def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, last: int = 0,
                  log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Score the run's checkpoints (all, or the ``last`` N by step) and select the best by average."""
-    from blalm.train.checkpoint import list_checkpoints
+    from blalm.run.checkpoint import list_checkpoints
 
     run_dir = Path(run_dir)
     checkpoints = list_checkpoints(run_dir / "checkpoints")

@@ -31,7 +31,7 @@ from blalm.config import to_dict
 from blalm.errors import BlalmError, ConfigError
 from blalm.experiments.config import ExperimentConfig, PlannedRun, expand_grid, resolve_path
 from blalm.runinfo import run_info
-from blalm.train.metrics import checkpoint_val_ppl, read_metrics
+from blalm.run.metrics import checkpoint_val_ppl, read_metrics
 
 SWEEP_FILE = "sweep.json"
 RUN_DONE_FILE = "sweep_run.json"

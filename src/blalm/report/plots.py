@@ -209,7 +209,7 @@ def read_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | Non
     from safetensors import safe_open
 
     from blalm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-    from blalm.train.checkpoint import list_checkpoints
+    from blalm.run.checkpoint import list_checkpoints
 
     words, alphas, mode = [], [], ""
     for ckpt in list_checkpoints(Path(run_dir) / "checkpoints"):    # complete ones, by step
@@ -231,8 +231,8 @@ def logged_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | N
     """(words seen, α per layer, swa mode) at every ``train`` record of a DynMod run's log, or None.
     The trainer logs the weight each layer applies: α for ``dynmod``, tanh(α) for ``dynmod_bounded``
     (inverted here)."""
-    from blalm.train.config import RUN_CONFIG_FILE
-    from blalm.train.metrics import read_metrics
+    from blalm.run.layout import CONFIG_FILE as RUN_CONFIG_FILE
+    from blalm.run.metrics import read_metrics
 
     config = read_json(Path(run_dir) / RUN_CONFIG_FILE)
     mode = str(((config or {}).get("model") or {}).get("swa", "")) if isinstance(config, dict) else ""

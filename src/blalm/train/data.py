@@ -229,11 +229,6 @@ def blocks_view(stream: np.ndarray, context_length: int) -> np.ndarray:
     return stream[: n * context_length].reshape(n, context_length)
 
 
-def epoch_permutation(n_blocks: int, seed: int, epoch: int) -> np.ndarray:
-    """The order in which epoch ``epoch`` visits the blocks: a pure function of ``(seed, epoch)``."""
-    return np.random.Generator(np.random.PCG64([int(seed), int(epoch)])).permutation(n_blocks)
-
-
 def batch_indices(perm: np.ndarray, step_in_epoch: int, global_batch: int, rank: int = 0,
                   world_size: int = 1) -> np.ndarray:
     """Block indices of this rank's share of the global batch of step ``step_in_epoch``: the global
