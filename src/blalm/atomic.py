@@ -15,27 +15,32 @@ from typing import Any, Iterator
 from blalm.faults import fault_point
 
 
-def _process_umask() -> int:
-    """This process's umask, read without changing it (``/proc/self/status`` on Linux; elsewhere
-    the set-and-restore of ``os.umask``, once, at import)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except OSError:
-        pass
+def _fallback_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-UMASK = _process_umask()
+_UMASK_AT_IMPORT = _fallback_umask()
+
+
+def process_umask() -> int:
+    """This process's umask, read without changing it (``/proc/self/status`` on Linux; elsewhere
+    the one it had when blalm was imported)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _UMASK_AT_IMPORT
 
 
 def file_mode() -> int:
     """The mode a plain ``open(path, "w")`` gives a new file: 0666 less the umask (0644 under the
     usual umask 022). Temporary-file helpers create 0600 files; what we publish gets this mode."""
-    return 0o666 & ~UMASK
+    return 0o666 & ~process_umask()
 
 
 def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:

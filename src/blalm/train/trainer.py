@@ -140,22 +140,23 @@ class TrainPlan:
         return ms.words_seen(step * self.tokens_per_step, self.train_words, self.tokens.meta["train_tokens"])
 
 
-def load_tokens(cfg: TrainConfig, run_dir: Path, dist: Dist) -> TokenData:
+def load_tokens(cfg: TrainConfig, run_dir: Path, dist: Dist, log: Callable[[str], None]) -> TokenData:
     """The tokenized corpus (rank 0 builds the cache, the others read it)."""
     corpus_dir = Path(cfg.corpus_dir)
     cache_root = cache_root_for(corpus_dir, run_dir, cfg.token_cache)
     roots = (corpus_dir / ".tokens", run_dir / TOKEN_CACHE)
     tokens = dist.on_main(lambda: prepare_tokens(corpus_dir, Path(cfg.tokenizer_dir), cache_root, roots,
-                                                 progress=cfg.progress))
-    if not dist.is_main:
-        tokens = prepare_tokens(corpus_dir, Path(cfg.tokenizer_dir), cache_root, roots)
+                                                 progress=cfg.progress, log=log))
+    if not dist.is_main:   # rank 0 has verified the cache
+        tokens = prepare_tokens(corpus_dir, Path(cfg.tokenizer_dir), cache_root, roots, verify=False)
     return tokens
 
 
-def plan_run(cfg: TrainConfig, run_dir: Path, dist: Dist, manifest: dict[str, Any] | None) -> TrainPlan:
+def plan_run(cfg: TrainConfig, run_dir: Path, dist: Dist, manifest: dict[str, Any] | None,
+             log: Callable[[str], None] = print) -> TrainPlan:
     """Tokens, blocks, steps and milestones of the run (the first of the loop's plain steps)."""
     G, ctx_len, corpus_dir = cfg.global_batch, cfg.context_length, Path(cfg.corpus_dir)
-    tokens = load_tokens(cfg, run_dir, dist)
+    tokens = load_tokens(cfg, run_dir, dist, log)
     check_track(cfg, manifest, counted_words=tokens.meta["train_words"])
     cfg = with_vocab_size(cfg, tokens.vocab_size)
     train_blocks, dev_blocks = blocks_view(tokens.train, ctx_len), blocks_view(tokens.dev, ctx_len)
@@ -275,7 +276,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, model_hook: Callable[[nn.Module], 
 
 def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist, manifest: dict[str, Any] | None,
            model_hook: Callable[[nn.Module], None] | None, say: Callable[[str], None]) -> dict[str, Any]:
-    plan = plan_run(cfg, run_dir, dist, manifest)
+    plan = plan_run(cfg, run_dir, dist, manifest, say)
     cfg = plan.cfg
     spec = RunSpec(run_dir, config_dict(cfg), RunPlan(plan.total_steps, plan.steps_per_epoch), what="run",
                    free_keys=RESUME_FREE_KEYS, progress=cfg.progress, desc="train",
