@@ -593,3 +593,25 @@ def test_a_run_with_other_settings_is_refused_not_resumed(model_dir, glue_dir, t
     # a resumable key (eval_batch, compile, device, progress) may change: the finished task is read back
     again = finetune(_cfg(model_dir, glue_dir, tasks=["rte"], eval_batch=5), out, log=lambda m: None)
     assert again["tasks"]["rte"]["status"] == "ok"
+
+
+def test_a_second_finetune_into_the_same_out_is_refused_naming_the_holder(model_dir, glue_dir, tmp_path):
+    """Two 'blalm finetune' of a task into one --out: the second is refused, naming the holder (the
+    lock is per task folder, so scripts/glue_device.sh's processes on other tasks share the --out)."""
+    import socket
+
+    out = tmp_path / "ft"
+    hold = ("import sys, time; from blalm.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out / "rte")], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        run = _run(_cli_args(model_dir, glue_dir, out))
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+        assert f"{out / 'rte'} is in use: pid {holder.pid} on host {socket.gethostname()}" in run.stderr
+        assert "is writing this fine-tuning run" in run.stderr
+        assert sorted(p.name for p in (out / "rte").iterdir()) == [".lock"]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
