@@ -107,6 +107,20 @@ def replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_stale_temp(folder: Path) -> list[str]:
+    """Remove what a killed :func:`write_text_atomic` or :func:`atomic_dir` left in ``folder``
+    (``.NAME.*.tmp`` files, ``.NAME.tmp-*`` folders). Only while holding the folder's lock
+    (:mod:`blalm.run.lock`): another writer's temporary files look the same."""
+    removed = []
+    if Path(folder).is_dir():
+        for entry in Path(folder).iterdir():
+            name = entry.name
+            if name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                removed.append(name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Build a folder in a temporary sibling and move it onto ``target`` only if the block succeeds::

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from blalm.atomic import atomic_dir, read_json, write_json_atomic
+from blalm.atomic import atomic_dir, read_json, remove_stale_temp, write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import BlalmError, ConfigError
 from blalm.experiments.config import ExperimentConfig, PlannedRun, expand_grid, resolve_path
@@ -131,6 +131,7 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
     out_dir = Path(out_dir)
     grid = expand_grid(exp, tracks, runs)
     with RunLock(out_dir, what="sweep", log=log):
+        remove_stale_temp(out_dir)          # what a killed write of sweep.json left
         return _sweep(exp, out_dir, grid, train_overrides, data_dir, progress, log)
 
 

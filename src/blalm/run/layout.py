@@ -61,7 +61,8 @@ def check_run_dir(run_dir: Path, what: str = "blalm training run") -> None:
         raise BlalmError(f"--out {run_dir} exists and is not a folder; give a folder path")
     if not run_dir.is_dir() or (run_dir / CONFIG_FILE).is_file():
         return
-    others = sorted(p.name for p in run_dir.iterdir() if p.name not in EARLY_ENTRIES)
+    others = sorted(p.name for p in run_dir.iterdir()
+                    if p.name not in EARLY_ENTRIES and not p.name.startswith("."))   # ours: lock, temp files
     if others:
         raise BlalmError(f"--out {run_dir} holds files ({', '.join(others[:5])}) but is not a {what} "
                          f"(no {CONFIG_FILE}); choose a new or empty folder")

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 from torch import nn
 
-from blalm.atomic import write_json_atomic
+from blalm.atomic import remove_stale_temp, write_json_atomic
 from blalm.errors import BlalmError
 from blalm.faults import fault_point
 from blalm.run import checkpoint as ckpt
@@ -138,16 +138,16 @@ class RunSession:
     # -- start or resume ------------------------------------------------------------------------
 
     def start(self, check_state: Callable[[Path, dict[str, Any]], None] | None = None,
-              fresh_files: Callable[[], None] | None = None, write_when_complete: bool = False) -> ResumePoint:
+              start_files: Callable[[], None] | None = None, write_when_complete: bool = False) -> ResumePoint:
         """Where the run stands: a fresh start, or the newest checkpoint that verifies (damaged newer
         ones set aside, a resume under other settings refused). Rank 0 then writes this session's
-        files: config.json and run_info.json (and ``fresh_files()``) on a fresh start, a resume's
-        run_info and the metrics truncated to the checkpoint's step on a resume. A complete run
+        files: config.json and run_info.json on a fresh start, a resume's run_info and the metrics
+        truncated to the checkpoint's step on a resume, and ``start_files()`` in both. A complete run
         writes nothing (and says so) unless ``write_when_complete`` (its stage has more to write)."""
         def prepare() -> None:
             self.point = self._choose(check_state)
             if write_when_complete or not self.complete:
-                self._write_start_files(fresh_files)
+                self._write_start_files(start_files)
 
         self.dist.on_main(prepare)
         if not self.dist.is_main:
@@ -174,16 +174,15 @@ class RunSession:
                 check_state(point.path, state)
         return point
 
-    def _write_start_files(self, fresh_files: Callable[[], None] | None) -> None:
+    def _write_start_files(self, start_files: Callable[[], None] | None) -> None:
         spec, run_dir = self.spec, self.spec.run_dir
         ckpt.cleanup_stale(self.root)
+        remove_stale_temp(run_dir)          # a killed write's temporary files (we hold the lock)
         info = {**run_info(spec.settings, spec.seed), **spec.info, "resumed_from": self.point.name}
         if self.point.path is None:
             (run_dir / METRICS_FILE).unlink(missing_ok=True)
             write_json_atomic(run_dir / CONFIG_FILE, spec.settings)
             write_json_atomic(run_dir / RUN_INFO_FILE, info)
-            if fresh_files is not None:
-                fresh_files()
         else:
             step = self.point.state["step"]
             write_json_atomic(run_dir / resume_info_file(step), info)
@@ -191,6 +190,8 @@ class RunSession:
             if damaged:
                 self.say(f"{run_dir / METRICS_FILE}: {damaged} damaged line(s) (not JSON) moved to "
                          f"{METRICS_FILE}.damaged")
+        if start_files is not None:
+            start_files()
         self.metrics = MetricsLogger(run_dir, tensorboard=spec.tensorboard)
 
     def restore(self, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],

@@ -197,7 +197,8 @@ def check_same_data(key: str, run_dir: Path) -> Callable[[Path, dict[str, Any]],
 
 
 def copy_tokenizer(src: Path, dst: Path) -> None:
-    """Copy the tokenizer files into the run (so a run folder is self-contained for evaluation)."""
+    """Copy the tokenizer files into the run (so a run folder is self-contained for evaluation); at
+    every start, so that the copy new checkpoints take is the tokenizer the data key verified."""
     dst.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
         if (src / name).is_file():
@@ -284,7 +285,7 @@ def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist, ma
                    info={"world_size": dist.world_size, "device": str(device), "data": plan.data_info})
     with RunSession(spec, dist, say) as session:
         session.start(check_state=check_same_data(plan.tokens.key, run_dir),
-                      fresh_files=lambda: copy_tokenizer(Path(cfg.tokenizer_dir), run_dir / TOKENIZER_COPY))
+                      start_files=lambda: copy_tokenizer(Path(cfg.tokenizer_dir), run_dir / TOKENIZER_COPY))
         if session.complete:
             return _summary(session, plan, [], session.point.state.get("nonfinite_steps", 0), already_complete=True)
         loop = TrainLoop.build(plan, session, device, dist, model_hook)
