@@ -1,6 +1,6 @@
 """Faults a run folder meets, through the real ``blalm train`` command (issue 13, items 1, 2, 3, 5):
 a damaged latest checkpoint is skipped with a message and the run resumes from the previous good one
-to weights bit-identical with an uninterrupted run; a finished run whose final checkpoint is damaged
+to weights bit-identical with an uninterrupted run (and a damaged metrics.jsonl comes back whole); a finished run whose final checkpoint is damaged
 re-does its end; a second writer into the same --out is refused naming the holder, and a dead
 holder's lock is taken over; every file is written with the umask's mode (checkpoints, exports)."""
 
@@ -93,6 +93,7 @@ def test_a_damaged_latest_checkpoint_is_skipped_and_the_run_resumes_identical(tr
     assert "resuming from " + str(out / "checkpoints" / "epoch_01") in run.stdout   # the previous good one
     assert _latest(out).name == "words_003k"                               # step 22
     _cut(_latest(out) / "model.safetensors")
+    _cut(out / "metrics.jsonl")                  # the run's log too: restored from the checkpoint's copy
     run = _blalm_train(train_data, out)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Traceback" not in run.stderr

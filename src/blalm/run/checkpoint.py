@@ -9,6 +9,8 @@ A checkpoint is a folder ``RUN_DIR/checkpoints/NAME/`` holding
                              kept in the newest two checkpoints (so that a damaged newest one can be
                              skipped at a resume), in all with ``keep_optimizer_state = "all"``;
 - more tensor files a stage adds (fine-tuning: ``head.safetensors``);
+- ``metrics.jsonl``          the run's log up to this checkpoint (a resume restores it from here, so a
+                             damaged run log loses no record);
 - ``model_config.json``      the ``ModelConfig`` (with the tokenizer's vocab size), enough to rebuild the model;
 - ``tokenizer.json``, ``tokenizer_config.json``  copies of the run's tokenizer;
 - ``state.json``             step, epoch, tokens and words seen, the learning rates, the RNG states,
@@ -115,10 +117,13 @@ def cleanup_stale(root: Path) -> list[str]:
 
 
 def _write_files(tmp: Path, tensor_files: dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]],
-                 model_config: dict[str, Any], tokenizer_files: Iterable[Path]) -> dict[str, dict[str, Any]]:
+                 model_config: dict[str, Any], tokenizer_files: Iterable[Path],
+                 extra_files: dict[str, bytes]) -> dict[str, dict[str, Any]]:
     """Every file of a checkpoint but state.json, into ``tmp``; their sizes and SHA-256."""
     for file_name, (tensors, metadata) in tensor_files.items():
         write_safetensors(tmp / file_name, tensors, metadata=metadata)
+    for file_name, data in extra_files.items():
+        (tmp / file_name).write_bytes(data)
     _write_json(tmp / MODEL_CONFIG_FILE, model_config)
     for source in tokenizer_files:
         shutil.copyfile(source, tmp / Path(source).name)
@@ -132,11 +137,13 @@ def _write_files(tmp: Path, tensor_files: dict[str, tuple[dict[str, torch.Tensor
 def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
                     optimizer_state: dict[str, torch.Tensor] | None, state: dict[str, Any],
                     model_config: dict[str, Any], tokenizer_files: Iterable[Path] = (),
-                    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
+                    extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None,
+                    extra_files: dict[str, bytes] | None = None) -> Path:
     """Write checkpoint ``root/name`` atomically and point ``root/latest`` at it (see the module docstring).
 
     ``extra_tensors``: more safetensors files written in the same atomic folder, ``{file name: tensors}``
-    (fine-tuning keeps its classification head in ``head.safetensors`` this way)."""
+    (fine-tuning keeps its classification head in ``head.safetensors`` this way); ``extra_files``:
+    other files, ``{file name: bytes}`` (the run's metrics.jsonl)."""
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
     tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:12]}"
@@ -147,7 +154,7 @@ def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
     for file_name, tensors in (extra_tensors or {}).items():
         tensor_files[file_name] = (tensors, {"format": "pt"})
     try:
-        files = _write_files(tmp, tensor_files, model_config, tokenizer_files)
+        files = _write_files(tmp, tensor_files, model_config, tokenizer_files, extra_files or {})
         full_state = {**state, "name": name, "files": files}
         full_state[STATE_CHECKSUM] = _state_digest(full_state)
         _write_json(tmp / STATE_FILE, full_state)
@@ -220,7 +227,7 @@ class BackgroundSaver:
     def save(self, root: Path, name: str, model_state: dict[str, torch.Tensor],
              optimizer_state: dict[str, torch.Tensor] | None, state: dict[str, Any], model_config: dict[str, Any],
              tokenizer_files: Iterable[Path] = (), extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None,
-             then: Callable[[Path], None] | None = None) -> None:
+             extra_files: dict[str, bytes] | None = None, then: Callable[[Path], None] | None = None) -> None:
         """:func:`save_checkpoint` on the background thread from snapshots taken now; ``then(path)``
         (pruning older checkpoints, a hook) runs there once the checkpoint is in place."""
         model_state = _snapshot(model_state)
@@ -230,7 +237,7 @@ class BackgroundSaver:
 
         def write() -> None:
             path = save_checkpoint(root, name, model_state, optimizer_state, state, model_config, tokenizer_files,
-                                   extra_tensors=extra)
+                                   extra_tensors=extra, extra_files=extra_files)
             if then is not None:
                 then(path)
 

@@ -84,6 +84,11 @@ class MetricsLogger:
                     self.tb.add_scalar(f"swa_alpha/layer_{i:02d}", v, step)
         self.tb.flush()
 
+    def snapshot(self) -> bytes:
+        """The file's content now (every record logged so far), e.g. for a checkpoint to keep."""
+        self._fh.flush()
+        return self.path.read_bytes()
+
     def close(self) -> None:
         self._fh.close()
         if self.tb is not None:
@@ -113,6 +118,28 @@ def truncate_metrics(run_dir: Path, step: int) -> int:
         with open(path.with_name(path.name + DAMAGED_SUFFIX), "a", encoding="utf-8") as fh:
             fh.writelines(damaged)
     write_text_atomic(path, "".join(kept))
+    return len(damaged)
+
+
+def restore_metrics(run_dir: Path, snapshot: Path) -> int:
+    """Replace ``run_dir/metrics.jsonl`` by a checkpoint's copy of it (the run's log up to the
+    checkpoint: what :func:`truncate_metrics` keeps, and also what damage to the live file took).
+    Damaged lines of the live file are moved to ``metrics.jsonl.damaged`` first; returns their count."""
+    path = Path(run_dir) / METRICS_FILE
+    damaged = []
+    if path.is_file():
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    record = None
+                if not isinstance(record, dict) and line.endswith("\n"):
+                    damaged.append(line)
+    if damaged:
+        with open(path.with_name(path.name + DAMAGED_SUFFIX), "a", encoding="utf-8") as fh:
+            fh.writelines(damaged)
+    write_text_atomic(path, Path(snapshot).read_text(encoding="utf-8"))
     return len(damaged)
 
 

@@ -46,7 +46,7 @@ from blalm.run.device import Dist, rng_state, set_rng_state
 from blalm.run.layout import (CONFIG_FILE, METRICS_FILE, OPTIMIZER_FILE, RUN_INFO_FILE, check_run_dir,
                               checkpoints_dir, resume_info_file)
 from blalm.run.lock import RunLock
-from blalm.run.metrics import MetricsLogger, truncate_metrics
+from blalm.run.metrics import MetricsLogger, restore_metrics, truncate_metrics
 from blalm.run.resume import ResumePoint, check_same_settings, choose_checkpoint, has_checkpoints
 from blalm.run.schedule import lr_factor, set_learning_rates
 from blalm.runinfo import run_info
@@ -184,9 +184,9 @@ class RunSession:
             write_json_atomic(run_dir / CONFIG_FILE, spec.settings)
             write_json_atomic(run_dir / RUN_INFO_FILE, info)
         else:
-            step = self.point.state["step"]
+            step, saved_log = self.point.state["step"], self.point.path / METRICS_FILE
             write_json_atomic(run_dir / resume_info_file(step), info)
-            damaged = truncate_metrics(run_dir, step)
+            damaged = restore_metrics(run_dir, saved_log) if saved_log.is_file() else truncate_metrics(run_dir, step)
             if damaged:
                 self.say(f"{run_dir / METRICS_FILE}: {damaged} damaged line(s) (not JSON) moved to "
                          f"{METRICS_FILE}.damaged")
@@ -287,8 +287,9 @@ class RunSession:
                 "step_in_epoch": self.step % self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps, "complete": self.step == self.total_steps, "rng": rng_state(),
                 "optimizer_scalars": opt_scalars, "optimizer_param_names": names, **state}
+        log = {METRICS_FILE: self.metrics.snapshot()} if self.metrics is not None else None
         self.saver.save(self.root, name, model_state, opt_tensors, full, model_config, tokenizer_files,
-                        extra_tensors=extra_tensors, then=self._after_save)
+                        extra_tensors=extra_tensors, extra_files=log, then=self._after_save)
         self.saved.append(name)
 
     def _after_save(self, path: Path) -> None:

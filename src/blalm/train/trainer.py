@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blalm.atomic import remove_stale_temp
 from blalm.errors import BlalmError, InputError
 from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.run.device import Dist, precision_context, resolve_device, resolve_precision, seed_everything
@@ -145,8 +146,11 @@ def load_tokens(cfg: TrainConfig, run_dir: Path, dist: Dist, log: Callable[[str]
     corpus_dir = Path(cfg.corpus_dir)
     cache_root = cache_root_for(corpus_dir, run_dir, cfg.token_cache)
     roots = (corpus_dir / ".tokens", run_dir / TOKEN_CACHE)
-    tokens = dist.on_main(lambda: prepare_tokens(corpus_dir, Path(cfg.tokenizer_dir), cache_root, roots,
-                                                 progress=cfg.progress, log=log))
+    def build() -> TokenData:
+        remove_stale_temp(run_dir / TOKEN_CACHE)     # a killed build's folder (the run's lock is held)
+        return prepare_tokens(corpus_dir, Path(cfg.tokenizer_dir), cache_root, roots, progress=cfg.progress, log=log)
+
+    tokens = dist.on_main(build)
     if not dist.is_main:   # rank 0 has verified the cache
         tokens = prepare_tokens(corpus_dir, Path(cfg.tokenizer_dir), cache_root, roots, verify=False)
     return tokens
