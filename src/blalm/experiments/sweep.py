@@ -123,6 +123,23 @@ def run_settings(exp: ExperimentConfig, run: PlannedRun, overrides: Sequence[str
             "lr_multiplier": exp.lr_multiplier, "eval": to_dict(exp.eval)}
 
 
+def final_checkpoint_intact(run_dir: Path, log: Callable[[str], None]) -> bool:
+    """Whether a finished run's latest checkpoint still verifies (else the run is trained again:
+    it resumes from its newest good checkpoint and re-does the end)."""
+    from blalm.run.checkpoint import read_latest, verify_checkpoint
+    from blalm.run.layout import checkpoints_dir
+
+    try:
+        latest = read_latest(checkpoints_dir(run_dir))
+    except BlalmError as exc:
+        problems = [str(exc)]
+    else:
+        problems = verify_checkpoint(latest) if latest is not None else ["no checkpoint"]
+    if problems:
+        log(f"{run_dir}: finished before, but its final checkpoint is damaged ({problems[0]}); training it again")
+    return not problems
+
+
 def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), runs: Sequence[str] = (),
           train_overrides: Sequence[str] = (), data_dir: Path | None = None, progress: bool = False,
           log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -166,7 +183,7 @@ def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_o
                                       list(train_overrides) + ([] if progress else ["progress=false"]))
             settings = run_settings(exp, run, overrides)
             done = read_json(run_dir / RUN_DONE_FILE)
-            skipped = done is not None and done.get("settings") == settings
+            skipped = done is not None and done.get("settings") == settings and final_checkpoint_intact(run_dir, log)
             if skipped:
                 log(f"{head}: finished before, skipped (best {(done.get('best') or {}).get('checkpoint')})")
             else:
