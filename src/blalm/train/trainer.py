@@ -5,11 +5,13 @@ What a run does, in order:
 1. checks the BabyLM rules of ``cfg.track`` (at most 10 epochs, a corpus within the track's word
    budget: the manifest's ``train_words`` and the words counted in train.txt);
 2. tokenizes the corpus once (``blalm.train.data``; cached by content hash);
-3. resumes from ``RUN_DIR/checkpoints/latest`` when there is one: the config must match the
-   one the run started with (``RUN_DIR/config.json``) in every key that changes the computation,
-   and the tokenized data must be the same bytes; else it writes ``config.json`` (the resolved
-   config, vocab size set from the tokenizer), ``run_info.json`` (command, seed, versions, git
-   commit, machine) and a copy of the tokenizer (``RUN_DIR/tokenizer/``);
+3. holds the run folder's lock (a second writer is refused) and resumes from the newest
+   checkpoint that verifies when there is one (``blalm.run.resume``: damaged newer ones are named
+   and set aside): the config must match the one the run started with (``RUN_DIR/config.json``)
+   in every key that changes the computation, and the tokenized data must be the same bytes; else
+   it writes ``config.json`` (the resolved config, vocab size set from the tokenizer),
+   ``run_info.json`` (command, seed, versions, git commit, machine); and it copies the tokenizer
+   (``RUN_DIR/tokenizer/``);
 4. seeds torch/numpy/python with ``seed``, builds the model, splits its parameters over Muon
    and AdamW (printed), and trains: each optimizer step takes the next ``global_batch`` blocks of
    the epoch's permutation, split over ``micro_batch``-sized forward/backward passes (gradient
@@ -18,6 +20,11 @@ What a run does, in order:
    schedule moves on) and is counted; ``max_nonfinite_steps`` in a row stop the run;
 6. at every BabyLM milestone (words seen), every epoch end and the end of the run it validates
    on the dev split (loss, perplexity, bits per byte) and writes a checkpoint atomically.
+
+The loop is made of plain steps: :func:`plan_run` (tokens, blocks, steps, milestones), the run
+room's :class:`~blalm.run.session.RunSession` (start or resume, restore, progress, save, with its
+``after_step`` / ``after_save`` hooks), and :class:`TrainLoop` (build, one optimizer step, its
+record, validate and checkpoint); fine-tuning uses the same session.
 
 Determinism: on CPU with the same config, a run that is killed at any point and re-run with the
 same command ends with weights bit-identical to an uninterrupted run: the data position is a
