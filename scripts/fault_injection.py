@@ -328,7 +328,7 @@ def build_inputs(work: Path, data_dir: Path) -> dict[str, Path]:
     if done.returncode:
         raise SystemExit(f"training the model for finetune failed:\n{done.stderr[-3000:]}")
     inputs["model"] = latest_checkpoint(model_run)
-    train = {k: v for k, v in TINY_TRAIN.items() if k not in ("progress", "seed")}
+    train = {**{k: v for k, v in TINY_TRAIN.items() if k not in ("progress", "seed")}, "token_cache": "run"}
     inputs["experiment"] = work / "experiment.toml"
     inputs["experiment"].write_text(
         f'name = "faults"\nseeds = [0]\nvocab_size = 500\n[tracks.strict]\n'

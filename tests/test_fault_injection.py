@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import random
+import sys
 
 import pytest
 
@@ -16,6 +17,7 @@ from test_train_helpers import REPO_ROOT, train_data  # noqa: F401
 def harness():
     spec = importlib.util.spec_from_file_location("fault_injection", REPO_ROOT / "scripts" / "fault_injection.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["fault_injection"] = module     # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -33,7 +35,7 @@ def test_the_fault_suite_kills_damages_and_double_starts_a_training_run(harness,
     assert killed.fault.startswith("kill -9 at checkpoint_renamed") and killed.outcome == "resumed identical", killed
     # a half-finished run with its latest optimizer state flipped: skipped, resumed identical
     out = tmp_path / "damaged"
-    harness.run_blalm(stage.argv(out), fault="step_backward@12")
+    harness.run_blalm(stage.argv(out), fault="step_backward@20")     # in step 10: checkpoints at 4 and 8
     target = dict(stage.damage_targets(out))["checkpoint optimizer.safetensors"]
     assert "one bit flipped" in harness.damage(target, "flip", rng)
     outcome, ok, nothing_lost, detail = harness.rerun_outcome(stage, ref, out)

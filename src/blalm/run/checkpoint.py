@@ -96,8 +96,10 @@ def _write_json(path: Path, data: Any) -> None:
         fh.write("\n")
 
 
-def _state_digest(state: dict[str, Any]) -> str:
-    body = {k: v for k, v in state.items() if k != STATE_CHECKSUM}
+def json_digest(data: dict[str, Any], skip: str = STATE_CHECKSUM) -> str:
+    """SHA-256 of ``data`` (without its key ``skip``) as canonical JSON: a JSON file that records it
+    under ``skip`` can check that it was not changed (a changed digit still parses)."""
+    body = {k: v for k, v in data.items() if k != skip}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -156,7 +158,7 @@ def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
     try:
         files = _write_files(tmp, tensor_files, model_config, tokenizer_files, extra_files or {})
         full_state = {**state, "name": name, "files": files}
-        full_state[STATE_CHECKSUM] = _state_digest(full_state)
+        full_state[STATE_CHECKSUM] = json_digest(full_state)
         _write_json(tmp / STATE_FILE, full_state)
         os.chmod(tmp / STATE_FILE, file_mode())
         for entry in tmp.iterdir():
@@ -298,7 +300,7 @@ def read_state(path: Path) -> dict[str, Any]:
         raise DamagedCheckpoint(f"{file}: not readable JSON ({exc}): cut short or changed") from None
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise DamagedCheckpoint(f"{file}: not a checkpoint state (no integer 'step')")
-    if STATE_CHECKSUM in state and state[STATE_CHECKSUM] != _state_digest(state):
+    if STATE_CHECKSUM in state and state[STATE_CHECKSUM] != json_digest(state):
         raise DamagedCheckpoint(f"{file}: its content does not match its {STATE_CHECKSUM}: changed after it was written")
     return state
 

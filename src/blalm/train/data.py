@@ -9,7 +9,7 @@ is refused. The cache lives in ``CORPUS_DIR/.tokens/<key>/`` (or ``RUN_DIR/token
 the corpus folder is read-only or ``token_cache = "run"``), where ``key`` is a hash of the bytes
 of ``tokenizer.json``, ``train.txt`` and ``dev.txt``: any change to them makes a new cache, and
 a cache is built in a temporary folder and renamed into place, so it is either complete or absent.
-``meta.json`` records the size and SHA-256 of every file of the cache; a cache that does not match
+``meta.json`` records the size and SHA-256 of every file of the cache (and its own, ``meta_sha256``); a cache that does not match
 them (cut short, changed, or its meta.json unreadable) is set aside as ``.damaged-KEY-<id>`` (kept)
 and built again, with a message. Fault point (:mod:`blalm.faults`): ``token_cache_written``.
 
@@ -46,13 +46,14 @@ import numpy as np
 
 from blalm.errors import BlalmError, InputError
 from blalm.faults import fault_point
-from blalm.run.checkpoint import sha256_file
+from blalm.run.checkpoint import json_digest, sha256_file
 from blalm.run.layout import DAMAGED_PREFIX
 
 TOKEN_DTYPE = np.dtype("<u2")
 MAX_VOCAB = int(np.iinfo(TOKEN_DTYPE).max) + 1   # 65536 ids fit in uint16
 CACHE_VERSION = "blalm-tokens-v1"
 ENCODE_BATCH_LINES = 2000
+META_CHECKSUM = "meta_sha256"
 
 
 @dataclass
@@ -138,6 +139,8 @@ def cache_problem(folder: Path) -> str | None:
                                       for split in ("train", "dev")}
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return f"meta.json is not readable ({exc})"
+    if META_CHECKSUM in meta and meta[META_CHECKSUM] != json_digest(meta, META_CHECKSUM):
+        return f"meta.json does not match its {META_CHECKSUM} (changed after it was written)"
     for name, expected in files.items():
         path = folder / name
         if not path.is_file():
@@ -192,6 +195,7 @@ def build_cache(corpus_dir: Path, tokenizer_dir: Path, folder: Path, key: str, h
                 "pad_id": tokenizer.pad_token_id,
                 **{f"{split}_{k}": v for split, s in stats.items() for k, v in s.items()}}
         meta["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
+        meta[META_CHECKSUM] = json_digest(meta, META_CHECKSUM)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         for name in os.listdir(tmp):
             _fsync_file(tmp / name)
