@@ -27,9 +27,10 @@ def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, la
                  log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
     """Score the run's checkpoints (all, or the ``last`` N by step) and select the best by average."""
     from blalm.run.checkpoint import list_checkpoints
+    from blalm.run.layout import checkpoints_dir
 
     run_dir = Path(run_dir)
-    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    checkpoints = list_checkpoints(checkpoints_dir(run_dir))
     if not checkpoints:
         raise InputError(f"{run_dir}: no complete checkpoint under checkpoints/ (has the run started?)")
     if last:

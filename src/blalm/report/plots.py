@@ -210,9 +210,10 @@ def read_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | Non
 
     from blalm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
     from blalm.run.checkpoint import list_checkpoints
+    from blalm.run.layout import checkpoints_dir
 
     words, alphas, mode = [], [], ""
-    for ckpt in list_checkpoints(Path(run_dir) / "checkpoints"):    # complete ones, by step
+    for ckpt in list_checkpoints(checkpoints_dir(run_dir)):    # complete ones, by step
         folder = Path(ckpt["path"])
         model_cfg = read_json(folder / CONFIG_FILE)
         if not isinstance(model_cfg, dict) or not (folder / WEIGHTS_FILE).is_file():
