@@ -9,7 +9,7 @@ import pytest
 from blalm.config import from_dict
 from blalm.eval.config import PAPER_COLUMNS, EvalConfig
 from blalm.eval.runs import SUMMARY_FILE, evaluate_run, format_run_table
-from blalm.train.config import is_run_dir
+from blalm.run.layout import is_run_dir
 from blalm.train.trainer import train
 from test_eval_suite import make_mini_eval
 from test_train_helpers import tiny_config, train_data  # noqa: F401  (fixtures)

@@ -34,7 +34,7 @@ from blalm.model.checkpoint import load_model, save_model
 from blalm.model.cli import load_model_config
 from blalm.model.decoder import build_model
 from blalm.tokenizer.train import load_tokenizer, train_tokenizer
-from blalm.train import checkpoint as ckpt
+from blalm.run import checkpoint as ckpt
 
 VOCAB = 500
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -341,9 +341,9 @@ def _cli_args(model_dir, glue_dir, out) -> list[str]:
 def _blalm(argv, fault=None):
     """``blalm ARGV`` in a subprocess (one torch thread, as this process)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("BLALM_TRAIN_FAULT", None)
+    env.pop("BLALM_FAULT", None)
     if fault:
-        env["BLALM_TRAIN_FAULT"] = fault
+        env["BLALM_FAULT"] = fault
     code = "import sys, torch; torch.set_num_threads(1); from blalm import cli; sys.exit(cli.main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", code, *argv], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=300)
@@ -369,7 +369,7 @@ def test_killed_finetuning_resumes_to_identical_weights(model_dir, glue_dir, tmp
     assert ckpt.read_state(ckpt.read_latest(killed / "rte" / "checkpoints"))["step"] == 4
     assert not (killed / "rte" / "results.json").exists()
     # SIGKILL in the middle of a checkpoint write of the resumed run (step 6: files written, not renamed)
-    run = _run(_cli_args(model_dir, glue_dir, killed), fault="save_written@1")
+    run = _run(_cli_args(model_dir, glue_dir, killed), fault="checkpoint_written@1")
     assert run.returncode == -signal.SIGKILL, run.stderr[-3000:]
     assert ckpt.read_state(ckpt.read_latest(killed / "rte" / "checkpoints"))["step"] == 4
     assert any(p.name.startswith(".tmp-") for p in (killed / "rte" / "checkpoints").iterdir())
@@ -426,8 +426,9 @@ def test_best_epoch_is_chosen_by_the_tasks_validation_metric(model_dir, glue_dir
                  if json.loads(line)["kind"] == "valid"]
         assert [{k: v for k, v in r.items() if k != "kind"} for r in valid] == epochs
         assert report["tasks"][name]["score"] == best["score"]
-        # only the latest checkpoint folder is kept
-        assert [p.name for p in (out / name / "checkpoints").iterdir() if p.is_dir()] == ["step0000016"]
+        # only the newest two checkpoint folders are kept (a damaged newest one can be skipped)
+        assert sorted(p.name for p in (out / name / "checkpoints").iterdir() if p.is_dir()) == \
+            ["step0000012", "step0000016"]
     # in this fixed-seed run rte's best epoch is not the last, and mrpc's best score is tied (epochs 3, 4)
     assert json.loads((out / "rte" / "results.json").read_text())["best_epoch"] == 2
     assert json.loads((out / "mrpc" / "results.json").read_text())["best_epoch"] == 3
@@ -594,3 +595,25 @@ def test_a_run_with_other_settings_is_refused_not_resumed(model_dir, glue_dir, t
     # a resumable key (eval_batch, compile, device, progress) may change: the finished task is read back
     again = finetune(_cfg(model_dir, glue_dir, tasks=["rte"], eval_batch=5), out, log=lambda m: None)
     assert again["tasks"]["rte"]["status"] == "ok"
+
+
+def test_a_second_finetune_into_the_same_out_is_refused_naming_the_holder(model_dir, glue_dir, tmp_path):
+    """Two 'blalm finetune' of a task into one --out: the second is refused, naming the holder (the
+    lock is per task folder, so scripts/glue_device.sh's processes on other tasks share the --out)."""
+    import socket
+
+    out = tmp_path / "ft"
+    hold = ("import sys, time; from blalm.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+            "print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(out / "rte")], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        run = _run(_cli_args(model_dir, glue_dir, out))
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr[-2000:]
+        assert f"{out / 'rte'} is in use: pid {holder.pid} on host {socket.gethostname()}" in run.stderr
+        assert "is writing this fine-tuning run" in run.stderr
+        assert sorted(p.name for p in (out / "rte").iterdir()) == [".lock"]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()

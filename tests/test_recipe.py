@@ -10,8 +10,8 @@ import torch
 
 from blalm.model.config import ModelConfig
 from blalm.model.decoder import build_model
-from blalm.train.checkpoint import load_model_state, read_latest
-from blalm.train.optim import lr_factor
+from blalm.run.checkpoint import load_model_state, read_latest
+from blalm.run.schedule import lr_factor
 from blalm.train.trainer import train
 from test_train_helpers import tiny_config, train_data  # noqa: F401
 
@@ -75,7 +75,7 @@ def _train_plain(corpus, tokenizer, run_dir):
 def test_layer_compiled_training_matches_eager(train_data, tmp_path):
     """``compile = true`` with the default ``compile_scope = "layer"`` trains the same model as eager
     (same losses to float tolerance; the checkpoints hold the plain parameter names)."""
-    from blalm.train.metrics import read_metrics
+    from blalm.run.metrics import read_metrics
 
     corpus, tokenizer = train_data
     losses = {}

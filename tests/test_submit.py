@@ -348,7 +348,7 @@ def test_killed_submit_resumes_to_the_identical_result(submission, submit_run, s
            "--eval-data", str(submit_eval), "--device", "cpu", "--glue", str(out / "work/glue")]
     cmd += [a for f in FINETUNE for a in ("--finetune-set", f)]
     for kill in ("submit_piece@21", None):   # mid-way: 10 revisions and a half done
-        env = {**os.environ, **({"BLALM_TRAIN_FAULT": kill} if kill else {})}
+        env = {**os.environ, **({"BLALM_FAULT": kill} if kill else {})}
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
         if kill:
             assert proc.returncode == -9, proc.stderr[-2000:]

@@ -116,7 +116,7 @@ def tiny_sweep(demo_corpus, data_dir, tmp_path_factory):  # noqa: F811
     config = write_experiment(root, demo_corpus, eval_dir)
     out = root / "out"
     # 1. a sweep killed in its first run's 8th optimizer step (after the checkpoint at step 6)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "BLALM_TRAIN_FAULT": "step_backward@16"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "BLALM_FAULT": "step_backward@16"}
     killed = subprocess.run([sys.executable, "-m", "blalm.cli", "sweep", str(config), "--out", str(out)],
                             env=env, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     # 2. re-run: the killed run resumes, the others train; 3. re-run again: everything is skipped

@@ -16,12 +16,13 @@ from blalm.config import load_config
 from blalm.errors import BlalmError, ConfigError
 from blalm.model.config import ModelConfig
 from blalm.model.decoder import build_model
-from blalm.train import checkpoint as ckpt
+from blalm.run import checkpoint as ckpt
 from blalm.train import milestones as ms
 from blalm.train.config import load_train_config
-from blalm.train.data import batch_indices, epoch_permutation, prepare_tokens
-from blalm.train.metrics import read_metrics
-from blalm.train.optim import build_optimizers, lr_factor, split_parameters
+from blalm.run.metrics import read_metrics
+from blalm.run.schedule import epoch_permutation, lr_factor
+from blalm.train.data import batch_indices, prepare_tokens
+from blalm.train.optim import build_optimizers, split_parameters
 from blalm.train.trainer import train
 from test_train_helpers import (  # noqa: F401
     DEMO_TRAIN_CONFIG,
@@ -99,13 +100,18 @@ def test_checkpoints_load_without_pickle(finished_run, train_data):
     dev = prepare_tokens(corpus, tokenizer, corpus / ".tokens").dev
     x = torch.from_numpy(np.asarray(dev[:64], dtype=np.int64)).view(2, 32)
     latest = ckpt.read_latest(out / "checkpoints")
-    for c in ckpt.list_checkpoints(out / "checkpoints"):
+    found = ckpt.list_checkpoints(out / "checkpoints")
+    newest_two = {Path(c["path"]) for c in found[-2:]}
+    assert latest in newest_two
+    for c in found:
         folder = Path(c["path"])
-        assert {p.suffix for p in folder.iterdir()} <= {".safetensors", ".json"}
+        assert {p.suffix for p in folder.iterdir()} <= {".safetensors", ".json", ".jsonl"}   # no pickle
         with safe_open(str(folder / "model.safetensors"), framework="pt") as fh:
             assert "embed_tokens.weight" in fh.keys()
-        # the optimizer state stays in the latest checkpoint only (keep_optimizer_state = "latest")
-        assert (folder / "optimizer.safetensors").is_file() == (folder == latest)
+        # the optimizer state stays in the newest two checkpoints only (keep_optimizer_state = "latest"),
+        # so that a damaged newest one can be skipped at a resume
+        assert (folder / "optimizer.safetensors").is_file() == (folder in newest_two)
+        assert ckpt.verify_checkpoint(folder) == []
         model = ckpt.load_checkpoint_model(folder)
         assert model.config.vocab_size == 500
         loss = model(x, labels=x).loss.item()

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from blalm.train import checkpoint as ckpt
-from blalm.train.metrics import read_metrics
+from blalm.run import checkpoint as ckpt
+from blalm.run.metrics import read_metrics
 from blalm.train.trainer import train
 from test_train_helpers import (  # noqa: F401
     DEMO_TRAIN_CONFIG,

@@ -14,8 +14,8 @@ import time
 import pytest
 import torch
 
-from blalm.train import checkpoint as ckpt
-from blalm.train.metrics import read_metrics
+from blalm.run import checkpoint as ckpt
+from blalm.run.metrics import read_metrics
 from blalm.train.trainer import train
 from test_train_helpers import (  # noqa: F401
     DEMO_TRAIN_CONFIG,
@@ -66,7 +66,7 @@ def test_killed_runs_resume_to_bit_identical_weights(train_data, tmp_path):
     history = [_latest_is_complete(root)]
 
     # 2. killed in the middle of writing its 2nd checkpoint (files written, folder not yet renamed)
-    run = run_train_subprocess(args, {"BLALM_TRAIN_FAULT": "save_written@2"})
+    run = run_train_subprocess(args, {"BLALM_FAULT": "checkpoint_written@2"})
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
     assert any(p.name.startswith(".tmp-") for p in root.iterdir())          # the half-written one
     name, step = _latest_is_complete(root)
@@ -74,13 +74,13 @@ def test_killed_runs_resume_to_bit_identical_weights(train_data, tmp_path):
     history.append((name, step))
 
     # 3. killed in the middle of an optimizer step (after a micro-batch's backward)
-    run = run_train_subprocess(args, {"BLALM_TRAIN_FAULT": "step_backward@5"})
+    run = run_train_subprocess(args, {"BLALM_FAULT": "step_backward@5"})
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
     assert not any(p.name.startswith(".tmp-") for p in root.iterdir())      # cleaned at the start
     history.append(_latest_is_complete(root))
 
     # 4. killed after a checkpoint was renamed into place but before 'latest' was updated
-    run = run_train_subprocess(args, {"BLALM_TRAIN_FAULT": "save_renamed@2"})
+    run = run_train_subprocess(args, {"BLALM_FAULT": "checkpoint_renamed@2"})
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
     name, step = _latest_is_complete(root)
     newest = max(ckpt.list_checkpoints(root), key=lambda c: c["step"])
@@ -137,7 +137,7 @@ def test_background_saver_writes_in_order_and_surfaces_errors(tmp_path):
 
 def test_metrics_reader_skips_a_line_cut_by_a_kill(tmp_path):
     """Every reader of metrics.jsonl (report, sweep, tests) sees the whole records of a killed run."""
-    from blalm.train.metrics import METRICS_FILE, read_metrics
+    from blalm.run.metrics import METRICS_FILE, read_metrics
 
     (tmp_path / METRICS_FILE).write_text('{"kind": "train", "step": 1}\n{"kind": "eval", "step": 1}\n{"kind": "tr',
                                          encoding="utf-8")

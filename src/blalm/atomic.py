@@ -12,6 +12,46 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
+from blalm.faults import fault_point
+
+
+def _fallback_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK_AT_IMPORT = _fallback_umask()
+
+
+def process_umask() -> int:
+    """This process's umask, read without changing it (``/proc/self/status`` on Linux; elsewhere
+    the one it had when blalm was imported)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
+def file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` gives a new file: 0666 less the umask (0644 under the
+    usual umask 022). Temporary-file helpers create 0600 files; what we publish gets this mode."""
+    return 0o666 & ~process_umask()
+
+
+def write_safetensors(path: Path, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
+    """``safetensors.torch.save_file`` (CPU, contiguous copies), then the usual file mode
+    (:func:`file_mode`; safetensors itself leaves its files 0600). Not atomic by itself: write into
+    a folder that is moved into place (:func:`atomic_dir`, the checkpoint writer)."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+    os.chmod(path, file_mode())
+
 
 def read_json(path: Path) -> Any:
     """The JSON that ``path`` holds, or None when it is missing or not (yet) valid JSON."""
@@ -31,7 +71,8 @@ def write_text_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, file_mode())
+        fault_point("atomic_file_written")
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -66,6 +107,20 @@ def replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def remove_stale_temp(folder: Path) -> list[str]:
+    """Remove what a killed :func:`write_text_atomic` or :func:`atomic_dir` left in ``folder``
+    (``.NAME.*.tmp`` files, ``.NAME.tmp-*`` folders). Only while holding the folder's lock
+    (:mod:`blalm.run.lock`): another writer's temporary files look the same."""
+    removed = []
+    if Path(folder).is_dir():
+        for entry in Path(folder).iterdir():
+            name = entry.name
+            if name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name):
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                removed.append(name)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Build a folder in a temporary sibling and move it onto ``target`` only if the block succeeds::
@@ -77,6 +132,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     tmp = new_sibling_dir(target, "tmp")
     try:
         yield tmp
+        fault_point("atomic_dir_built")
         replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,7 +10,7 @@ from blalm.model.cli import load_model_config
 from blalm.model.decoder import build_model
 from blalm.finetune.head import SequenceClassifier, compile_backbone, pad_batch, width_multiple
 from blalm.finetune.run import to_device, predict_logits
-from blalm.eval.suite import gpu_precision
+from blalm.run.device import precision_context
 from torch._dynamo.utils import counters
 from pathlib import Path
 dev = torch.device("cuda")
@@ -34,7 +34,7 @@ def run(compiled, steps):
         t = time.time()
         b = batches[i % len(batches)]
         ids, mask = pad_batch(b, 0, mult)
-        with gpu_precision("bf16"):
+        with precision_context(dev, "bf16"):
             loss = F.cross_entropy(clf(to_device(ids, dev), to_device(mask, dev)).float(), to_device(labels[i % len(batches)], dev))
         loss.backward(); torch.nn.utils.clip_grad_norm_(list(clf.parameters()), 1.0); opt.step(); opt.zero_grad(set_to_none=True)
         losses.append(loss.detach())
@@ -44,7 +44,7 @@ def run(compiled, steps):
     for i in range(steps, steps + 40):
         b = batches[i % len(batches)]
         ids, mask = pad_batch(b, 0, mult)
-        with gpu_precision("bf16"):
+        with precision_context(dev, "bf16"):
             loss = F.cross_entropy(clf(to_device(ids, dev), to_device(mask, dev)).float(), to_device(labels[i % len(batches)], dev))
         loss.backward(); torch.nn.utils.clip_grad_norm_(list(clf.parameters()), 1.0); opt.step(); opt.zero_grad(set_to_none=True)
     torch.cuda.synchronize(); steady = 40 / (time.time() - t)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -110,11 +109,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_mixer(args: argparse.Namespace) -> int:
-    import torch
-
     from blalm.bench.mixer import MixerShape, bench_mixers, parse_tiles, tune_tiles
+    from blalm.run.device import resolve_device
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device or "auto").type     # the kernels take "cuda" or "cpu"
     shape = MixerShape(args.batch, args.heads, args.seq, args.head_dim, args.dtype, args.window)
     kernels = [k for k in args.kernels.split(",") if k]
     if args.tiles:
@@ -134,17 +132,12 @@ def run_mixer(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import torch
-
     from blalm.bench.train import bench_train, profile_blalm
+    from blalm.run.device import Dist, resolve_device
     from blalm.train.config import load_train_config
 
-    from blalm.train.trainer import Dist
-
     cfg = load_train_config(args.config, args.overrides)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))   # torchrun: one GPU per rank
+    device = resolve_device(args.device or "auto")       # torchrun: one GPU per rank
     if args.profile:
         print(profile_blalm(cfg, device, warmup=args.warmup))
         return 0
@@ -164,9 +157,10 @@ def run_decode(args: argparse.Namespace) -> int:
 
     from blalm.bench.decode import bench_decode
     from blalm.model.cli import load_model_config
+    from blalm.run.device import resolve_device
 
     cfg = load_model_config(args.config, args.overrides)
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(args.device or "auto")
     contexts = [int(c) for c in args.contexts.split(",") if c]
     for row in bench_decode(cfg, device, contexts, args.new_tokens, getattr(torch, args.dtype)):
         print(json.dumps(row), flush=True)

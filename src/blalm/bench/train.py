@@ -20,7 +20,7 @@ from blalm.model.decoder import build_model, count_parameters
 from blalm.bench import device_fields
 from blalm.train.config import TrainConfig
 from blalm.train.optim import build_optimizers
-from blalm.train.trainer import Dist
+from blalm.run.device import Dist, precision_context, resolve_precision, seed_everything
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -58,11 +58,11 @@ def make_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], c
     gen = torch.Generator(device="cpu").manual_seed(0)
     batch = torch.randint(0, vocab, (cfg.micro_batch, cfg.context_length), generator=gen).to(device)
     accumulation = cfg.global_batch // (cfg.micro_batch * world_size)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+    precision = resolve_precision("auto", device)     # bf16 autocast on GPU, as training runs
 
     def step() -> None:
         for _ in range(accumulation):
-            with autocast:
+            with precision_context(device, precision):
                 loss = loss_of(batch) / accumulation
             loss.backward()
         if cfg.grad_clip:
@@ -93,7 +93,7 @@ def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int,
     """One training config's step time; under ``torchrun`` (``dist`` enabled) DDP over the ranks,
     the global batch split between them, tokens/s counted over all of them."""
     world = dist.world_size if dist is not None else 1
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     model = build_model(cfg.model, device)
     model.train()
     optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
@@ -135,7 +135,7 @@ def hf_peer(cfg: TrainConfig) -> tuple[str, Any]:
 
 
 def bench_peer(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     name, model = hf_peer(cfg)
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
@@ -172,7 +172,7 @@ def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup
     """A torch-profiler table of ``steps`` optimizer steps (after warm-up): where the step time goes."""
     from torch.profiler import ProfilerActivity, profile
 
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     model = build_model(cfg.model, device)
     optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
     forward = torch.compile(model) if cfg.compile else model

@@ -123,7 +123,7 @@ def run_eval_cli(args: argparse.Namespace) -> int:
         print(msg, file=sys.stderr, flush=True)
 
     from blalm.eval.runs import SUMMARY_FILE, evaluate_run, follow_run, format_run_table
-    from blalm.train.config import is_run_dir
+    from blalm.run.layout import is_run_dir
 
     if args.follow:
         if not args.model.is_dir() and args.follow_pid is None:

@@ -28,17 +28,6 @@ from typing import Any
 from blalm.errors import InputError
 
 
-def resolve_device(device: str) -> str:
-    """``"auto"`` → ``"cuda"`` when a GPU is visible, else ``"cpu"``; ``"cuda"`` without one is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device is visible (use --device cpu)")
-    return device
-
-
 def load_for_eval(path: str | Path, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
     """The model (on ``device``, in eval mode) and its tokenizer from the folder at ``path``.
 
@@ -71,7 +60,7 @@ def load_for_eval(path: str | Path, device: str = "cpu", dtype: Any = None) -> t
     except Exception as exc:
         raise InputError(f"{folder}: cannot load the model: {exc}") from None
     check_vocab(model, tokenizer, folder)
-    model.to(resolve_device(device))
+    model.to(_device(device))
     model.eval()
     return model, tokenizer
 
@@ -89,7 +78,7 @@ def _load_blalm_checkpoint(folder: Path, device: str, dtype: Any) -> tuple[Any, 
                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                 pad_token_id=tokenizer.pad_token_id)
     check_vocab(model, tokenizer, folder)
-    model.to(resolve_device(device))
+    model.to(_device(device))
     model.eval()
     return model, tokenizer
 
@@ -108,3 +97,10 @@ def check_vocab(model: Any, tokenizer: Any, where: str | Path = "model") -> None
         if size is not None and n_tok > size:
             raise InputError(f"{where}: the tokenizer has {n_tok} tokens but the model's {what} has "
                              f"only {size}; this tokenizer does not belong to this model")
+
+
+def _device(device: str):
+    """The run room's device helper (``"auto"`` resolved; CUDA without a GPU is an error)."""
+    from blalm.run.device import resolve_device
+
+    return resolve_device(device)

@@ -38,10 +38,11 @@ def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, la
                  log: Callable[[str], None] = lambda s: None, session: EvalSession | None = None
                  ) -> dict[str, Any]:
     """Score the run's checkpoints (all, or the ``last`` N by step) and select the best by average."""
-    from blalm.train.checkpoint import list_checkpoints
+    from blalm.run.checkpoint import list_checkpoints
+    from blalm.run.layout import checkpoints_dir
 
     run_dir = Path(run_dir)
-    checkpoints = list_checkpoints(run_dir / "checkpoints")
+    checkpoints = list_checkpoints(checkpoints_dir(run_dir))
     if not checkpoints:
         raise InputError(f"{run_dir}: no complete checkpoint under checkpoints/ (has the run started?)")
     if last:
@@ -111,7 +112,7 @@ def follow_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, pid:
     """Score every checkpoint of a training run as it appears (see the module docstring); returns
     the last summary (None when the run wrote no checkpoint before it ended). ``idle_seconds``: give
     up after that long without a new checkpoint when nothing says whether training runs (0: never)."""
-    from blalm.train.checkpoint import list_checkpoints
+    from blalm.run.checkpoint import list_checkpoints
 
     run_dir = Path(run_dir)
     session = EvalSession()

@@ -20,11 +20,10 @@ the paper's average); without it GLUE is reported as not available.
 
 from __future__ import annotations
 
-import contextlib
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from blalm.config import to_dict
 from blalm.errors import InputError
@@ -200,20 +199,21 @@ def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None
 
     ``session``: what an earlier call of the same process left (data, tokens, the model; see
     :mod:`blalm.eval.session`); a fresh one by default."""
-    from blalm.eval.loading import resolve_device
+    from blalm.run.device import precision_context, resolve_device, resolve_precision
 
     eval_dir = cfg.eval_dir()
     if not eval_dir.is_dir():
-        raise InputError(f"{eval_dir}: evaluation data folder not found (give --data-dir, or set BLALM_DATA_DIR)")
+        raise InputError(f"{eval_dir}: evaluation data folder not found (give --eval-data, or set BLALM_DATA_DIR)")
     session = session or EvalSession()
     t0 = time.perf_counter()
-    device = resolve_device(cfg.device)
+    torch_device = resolve_device(cfg.device)
+    device = str(torch_device)
     loader = _load_quietly if not cfg.progress else _load
     model, tokenizer, compiled = session.load(Path(model_path), device, cfg.compile, loader)
     load_seconds = round(time.perf_counter() - t0, 2)
     info = run_info(config=to_dict(cfg))   # after torch is loaded, so that it names the GPU
     log(f"loaded {model_path} on {device} ({sum(p.numel() for p in model.parameters()):,} parameters)")
-    with gpu_precision(cfg.precision if device.startswith("cuda") else "fp32"):
+    with precision_context(torch_device, resolve_precision(cfg.precision, torch_device)):
         results = run_tasks(model, tokenizer, cfg, log, session=session, compiled=compiled)
     report = {
         "model": str(model_path), "suite": cfg.suite, "data_dir": str(eval_dir), "device": device,
@@ -230,27 +230,13 @@ def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None
     return report
 
 
-@contextlib.contextmanager
-def gpu_precision(precision: str) -> Iterator[None]:
-    """fp32: exact float32 matmuls; tf32: float32 through TF32 tensor cores; bf16: autocast."""
-    import torch
-
-    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = precision == "tf32"
-    try:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
-
-
 def _load(model_path: Path, device: str) -> tuple[Any, Any]:
     from blalm.eval.loading import load_for_eval
 
     return load_for_eval(model_path, device=device)
 
 
-def _load_quietly(model_path: Path, device: str) -> tuple[Any, Any]:
+def _load_quietly(model_path: str | Path, device: str) -> tuple[Any, Any]:
     """``load_for_eval`` without transformers' weight-loading progress bar."""
     from transformers.utils import logging as hf_logging
 

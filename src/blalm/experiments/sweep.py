@@ -26,12 +26,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from blalm.atomic import atomic_dir, read_json, write_json_atomic
+from blalm.atomic import atomic_dir, read_json, remove_stale_temp, write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import BlalmError, ConfigError
 from blalm.experiments.config import ExperimentConfig, PlannedRun, expand_grid, resolve_path
+from blalm.faults import fault_point
+from blalm.run.lock import RunLock
+from blalm.run.metrics import checkpoint_val_ppl, read_metrics
 from blalm.runinfo import run_info
-from blalm.train.metrics import checkpoint_val_ppl, read_metrics
 
 SWEEP_FILE = "sweep.json"
 RUN_DONE_FILE = "sweep_run.json"
@@ -121,17 +123,40 @@ def run_settings(exp: ExperimentConfig, run: PlannedRun, overrides: Sequence[str
             "lr_multiplier": exp.lr_multiplier, "eval": to_dict(exp.eval)}
 
 
+def final_checkpoint_intact(run_dir: Path, log: Callable[[str], None]) -> bool:
+    """Whether a finished run's latest checkpoint still verifies (else the run is trained again:
+    it resumes from its newest good checkpoint and re-does the end)."""
+    from blalm.run.checkpoint import read_latest, verify_checkpoint
+    from blalm.run.layout import checkpoints_dir
+
+    try:
+        latest = read_latest(checkpoints_dir(run_dir))
+    except BlalmError as exc:
+        problems = [str(exc)]
+    else:
+        problems = verify_checkpoint(latest) if latest is not None else ["no checkpoint"]
+    if problems:
+        log(f"{run_dir}: finished before, but its final checkpoint is damaged ({problems[0]}); training it again")
+    return not problems
+
+
 def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), runs: Sequence[str] = (),
           train_overrides: Sequence[str] = (), data_dir: Path | None = None, progress: bool = False,
           log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train and score every run of the grid that is not finished yet; return (and write) the
-    sweep summary, ``out_dir/sweep.json``."""
+    sweep summary, ``out_dir/sweep.json``. One sweep at a time writes ``out_dir`` (its lock)."""
+    out_dir = Path(out_dir)
+    grid = expand_grid(exp, tracks, runs)
+    with RunLock(out_dir, what="sweep", log=log):
+        remove_stale_temp(out_dir)          # what a killed write of sweep.json left
+        return _sweep(exp, out_dir, grid, train_overrides, data_dir, progress, log)
+
+
+def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_overrides: Sequence[str],
+           data_dir: Path | None, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
     from blalm.eval.runs import evaluate_run
     from blalm.train.trainer import train
 
-    out_dir = Path(out_dir)
-    grid = expand_grid(exp, tracks, runs)
-    out_dir.mkdir(parents=True, exist_ok=True)
     ecfg = eval_config(exp, data_dir, progress=progress)
     previous = read_json(out_dir / SWEEP_FILE) or {}
     records: dict[str, dict[str, Any]] = {r["run_id"]: r for r in previous.get("runs", []) if "run_id" in r}
@@ -158,7 +183,7 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
                                       list(train_overrides) + ([] if progress else ["progress=false"]))
             settings = run_settings(exp, run, overrides)
             done = read_json(run_dir / RUN_DONE_FILE)
-            skipped = done is not None and done.get("settings") == settings
+            skipped = done is not None and done.get("settings") == settings and final_checkpoint_intact(run_dir, log)
             if skipped:
                 log(f"{head}: finished before, skipped (best {(done.get('best') or {}).get('checkpoint')})")
             else:
@@ -166,10 +191,12 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
                 log(f"{head}: training in {run_dir}")
                 started = time.time()
                 result = train(cfg, run_dir, log=log)
+                fault_point("sweep_run_trained")
                 best = None
                 if exp.eval.enabled:
                     log(f"{head}: scoring checkpoints ({ecfg.suite} suite)")
                     best = evaluate_run(run_dir, ecfg, last=exp.eval.last, log=lambda s: None)["best"]
+                fault_point("sweep_run_scored")
                 checkpoint = best["checkpoint"] if best else None
                 done = {"settings": settings, "status": "done", "best": best,
                         "val_ppl": checkpoint_val_ppl(read_metrics(run_dir, "eval"), checkpoint), "steps": result.get("steps"),

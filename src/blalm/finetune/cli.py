@@ -28,7 +28,7 @@ SETTINGS_HELP = """settings for --config FILE and --set KEY=VALUE (value read as
   max_valid=0           first N valid examples per task (0 = all)
   save_every=0          also checkpoint every N steps (checkpoints are always written at epoch ends)
   log_every=10          a 'train' record in DIR/<task>/metrics.jsonl every N steps
-  keep_all_checkpoints=false   keep every checkpoint folder (default: the latest only, to save disk)
+  keep_all_checkpoints=false   keep every checkpoint folder (default: the newest two, to save disk)
   compile=false         what --compile sets
 
 After every epoch the model is scored on the task's valid file; the task's result is the best

@@ -39,7 +39,7 @@ class FinetuneConfig:
     log_every: int = 10
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "tf32", "bf16"] = "bf16"   # CUDA only (bf16 autocast); the CPU runs float32
-    keep_all_checkpoints: bool = False    # False: only the latest checkpoint folder is kept (disk)
+    keep_all_checkpoints: bool = False    # False: only the newest two checkpoint folders are kept (disk)
     compile: bool = False                 # torch.compile each decoder block (dynamic shapes); GPU runs
     progress: bool = True
 

@@ -8,11 +8,11 @@ blalm decoder itself; another model as its Hugging Face base model (``model.base
 Per task ``T`` the run folder ``OUT/T/`` is a small training run of the training stage's kind:
 ``config.json`` (the resolved settings of this task), ``run_info.json``, ``metrics.jsonl`` (``setup``,
 ``train`` records every ``log_every`` steps, ``valid`` after every epoch, ``resume``, ``eval``),
-``checkpoints/`` written atomically by :func:`blalm.train.checkpoint.save_checkpoint` at every epoch
+``checkpoints/`` written atomically by :func:`blalm.run.checkpoint.save_checkpoint` at every epoch
 end, every ``save_every`` steps and the end (the fine-tuned decoder as ``model.safetensors`` +
 ``model_config.json`` + tokenizer, so ``load_model`` reads it when the model is a blalm one; the
 head as ``head.safetensors``; the AdamW state; ``state.json`` with the step, the RNG states and
-the per-epoch validation records; only the latest folder is kept unless ``keep_all_checkpoints``),
+the per-epoch validation records; the newest two folders are kept unless ``keep_all_checkpoints``),
 and ``results.json`` once the last epoch is done. ``OUT/results.json`` gathers every task and the
 GLUE score.
 
@@ -25,7 +25,7 @@ kept in the result (``per_epoch``). The official pipeline evaluates on the same 
 score. The checkpoint holds the last epoch's weights, not the best epoch's.
 
 Re-running the same command resumes: a task with ``results.json`` is done; a task with a checkpoint
-continues from ``checkpoints/latest`` with its per-epoch records. On CPU a killed and resumed run
+continues from its newest checkpoint that verifies (``blalm.run.resume``) with its per-epoch records. On CPU a killed and resumed run
 ends with the same weights, per-epoch scores and predictions as an uninterrupted one: the example
 order of each epoch is a pure function of (seed, epoch), the learning rate of the step, the
 checkpoint holds weights, optimizer state and RNG states, and validation draws no random numbers.
@@ -51,12 +51,10 @@ and eager runs agree to float rounding, and a run may be resumed with the other 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
-import shutil
-import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -71,17 +69,14 @@ from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, compile_backbone, is_blalm_decoder, pad_batch, width_multiple
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
-from blalm.runinfo import run_info
 from blalm.model.checkpoint import TOKENIZER_FILES
-from blalm.train import checkpoint as ckpt
-from blalm.train.data import epoch_permutation
-from blalm.train.config import config_differences
-from blalm.train.metrics import MetricsLogger, truncate_metrics
-from blalm.train.optim import lr_factor, set_learning_rates
-from blalm.train.trainer import resolve_device
+from blalm.run.device import precision_context, resolve_device, resolve_precision, seed_everything
+from blalm.run.layout import MODEL_FILE
+from blalm.run.resume import check_same_settings
+from blalm.run.schedule import epoch_permutation
+from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
 
 RESULTS_FILE = "results.json"
-CONFIG_FILE = "config.json"
 HEAD_FILE = "head.safetensors"
 METRIC_KEYS = ("accuracy", "f1", "mcc", "score", "metric")
 AUTO_EVAL_BATCH_CUDA = 128   # eval_batch = 0: no_grad forwards of <= 512 tokens (a 270M model uses a few GiB)
@@ -167,15 +162,13 @@ def predict_logits(model: SequenceClassifier, sequences: list[list[int]], pad_id
     carry little padding; under right padding a causal decoder's result at a row's last real token
     does not depend on the other rows of its batch. The logits stay on the device until the end
     (one host sync for the whole file)."""
-    from blalm.eval.suite import gpu_precision
-
     was = model.training
     model.eval()
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     parts = []
     for start in range(0, len(order), batch):
         ids, mask = pad_batch([sequences[i] for i in order[start:start + batch]], pad_id, multiple)
-        with gpu_precision(precision):
+        with precision_context(device, precision):
             parts.append(model(to_device(ids, device), to_device(mask, device)).float())
     model.train(was)
     if not parts:
@@ -211,55 +204,18 @@ def best_epoch(records: list[dict[str, Any]]) -> dict[str, Any]:
     return max(records, key=lambda rec: rec["score"])   # max keeps the first of equal scores
 
 
-def _prune_checkpoints(root: Path, keep: str) -> None:
-    """Remove every checkpoint folder under ``root`` but ``keep`` (the one ``latest`` names)."""
-    for entry in list(root.iterdir()):
-        if entry.is_dir() and not entry.name.startswith(".") and entry.name != keep:
-            shutil.rmtree(entry, ignore_errors=True)
+def encode_examples(cfg: FinetuneConfig, examples: tuple[list[dict], list[dict]], tokenizer: Any) -> dict[str, Any]:
+    """The task's training and valid examples, encoded (at most ``max_length`` tokens each)."""
+    train_ex, valid_ex = examples
+    return {"train": [encode(tokenizer, ex["fields"], cfg.max_length) for ex in train_ex],
+            "train_labels": [ex["label"] for ex in train_ex],
+            "valid": [encode(tokenizer, ex["fields"], cfg.max_length) for ex in valid_ex],
+            "gold": [ex["label"] for ex in valid_ex]}
 
 
-def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
-    """Fine-tune (or resume, or skip when done) one task; return its result record."""
-    from tqdm import tqdm
-
-    from blalm.eval.suite import gpu_precision
-
-    settings = task_settings(cfg, task)
-    ckpt_root = task_dir / "checkpoints"
-    if (task_dir / CONFIG_FILE).is_file():
-        old = json.loads((task_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        diffs = config_differences(old, settings, free=frozenset(RESUMABLE_KEYS))
-        if diffs:
-            lines = "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in diffs)
-            raise BlalmError(f"{task_dir} holds a fine-tuning run with other settings, so it cannot be resumed:\n"
-                             f"{lines}\nRe-run with the same options or choose a new --out")
-        if (task_dir / RESULTS_FILE).is_file():
-            log(f"{task.name}: already done ({task_dir / RESULTS_FILE})")
-            return json.loads((task_dir / RESULTS_FILE).read_text(encoding="utf-8"))
-
-    train_ex, valid_ex = load_task(cfg.glue_dir(), task.name, cfg.max_train, cfg.max_valid)
-    device = resolve_device(cfg.device)
-    precision = cfg.precision if device.type == "cuda" else "fp32"
-    model_dir = Path(cfg.model).expanduser()
-    backbone, tokenizer, model_config, kind = load_backbone(model_dir, device)
-    torch.manual_seed(cfg.seed)      # after loading: the head's initialisation depends on the seed alone
-    np.random.seed(cfg.seed % 2**32)
-    import random
-    random.seed(cfg.seed)
-    model = SequenceClassifier(backbone, task.num_labels, cfg.dropout).to(device)
-    # compiled blocks (compiled on their first call); batch widths rounded to what keeps their graphs few
-    compiled_layers = compile_backbone(backbone) if cfg.compile else 0
-    multiple = width_multiple(backbone) if cfg.compile else 1
-    eval_batch = eval_batch_size(cfg, device)
-    pad_id = _pad_id(tokenizer)
-    train_seqs = [encode(tokenizer, ex["fields"], cfg.max_length) for ex in train_ex]
-    train_labels = [ex["label"] for ex in train_ex]
-    valid_seqs = [encode(tokenizer, ex["fields"], cfg.max_length) for ex in valid_ex]
-    gold = [ex["label"] for ex in valid_ex]
-    B, epochs = settings["batch_size"], settings["epochs"]
-    steps_per_epoch = math.ceil(len(train_seqs) / B)
-    total = steps_per_epoch * epochs
-
+def build_adamw(model: torch.nn.Module, cfg: FinetuneConfig, device: torch.device
+                ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, list[list[str]]]]:
+    """AdamW over every trainable parameter, weight decay on the 2-D ones; with the names per group."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     decay = [n for n, p in named if p.ndim >= 2]
     no_decay = [n for n, p in named if p.ndim < 2]
@@ -269,127 +225,200 @@ def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable
                             fused=device.type == "cuda")   # one kernel for all parameters on a GPU
     for group in opt.param_groups:
         group["base_lr"] = cfg.lr
-    optimizers, names = {"adamw": opt}, {"adamw": [decay, no_decay]}
+    return {"adamw": opt}, {"adamw": [decay, no_decay]}
 
-    ckpt.cleanup_stale(ckpt_root)
-    latest = ckpt.read_latest(ckpt_root) if ckpt_root.is_dir() else None
-    state = ckpt.read_state(latest) if latest is not None else None
-    step = 0
-    records: list[dict[str, Any]] = []          # one per finished epoch: its validation scores
-    best_predictions: list[int] | None = None   # of the best epoch so far
-    seconds_before = 0.0                        # wall time of earlier (killed) sessions
-    task_dir.mkdir(parents=True, exist_ok=True)
-    if latest is not None:   # before the logger opens the file: truncation replaces it
-        truncate_metrics(task_dir, state["step"])
-    else:
-        (task_dir / "metrics.jsonl").unlink(missing_ok=True)
-    metrics = MetricsLogger(task_dir, tensorboard=False)
-    t_session = time.time()
-    if latest is not None:
-        backbone.load_state_dict(ckpt.load_model_state(latest, device))
-        model.head.load_state_dict(ckpt.load_tensors(latest / HEAD_FILE, device))
-        # read on the CPU: AdamW's load_state_dict moves the moments to their parameters' device and
-        # keeps its 'step' counters on the CPU, as a fresh AdamW holds them (a CUDA 'step' would cost a sync
-        # per parameter and step)
-        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(latest / ckpt.OPTIMIZER_FILE, "cpu"),
-                                  state["optimizer_scalars"])
-        ckpt.set_rng_state(state["rng"])
-        step = state["step"]
-        records = list(state.get("per_epoch", []))
-        best_predictions = state.get("best_predictions")
-        seconds_before = float(state.get("seconds", 0.0))
-        metrics.log({"kind": "resume", "step": step, "checkpoint": latest.name})
-        log(f"{task.name}: resuming from {latest} (step {step} of {total})")
-    else:
-        write_json_atomic(task_dir / CONFIG_FILE, settings)
-        write_json_atomic(task_dir / "run_info.json", run_info(settings, cfg.seed))
-        metrics.log({"kind": "setup", "step": 0, "task": task.name, "train_examples": len(train_seqs),
-                     "valid_examples": len(valid_ex), "batch_size": B, "epochs": epochs,
-                     "steps_per_epoch": steps_per_epoch, "total_steps": total, "model_kind": kind,
-                     "parameters": sum(p.numel() for p in model.parameters()), "device": str(device),
-                     "precision": precision, "metric_for_valid": task.primary, "eval_batch": eval_batch,
-                     "compiled_layers": compiled_layers, "width_multiple": multiple})
-        log(f"{task.name}: {len(train_seqs)} training examples, batch {B}, {epochs} epochs = {total} steps "
-            f"on {device} ({precision}{f', {compiled_layers} compiled layers' if cfg.compile else ''})")
-    tokenizer_files = [model_dir / n for n in TOKENIZER_FILES if (model_dir / n).is_file()]
 
-    model.train()
-    saver = ckpt.BackgroundSaver()   # checkpoints are written while the steps go on
-    bar = tqdm(total=total, initial=step, desc=f"finetune {task.name}", unit="step", dynamic_ncols=True,
-               disable=not cfg.progress, file=sys.stderr)
-    # the loss stays on the device between log records: no host sync per step keeps the GPU queue full
-    interval_loss, interval_n, t0 = torch.zeros((), device=device), 0, time.time()
-    perm_epoch, perm = -1, None
+def finished_result(task_dir: Path, settings: dict[str, Any], free: tuple[str, ...]) -> dict[str, Any] | None:
+    """A finished task's result (its settings checked), or None when the task is not finished."""
+    path = task_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    check_same_settings(task_dir, settings, free, "fine-tuning run")
     try:
-        while step < total:
-            epoch, s = divmod(step, steps_per_epoch)
-            if epoch != perm_epoch:      # the epoch's order, drawn once per epoch (as the trainer does)
-                perm, perm_epoch = epoch_permutation(len(train_seqs), cfg.seed, epoch), epoch
-            rows = perm[s * B:(s + 1) * B]
-            lrs = set_learning_rates(optimizers, lr_factor(step, total, cfg.warmup_fraction, cfg.min_lr_fraction))
-            ids, mask = pad_batch([train_seqs[i] for i in rows], pad_id, multiple)
-            labels = to_device(torch.tensor([train_labels[i] for i in rows], dtype=torch.long), device)
-            with gpu_precision(precision):
-                loss = F.cross_entropy(model(to_device(ids, device), to_device(mask, device)).float(), labels)
-            loss.backward()
-            loss = loss.detach()
-            ckpt.fault_point("step_backward")
-            grad_norm = torch.nn.utils.clip_grad_norm_(list(params.values()),
-                                                       cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None   # damaged: the task's final checkpoint gives the result again
+
+
+def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Fine-tune (or resume, or skip when done) one task; return its result record."""
+    settings = task_settings(cfg, task)
+    done = finished_result(task_dir, settings, RESUMABLE_KEYS)
+    if done is not None:
+        log(f"{task.name}: already done ({task_dir / RESULTS_FILE})")
+        return done
+    examples = load_task(cfg.glue_dir(), task.name, cfg.max_train, cfg.max_valid)   # before TASK_DIR is made
+    with hold_lock(task_dir, None, "fine-tuning run", log):
+        return _finetune_task(cfg, task, task_dir, settings, examples, log)
+
+
+def _finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, settings: dict[str, Any],
+                   examples: tuple[list[dict], list[dict]], log: Callable[[str], None]) -> dict[str, Any]:
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    model_dir = Path(cfg.model).expanduser()
+    backbone, tokenizer, model_config, kind = load_backbone(model_dir, device)
+    data = encode_examples(cfg, examples, tokenizer)
+    steps_per_epoch = math.ceil(len(data["train"]) / settings["batch_size"])
+    spec = RunSpec(task_dir, settings, RunPlan(steps_per_epoch * settings["epochs"], steps_per_epoch),
+                   what="fine-tuning run", free_keys=RESUMABLE_KEYS, label=f"{task.name}: ", progress=cfg.progress,
+                   desc=f"finetune {task.name}", keep_optimizer=2, keep_folders=None if cfg.keep_all_checkpoints else 2,
+                   tensorboard=False, seed=cfg.seed)
+    with RunSession(spec, log=log) as session:
+        session.start(write_when_complete=True)
+        seed_everything(cfg.seed)      # after loading: the head's initialisation depends on the seed alone
+        model = SequenceClassifier(backbone, task.num_labels, cfg.dropout).to(device)
+        # compiled blocks (compiled on their first call); batch widths rounded to what keeps their graphs few
+        compiled_layers = compile_backbone(backbone) if cfg.compile else 0
+        tuning = TaskLoop(cfg=cfg, task=task, session=session, model=model, data=data, device=device,
+                          precision=precision, pad_id=_pad_id(tokenizer), eval_batch=eval_batch_size(cfg, device),
+                          multiple=width_multiple(backbone) if cfg.compile else 1, kind=kind,
+                          model_config=model_config, tokenizer_files=[model_dir / n for n in TOKENIZER_FILES
+                                                                      if (model_dir / n).is_file()])
+        tuning.restore_or_set_up(compiled_layers)
+        tuning.run()
+        return tuning.finish()
+
+
+@dataclass
+class TaskLoop:
+    """One task's fine-tuning loop over a :class:`~blalm.run.session.RunSession`."""
+
+    cfg: FinetuneConfig
+    task: Task
+    session: RunSession
+    model: SequenceClassifier
+    data: dict[str, Any]
+    device: torch.device
+    precision: str
+    pad_id: int
+    eval_batch: int
+    multiple: int
+    kind: str
+    model_config: dict[str, Any]
+    tokenizer_files: list[Path]
+    records: list[dict[str, Any]] = field(default_factory=list)   # one per finished epoch: its validation scores
+    best_predictions: list[int] | None = None                       # of the best epoch so far
+    seconds_before: float = 0.0                                     # wall time of earlier (killed) sessions
+    t_session: float = field(default_factory=time.time)
+
+    def __post_init__(self) -> None:
+        self.optimizers, self.names = build_adamw(self.model, self.cfg, self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+
+    def restore_or_set_up(self, compiled_layers: int) -> None:
+        """Continue from the session's checkpoint (weights, head, AdamW, RNG, per-epoch records), or
+        log the setup of a fresh start."""
+        session, cfg, task = self.session, self.cfg, self.task
+        session.restore({MODEL_FILE: self.model.backbone, HEAD_FILE: self.model.head}, self.optimizers,
+                        self.names, self.device)
+        state = session.point.state
+        if state is not None:
+            self.records = list(state.get("per_epoch", []))
+            self.best_predictions = state.get("best_predictions")
+            self.seconds_before = float(state.get("seconds", 0.0))
+            return
+        B, epochs, total = session.spec.settings["batch_size"], session.spec.settings["epochs"], session.total_steps
+        session.emit({"kind": "setup", "step": 0, "task": task.name, "train_examples": len(self.data["train"]),
+                      "valid_examples": len(self.data["valid"]), "batch_size": B, "epochs": epochs,
+                      "steps_per_epoch": session.steps_per_epoch, "total_steps": total, "model_kind": self.kind,
+                      "parameters": sum(p.numel() for p in self.model.parameters()), "device": str(self.device),
+                      "precision": self.precision, "metric_for_valid": task.primary, "eval_batch": self.eval_batch,
+                      "compiled_layers": compiled_layers, "width_multiple": self.multiple})
+        session.say(f"{len(self.data['train'])} training examples, batch {B}, {epochs} epochs = {total} steps "
+                    f"on {self.device} ({self.precision}{f', {compiled_layers} compiled layers' if cfg.compile else ''})")
+
+    def run(self) -> None:
+        """Optimizer steps to the end: one step, its record, the epoch's validation, a checkpoint."""
+        session, cfg = self.session, self.cfg
+        self.model.train()
+        # the loss stays on the device between log records: no host sync per step keeps the GPU queue full
+        interval = {"loss": torch.zeros((), device=self.device), "n": 0, "t0": time.time()}
+        perm = (-1, None)
+        with session.loop():
+            while session.step < session.total_steps:
+                epoch, s = divmod(session.step, session.steps_per_epoch)
+                if perm[0] != epoch:      # the epoch's order, drawn once per epoch (as the trainer does)
+                    perm = (epoch, epoch_permutation(len(self.data["train"]), cfg.seed, epoch))
+                B = session.spec.settings["batch_size"]
+                lrs = session.apply_schedule(self.optimizers, cfg.warmup_fraction, cfg.min_lr_fraction)
+                loss, grad_norm = self.step(perm[1][s * B:(s + 1) * B])
+                session.advance()
+                interval["loss"] += loss.float()
+                interval["n"] += 1
+                if session.step % cfg.log_every == 0 or session.step == session.total_steps:
+                    self.log_step(interval, lrs, grad_norm)
+                if session.epoch_end:
+                    self.validate_epoch()
+                if session.epoch_end or (cfg.save_every and session.step % cfg.save_every == 0) \
+                        or session.step == session.total_steps:
+                    self.save(float(loss))
+
+    def step(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on the examples ``rows``; (loss, gradient norm), left on the device."""
+        ids, mask = pad_batch([self.data["train"][i] for i in rows], self.pad_id, self.multiple)
+        labels = to_device(torch.tensor([self.data["train_labels"][i] for i in rows], dtype=torch.long), self.device)
+        with precision_context(self.device, self.precision):
+            loss = F.cross_entropy(self.model(to_device(ids, self.device), to_device(mask, self.device)).float(),
+                                   labels)
+        loss.backward()
+        self.session.fault_point("step_backward")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip if self.cfg.grad_clip > 0
+                                                   else float("inf"))
+        for opt in self.optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-            step += 1
-            interval_loss += loss.float()
-            interval_n += 1
-            bar.update(1)
-            if step % cfg.log_every == 0 or step == total:
-                mean_loss = float(interval_loss) / interval_n
-                bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
-                metrics.log({"kind": "train", "step": step, "epoch": step / steps_per_epoch,
-                             "loss": mean_loss, "lr": lrs, "grad_norm": float(grad_norm),
-                             "seconds": round(time.time() - t0, 3)})
-                interval_loss, interval_n, t0 = torch.zeros((), device=device), 0, time.time()
-            if step % steps_per_epoch == 0:          # an epoch ended: score it on the valid file
-                predictions = predict(model, valid_seqs, pad_id, eval_batch, device, precision, multiple)
-                record = {"epoch": step // steps_per_epoch, "step": step, **task_metrics(task, predictions, gold)}
-                if not records or record["score"] > best_epoch(records)["score"]:
-                    best_predictions = predictions
-                records.append(record)
-                metrics.log({"kind": "valid", **record})
-                with tqdm.external_write_mode(file=sys.stderr):      # a line of its own, not inside the bar
-                    log(f"{task.name}: epoch {record['epoch']}/{epochs}: " + _scores_line(record))
-            if step % steps_per_epoch == 0 or (cfg.save_every and step % cfg.save_every == 0) or step == total:
-                opt_tensors, opt_scalars = ckpt.optimizer_tensors(optimizers, names)
-                name = f"step{step:07d}"
-                state = {"step": step, "epoch": step // steps_per_epoch, "total_steps": total,
-                         "steps_per_epoch": steps_per_epoch, "complete": step == total, "loss": float(loss),
-                         "rng": ckpt.rng_state(), "optimizer_scalars": opt_scalars,
-                         "optimizer_param_names": names, "task": task.name, "model_kind": kind,
-                         "per_epoch": records, "best_predictions": best_predictions,
-                         "seconds": round(seconds_before + time.time() - t_session, 3)}
-                keep_all = cfg.keep_all_checkpoints   # else only the latest checkpoint folder stays
-                saver.save(ckpt_root, name, backbone.state_dict(), opt_tensors, state, model_config, tokenizer_files,
-                           extra_tensors={HEAD_FILE: model.head.state_dict()},
-                           drop_optimizer_of=latest if keep_all else None,
-                           then=None if keep_all else functools.partial(_prune_checkpoints, ckpt_root, name))
-                latest = ckpt_root / name
-    finally:
-        saver.close()   # the last checkpoint is on disk before the task reports its result
-        bar.close()
+        return loss.detach(), grad_norm
 
-    best = best_epoch(records)
-    seconds = round(seconds_before + time.time() - t_session, 3)
-    result = {"status": "ok", "task": task.name, **{k: best[k] for k in METRIC_KEYS if k in best},
-              "best_epoch": best["epoch"], "metric_for_valid": task.primary, "per_epoch": records,
-              "n_train": len(train_seqs), "n_valid": len(gold), "steps": total, "epochs": epochs,
-              "batch_size": B, "precision": precision, "device": str(device), "seconds": seconds,
-              "checkpoint": str(latest) if latest else None, "predictions": best_predictions}
-    metrics.log({"kind": "eval", "step": total, "best_epoch": best["epoch"],
-                 **{k: best[k] for k in METRIC_KEYS if k in best}})
-    metrics.close()
-    write_json_atomic(task_dir / RESULTS_FILE, result)
-    log(f"{task.name}: best epoch {best['epoch']} of {epochs} by {task.primary}: " + _scores_line(best))
-    return result
+    def log_step(self, interval: dict[str, Any], lrs: dict[str, float], grad_norm: torch.Tensor) -> None:
+        session = self.session
+        mean_loss = float(interval["loss"]) / interval["n"]
+        if session.bar is not None:
+            session.bar.set_postfix(loss=f"{mean_loss:.4f}", refresh=False)
+        session.emit({"kind": "train", "step": session.step, "epoch": session.step / session.steps_per_epoch,
+                      "loss": mean_loss, "lr": lrs, "grad_norm": float(grad_norm),
+                      "seconds": round(time.time() - interval["t0"], 3)})
+        interval.update({"loss": torch.zeros((), device=self.device), "n": 0, "t0": time.time()})
+
+    def validate_epoch(self) -> None:
+        """An epoch ended: score it on the valid file; keep the best epoch's predictions."""
+        session = self.session
+        predictions = predict(self.model, self.data["valid"], self.pad_id, self.eval_batch, self.device,
+                              self.precision, self.multiple)
+        record = {"epoch": session.step // session.steps_per_epoch, "step": session.step,
+                  **task_metrics(self.task, predictions, self.data["gold"])}
+        if not self.records or record["score"] > best_epoch(self.records)["score"]:
+            self.best_predictions = predictions
+        self.records.append(record)
+        session.emit({"kind": "valid", **record})
+        session.note(f"epoch {record['epoch']}/{session.spec.settings['epochs']}: " + _scores_line(record))
+
+    def seconds(self) -> float:
+        return round(self.seconds_before + time.time() - self.t_session, 3)
+
+    def save(self, loss: float) -> None:
+        state = {"loss": loss, "task": self.task.name, "model_kind": self.kind, "per_epoch": self.records,
+                 "best_predictions": self.best_predictions, "seconds": self.seconds()}
+        self.session.save(f"step{self.session.step:07d}", self.model.backbone.state_dict(), self.optimizers,
+                          self.names, state, self.model_config, self.tokenizer_files,
+                          extra_tensors={HEAD_FILE: self.model.head.state_dict()})
+
+    def finish(self) -> dict[str, Any]:
+        """The task's result (its best epoch), logged and written to ``TASK_DIR/results.json``."""
+        session, task, settings = self.session, self.task, self.session.spec.settings
+        best = best_epoch(self.records)
+        latest = session.latest_path
+        result = {"status": "ok", "task": task.name, **{k: best[k] for k in METRIC_KEYS if k in best},
+                  "best_epoch": best["epoch"], "metric_for_valid": task.primary, "per_epoch": self.records,
+                  "n_train": len(self.data["train"]), "n_valid": len(self.data["gold"]), "steps": session.total_steps,
+                  "epochs": settings["epochs"], "batch_size": settings["batch_size"], "precision": self.precision,
+                  "device": str(self.device), "seconds": self.seconds(),
+                  "checkpoint": str(latest) if latest else None, "predictions": self.best_predictions}
+        session.emit({"kind": "eval", "step": session.total_steps, "best_epoch": best["epoch"],
+                      **{k: best[k] for k in METRIC_KEYS if k in best}})
+        write_json_atomic(session.spec.run_dir / RESULTS_FILE, result)
+        session.say(f"best epoch {best['epoch']} of {settings['epochs']} by {task.primary}: " + _scores_line(best))
+        return result
 
 
 def _scores_line(res: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from blalm.errors import BlalmError, ConfigError, InputError
 from blalm.model.config import ModelConfig
 from blalm.model.decoder import BlalmForCausalLM
 from blalm.model.mlstm_layer import kernel_problem
-from blalm.atomic import atomic_dir, write_json_atomic
+from blalm.atomic import atomic_dir, write_json_atomic, write_safetensors
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "model_config.json"
@@ -65,15 +65,13 @@ def save_model(model: nn.Module, out_dir: str | Path, tokenizer_dir: str | Path 
     ``out_dir`` is a file or a folder holding something other than a checkpoint, and
     :class:`InputError` when ``tokenizer_dir`` holds no ``tokenizer.json``.
     """
-    from safetensors.torch import save_file
-
     model = unwrap_model(model)
     out_dir = Path(out_dir).expanduser()
     tokenizer_files = _tokenizer_files(Path(tokenizer_dir).expanduser()) if tokenizer_dir is not None else []
     _check_replaceable(out_dir, "checkpoint", is_model_checkpoint)
     state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
     with atomic_dir(out_dir) as tmp:
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata=dict(FORMAT_METADATA))
+        write_safetensors(tmp / WEIGHTS_FILE, state, metadata=dict(FORMAT_METADATA))
         write_json_atomic(tmp / CONFIG_FILE, to_dict(model.config))
         for source in tokenizer_files:
             shutil.copyfile(source, tmp / source.name)

@@ -49,7 +49,7 @@ from blalm.model.checkpoint import (
     is_model_checkpoint,
     load_model,
 )
-from blalm.atomic import atomic_dir, write_json_atomic
+from blalm.atomic import atomic_dir, write_json_atomic, write_safetensors
 
 CONFIG_MODULE = "configuration_blalm"
 MODELING_MODULE = "modeling_blalm"
@@ -250,7 +250,6 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, tokenizer_dir: str | 
     the tokenizer does not fit the model's vocabulary.
     """
     import transformers
-    from safetensors.torch import save_file
 
     from blalm.tokenizer.train import load_tokenizer
 
@@ -296,7 +295,7 @@ def export_hf(checkpoint: str | Path, out_dir: str | Path, tokenizer_dir: str | 
     state = {f"model.{name}": t.detach().contiguous() for name, t in model.state_dict().items()}
 
     with atomic_dir(out_dir) as tmp:
-        save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        write_safetensors(tmp / WEIGHTS_FILE, state, metadata={"format": "pt"})
         write_json_atomic(tmp / "config.json", hf_config)
         write_json_atomic(tmp / "generation_config.json", {**special, "transformers_version": transformers.__version__})
         for name, text in sources.items():

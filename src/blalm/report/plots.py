@@ -209,10 +209,11 @@ def read_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | Non
     from safetensors import safe_open
 
     from blalm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE
-    from blalm.train.checkpoint import list_checkpoints
+    from blalm.run.checkpoint import list_checkpoints
+    from blalm.run.layout import checkpoints_dir
 
     words, alphas, mode = [], [], ""
-    for ckpt in list_checkpoints(Path(run_dir) / "checkpoints"):    # complete ones, by step
+    for ckpt in list_checkpoints(checkpoints_dir(run_dir)):    # complete ones, by step
         folder = Path(ckpt["path"])
         model_cfg = read_json(folder / CONFIG_FILE)
         if not isinstance(model_cfg, dict) or not (folder / WEIGHTS_FILE).is_file():
@@ -231,8 +232,8 @@ def logged_alphas(run_dir: Path) -> tuple[list[int], list[list[float]], str] | N
     """(words seen, α per layer, swa mode) at every ``train`` record of a DynMod run's log, or None.
     The trainer logs the weight each layer applies: α for ``dynmod``, tanh(α) for ``dynmod_bounded``
     (inverted here)."""
-    from blalm.train.config import RUN_CONFIG_FILE
-    from blalm.train.metrics import read_metrics
+    from blalm.run.layout import CONFIG_FILE as RUN_CONFIG_FILE
+    from blalm.run.metrics import read_metrics
 
     config = read_json(Path(run_dir) / RUN_CONFIG_FILE)
     mode = str(((config or {}).get("model") or {}).get("swa", "")) if isinstance(config, dict) else ""

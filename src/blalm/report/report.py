@@ -33,8 +33,9 @@ import numpy as np
 from blalm.atomic import read_json, write_text_atomic
 from blalm.errors import InputError
 from blalm.report import paper
-from blalm.train.config import RUN_CONFIG_FILE, is_run_dir
-from blalm.train.metrics import checkpoint_val_ppl, read_metrics
+from blalm.run.layout import CONFIG_FILE as RUN_CONFIG_FILE
+from blalm.run.layout import is_run_dir
+from blalm.run.metrics import checkpoint_val_ppl, read_metrics
 
 REPORT_FILE = "report.md"
 COLUMN_TITLES = tuple(paper.TITLES[k] for k in paper.COLUMNS)

@@ -90,7 +90,7 @@ def build_submission(run_dir: Path, out_dir: Path, cfg: SubmitConfig,
     from blalm.submit.card import folder_readme, model_card
     from blalm.submit.collate import aoa_surprisals, collate_submission
     from blalm.submit.repo import branches, checkout_main, init_repo
-    from blalm.train.checkpoint import fault_point
+    from blalm.faults import fault_point
 
     plan = make_plan(run_dir, out_dir, cfg)
     plan.out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +103,7 @@ def build_submission(run_dir: Path, out_dir: Path, cfg: SubmitConfig,
     def step(what: str) -> None:
         bar.set_postfix_str(what, refresh=False)
         bar.update(1)
-        fault_point("submit_piece")      # tests: BLALM_TRAIN_FAULT=submit_piece@N kills here
+        fault_point("submit_piece")      # tests: BLALM_FAULT=submit_piece@N kills here
 
     revisions, aoa_pieces, fast_metrics = {}, {}, {}
     try:

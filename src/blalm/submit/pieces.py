@@ -96,7 +96,7 @@ class LazyModel:
 def score_revision(plan: Plan, revision: str, ckpt: dict[str, Any], suite: str, tasks: tuple[ZeroShotTask, ...],
                    model: LazyModel, log: Log) -> dict[str, dict[str, Any]]:
     """Every task of one revision: ``{task: {"status": "ok", ...sidecar} | {"status": "missing", "reason"}}``."""
-    from blalm.eval.suite import gpu_precision
+    from blalm.run.device import precision_context, resolve_precision
     from blalm.submit.scoring import score_task, task_data_path
 
     out: dict[str, dict[str, Any]] = {}
@@ -105,9 +105,9 @@ def score_revision(plan: Plan, revision: str, ckpt: dict[str, Any], suite: str, 
         side = done_score(plan, revision, task, suite, key)
         if side is None:
             lm, tok = model.get()
-            device = str(next(lm.parameters()).device)
+            device = next(lm.parameters()).device
             try:
-                with gpu_precision(plan.cfg.precision if device.startswith("cuda") else "fp32"):
+                with precision_context(device, resolve_precision(plan.cfg.precision, device)):
                     res = score_task(lm, tok, task, suite, plan.eval_dir, plan.cfg.batch_size, plan.cfg.progress)
             except TaskUnavailable as exc:      # an earlier run's files of this task are not kept
                 predictions_path(plan.results, plan.name, revision, task, suite).unlink(missing_ok=True)
@@ -178,7 +178,7 @@ def reusable_finetune(folder: Path, cfg: Any, task: str) -> dict[str, Any] | Non
     from blalm.finetune.config import RESUMABLE_KEYS
     from blalm.finetune.run import CONFIG_FILE, RESULTS_FILE, task_settings
     from blalm.finetune.tasks import TASKS
-    from blalm.train.config import config_differences
+    from blalm.run.resume import config_differences
 
     old, result = read_json(folder / task / CONFIG_FILE), read_json(folder / task / RESULTS_FILE)
     if not old or not result or result.get("status") != "ok":

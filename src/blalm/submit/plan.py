@@ -86,8 +86,8 @@ def git_date(run_info: dict[str, Any]) -> str:
 
 def make_plan(run_dir: Path, out_dir: Path, cfg: SubmitConfig) -> Plan:
     from blalm.eval.config import default_eval_dir
-    from blalm.train.checkpoint import list_checkpoints
-    from blalm.train.config import RUN_CHECKPOINTS, RUN_CONFIG_FILE, is_run_dir
+    from blalm.run.checkpoint import list_checkpoints
+    from blalm.run.layout import CHECKPOINTS as RUN_CHECKPOINTS, CONFIG_FILE as RUN_CONFIG_FILE, is_run_dir
 
     run_dir, out_dir = Path(run_dir).expanduser(), Path(out_dir).expanduser()
     if not is_run_dir(run_dir):

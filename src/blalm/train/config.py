@@ -42,7 +42,7 @@ TRACK_MAX_EPOCHS = 10
 
 # Keys that may change between a run and its resumption: they change how the run is executed
 # or logged, not what it computes (bit-identity of a resumed run still needs the same micro_batch,
-# device, precision and compile setting). Everything else must match (see ``config_differences``).
+# device, precision and compile setting). Everything else must match (``blalm.run.resume``).
 RESUME_FREE_KEYS = frozenset({
     "corpus_dir", "tokenizer_dir", "model_config",  # paths; the data is compared by content hash
     "micro_batch", "device", "precision", "compile", "compile_scope",
@@ -108,8 +108,9 @@ class TrainConfig:
     milestone_scale: float = 1.0       # BabyLM milestones (1M, 2M, .. 10M, 20M, .. 100M, 200M, ..
     #                                    words seen) times this; e.g. 0.02 for a 200k-word demo corpus
     #                                    gives a checkpoint every 20k words
-    keep_optimizer_state: Literal["latest", "all"] = "latest"  # optimizer state in the latest checkpoint
-    #                                    only (older ones keep weights + state.json), or in all
+    keep_optimizer_state: Literal["latest", "all"] = "latest"  # optimizer state in the latest two
+    #                                    checkpoints only (a damaged latest one can be skipped at a resume;
+    #                                    older ones keep weights + state.json), or in all
     eval_max_blocks: int = 0           # validate on N dev blocks evenly spaced over dev.txt (0 = all of them)
     eval_batch: int = 0                # blocks per validation forward pass (0 = micro_batch)
     log_every: int = 10                # a training record in metrics.jsonl every N optimizer steps
@@ -196,32 +197,6 @@ def resolve_model_config_path(path: Path, where: str = "config") -> Path:
 def with_vocab_size(cfg: TrainConfig, vocab_size: int) -> TrainConfig:
     """``cfg`` with ``model.vocab_size`` set to the tokenizer's vocabulary."""
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, vocab_size=vocab_size))
-
-
-def config_differences(old: dict[str, Any], new: dict[str, Any], free: frozenset[str] = RESUME_FREE_KEYS,
-                       prefix: str = "") -> list[tuple[str, Any, Any]]:
-    """``(key, old value, new value)`` for every key (dotted) whose value differs between two
-    ``to_dict`` views of a TrainConfig, ignoring the top-level keys in ``free``."""
-    out = []
-    for key in sorted(set(old) | set(new)):
-        if not prefix and key in free:
-            continue
-        a, b = old.get(key, "<missing>"), new.get(key, "<missing>")
-        name = f"{prefix}{key}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out.extend(config_differences(a, b, free, prefix=f"{name}."))
-        elif a != b:
-            out.append((name, a, b))
-    return out
-
-
-RUN_CONFIG_FILE = "config.json"     # RUN_DIR/config.json: the run's resolved TrainConfig
-RUN_CHECKPOINTS = "checkpoints"     # RUN_DIR/checkpoints/
-
-
-def is_run_dir(path: Path) -> bool:
-    """A folder written by ``blalm train``: its resolved config and its checkpoints folder."""
-    return (Path(path) / RUN_CHECKPOINTS).is_dir() and (Path(path) / RUN_CONFIG_FILE).is_file()
 
 
 def config_dict(cfg: TrainConfig) -> dict[str, Any]:

@@ -9,6 +9,9 @@ is refused. The cache lives in ``CORPUS_DIR/.tokens/<key>/`` (or ``RUN_DIR/token
 the corpus folder is read-only or ``token_cache = "run"``), where ``key`` is a hash of the bytes
 of ``tokenizer.json``, ``train.txt`` and ``dev.txt``: any change to them makes a new cache, and
 a cache is built in a temporary folder and renamed into place, so it is either complete or absent.
+``meta.json`` records the size and SHA-256 of every file of the cache (and its own, ``meta_sha256``); a cache that does not match
+them (cut short, changed, or its meta.json unreadable) is set aside as ``.damaged-KEY-<id>`` (kept)
+and built again, with a message. Fault point (:mod:`blalm.faults`): ``token_cache_written``.
 
 **Words per token.** ``meta.json`` records the training stream's tokens (EOS included) and
 whitespace words. The trainer converts tokens seen into words seen with the corpus's ratio
@@ -29,6 +32,7 @@ line; BOS and PAD 0), for the validation's bits per byte.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -36,16 +40,20 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from blalm.errors import BlalmError, InputError
+from blalm.faults import fault_point
+from blalm.run.checkpoint import json_digest, sha256_file
+from blalm.run.layout import DAMAGED_PREFIX
 
 TOKEN_DTYPE = np.dtype("<u2")
 MAX_VOCAB = int(np.iinfo(TOKEN_DTYPE).max) + 1   # 65536 ids fit in uint16
 CACHE_VERSION = "blalm-tokens-v1"
 ENCODE_BATCH_LINES = 2000
+META_CHECKSUM = "meta_sha256"
 
 
 @dataclass
@@ -68,26 +76,18 @@ class TokenData:
         return int(self.meta["eos_id"])
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cache_key(corpus_dir: Path, tokenizer_dir: Path) -> tuple[str, dict[str, str]]:
     """The cache key (hex) from the bytes of tokenizer.json, train.txt and dev.txt, and the three hashes."""
     tok = Path(tokenizer_dir) / "tokenizer.json"
     if not tok.is_file():
         raise InputError(f"{tokenizer_dir}: no tokenizer.json here; train one with "
                          f"'blalm tokenizer CORPUS_DIR --out {tokenizer_dir}'")
-    hashes = {"tokenizer": file_sha256(tok)}
+    hashes = {"tokenizer": sha256_file(tok)}
     for split in ("train", "dev"):
         path = Path(corpus_dir) / f"{split}.txt"
         if not path.is_file():
             raise InputError(f"{path}: not found; build the corpus with 'blalm corpus CONFIG --out {corpus_dir}'")
-        hashes[split] = file_sha256(path)
+        hashes[split] = sha256_file(path)
     h = hashlib.sha256(CACHE_VERSION.encode())
     for name in ("tokenizer", "train", "dev"):
         h.update(f"{name}:{hashes[name]};".encode())
@@ -110,15 +110,46 @@ def find_cache(roots: list[Path], key: str) -> Path | None:
 
 
 def prepare_tokens(corpus_dir: Path, tokenizer_dir: Path, cache_root: Path,
-                   other_roots: tuple[Path, ...] = (), progress: bool = False) -> TokenData:
+                   other_roots: tuple[Path, ...] = (), progress: bool = False, verify: bool = True,
+                   log: Callable[[str], None] = print) -> TokenData:
     """The tokenized corpus, from the cache when a cache for the same bytes exists (under
-    ``cache_root`` or one of ``other_roots``), else tokenized now into ``cache_root``."""
+    ``cache_root`` or one of ``other_roots``) and verifies, else tokenized now into ``cache_root``."""
     corpus_dir, tokenizer_dir = Path(corpus_dir), Path(tokenizer_dir)
     key, hashes = cache_key(corpus_dir, tokenizer_dir)
     folder = find_cache([Path(cache_root), *map(Path, other_roots)], key)
+    if folder is not None and verify:
+        problem = cache_problem(folder)
+        if problem:
+            moved = folder.with_name(f"{DAMAGED_PREFIX}{folder.name}-{uuid.uuid4().hex[:8]}")
+            with contextlib.suppress(FileNotFoundError):   # another process set it aside first
+                os.replace(folder, moved)
+            log(f"token cache {folder}: {problem}; set aside as {moved.name}, tokenizing the corpus again")
+            folder = None
     if folder is None:
         folder = build_cache(corpus_dir, tokenizer_dir, Path(cache_root) / key, key, hashes, progress)
     return open_cache(folder)
+
+
+def cache_problem(folder: Path) -> str | None:
+    """What is wrong with a token cache folder (None when nothing): meta.json, and every file's
+    size and SHA-256 as meta.json records them (caches written before that: the stream sizes)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        files = meta.get("files") or {f"{split}.u16": {"bytes": 2 * int(meta[f"{split}_tokens"])}
+                                      for split in ("train", "dev")}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return f"meta.json is not readable ({exc})"
+    if META_CHECKSUM in meta and meta[META_CHECKSUM] != json_digest(meta, META_CHECKSUM):
+        return f"meta.json does not match its {META_CHECKSUM} (changed after it was written)"
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != expected["bytes"]:
+            return f"{name} has {path.stat().st_size:,} bytes, {expected['bytes']:,} were written"
+        if "sha256" in expected and sha256_file(path) != expected["sha256"]:
+            return f"{name}: SHA-256 differs from the one recorded when it was written"
+    return None
 
 
 def open_cache(folder: Path) -> TokenData:
@@ -163,9 +194,12 @@ def build_cache(corpus_dir: Path, tokenizer_dir: Path, folder: Path, key: str, h
                 "vocab_size": vocab_size, "eos_id": eos_id, "bos_id": tokenizer.bos_token_id,
                 "pad_id": tokenizer.pad_token_id,
                 **{f"{split}_{k}": v for split, s in stats.items() for k, v in s.items()}}
+        meta["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(tmp.iterdir())}
+        meta[META_CHECKSUM] = json_digest(meta, META_CHECKSUM)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         for name in os.listdir(tmp):
             _fsync_file(tmp / name)
+        fault_point("token_cache_written")
         try:
             os.replace(tmp, folder)
         except OSError:   # another process built the same cache meanwhile
@@ -227,11 +261,6 @@ def blocks_view(stream: np.ndarray, context_length: int) -> np.ndarray:
     """``(num_blocks, context_length)`` view of the stream (the last partial block dropped)."""
     n = num_blocks(stream, context_length)
     return stream[: n * context_length].reshape(n, context_length)
-
-
-def epoch_permutation(n_blocks: int, seed: int, epoch: int) -> np.ndarray:
-    """The order in which epoch ``epoch`` visits the blocks: a pure function of ``(seed, epoch)``."""
-    return np.random.Generator(np.random.PCG64([int(seed), int(epoch)])).permutation(n_blocks)
 
 
 def batch_indices(perm: np.ndarray, step_in_epoch: int, global_batch: int, rank: int = 0,

@@ -15,7 +15,8 @@ convolutions' kernels, the Hedgehog maps, the SWA memory slots and the DynMod α
 scaling, ``0.2·sqrt(max(A, B))``), which makes its updates as large (RMS) as AdamW's, so the
 paper's single learning rate (7e-4 strict-small, 5.5e-4 strict) serves both optimizers;
 ``muon_lr`` sets Muon's apart. Both follow the same schedule: linear warm-up over
-``warmup_fraction`` of the steps, then cosine decay to ``min_lr_fraction`` of the peak.
+``warmup_fraction`` of the steps, then cosine decay to ``min_lr_fraction`` of the peak
+(``blalm.run.schedule``, shared with fine-tuning).
 
 **Batched Muon.** ``BatchedMuon`` is ``torch.optim.Muon`` (same hyper-parameters, same state,
 same update) with the Newton–Schulz orthogonalisation run once per group of same-shaped
@@ -241,42 +242,3 @@ def param_names(optimizer: torch.optim.Optimizer, model: nn.Module) -> list[list
     """The parameter names of each group of ``optimizer``, in the optimizer's order."""
     by_id = {id(p): n for n, p in model.named_parameters()}
     return [[by_id[id(p)] for p in group["params"]] for group in optimizer.param_groups]
-
-
-def warmup_steps(total_steps: int, warmup_fraction: float) -> int:
-    return math.ceil(warmup_fraction * total_steps)
-
-
-def lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.1, min_lr_fraction: float = 0.0,
-              schedule: str = "cosine", decay_fraction: float = 0.2) -> float:
-    """Multiplier of the peak learning rate for the optimizer step ``step`` (0-based) of ``total_steps``:
-    ``(step + 1) / W`` during the ``W = ceil(warmup_fraction * total_steps)`` warm-up steps, then
-
-    * ``schedule = "cosine"``: cosine from 1 down to ``min_lr_fraction`` over the remaining steps
-      (reached at the last step's end);
-    * ``schedule = "wsd"`` (warm-up, stable, decay): 1 until the last ``D = ceil(decay_fraction *
-      total_steps)`` steps, then linear from 1 down to ``min_lr_fraction`` over those D steps.
-    """
-    w = warmup_steps(total_steps, warmup_fraction)
-    if step < w:
-        return (step + 1) / w
-    if schedule == "wsd":
-        decay = min(total_steps - w, math.ceil(decay_fraction * total_steps))
-        into_decay = step - (total_steps - decay)
-        if decay <= 0 or into_decay < 0:
-            return 1.0
-        return 1.0 - (1.0 - min_lr_fraction) * min(1.0, (into_decay + 1) / decay)
-    if schedule != "cosine":
-        raise ValueError(f"unknown learning-rate schedule {schedule!r} (cosine or wsd)")
-    progress = (step - w) / max(1, total_steps - w)
-    return min_lr_fraction + (1.0 - min_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> dict[str, float]:
-    """Scale every group's ``base_lr`` by ``factor``; return each optimizer's current peak-group lr."""
-    out = {}
-    for name, opt in optimizers.items():
-        for group in opt.param_groups:
-            group["lr"] = group["base_lr"] * factor
-        out[name] = opt.param_groups[0]["lr"]
-    return out

@@ -5,11 +5,13 @@ What a run does, in order:
 1. checks the BabyLM rules of ``cfg.track`` (at most 10 epochs, a corpus within the track's word
    budget: the manifest's ``train_words`` and the words counted in train.txt);
 2. tokenizes the corpus once (``blalm.train.data``; cached by content hash);
-3. resumes from ``RUN_DIR/checkpoints/latest`` when there is one: the config must match the
-   one the run started with (``RUN_DIR/config.json``) in every key that changes the computation,
-   and the tokenized data must be the same bytes; else it writes ``config.json`` (the resolved
-   config, vocab size set from the tokenizer), ``run_info.json`` (command, seed, versions, git
-   commit, machine) and a copy of the tokenizer (``RUN_DIR/tokenizer/``);
+3. holds the run folder's lock (a second writer is refused) and resumes from the newest
+   checkpoint that verifies when there is one (``blalm.run.resume``: damaged newer ones are named
+   and set aside): the config must match the one the run started with (``RUN_DIR/config.json``)
+   in every key that changes the computation, and the tokenized data must be the same bytes; else
+   it writes ``config.json`` (the resolved config, vocab size set from the tokenizer),
+   ``run_info.json`` (command, seed, versions, git commit, machine); and it copies the tokenizer
+   (``RUN_DIR/tokenizer/``);
 4. seeds torch/numpy/python with ``seed``, builds the model, splits its parameters over Muon
    and AdamW (printed), and trains: each optimizer step takes the next ``global_batch`` blocks of
    the epoch's permutation, split over ``micro_batch``-sized forward/backward passes (gradient
@@ -18,6 +20,11 @@ What a run does, in order:
    schedule moves on) and is counted; ``max_nonfinite_steps`` in a row stop the run;
 6. at every BabyLM milestone (words seen), every epoch end and the end of the run it validates
    on the dev split (loss, perplexity, bits per byte) and writes a checkpoint atomically.
+
+The loop is made of plain steps: :func:`plan_run` (tokens, blocks, steps, milestones), the run
+room's :class:`~blalm.run.session.RunSession` (start or resume, restore, progress, save, with its
+``after_step`` / ``after_save`` hooks), and :class:`TrainLoop` (build, one optimizer step, its
+record, validate and checkpoint); fine-tuning uses the same session.
 
 Determinism: on CPU with the same config, a run that is killed at any point and re-run with the
 same command ends with weights bit-identical to an uninterrupted run: the data position is a
@@ -35,13 +42,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import gc
 import math
 import os
 import shutil
-import sys
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -50,97 +56,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from blalm.atomic import remove_stale_temp
 from blalm.errors import BlalmError, InputError
-from blalm.atomic import write_json_atomic
-from blalm.runinfo import run_info
 from blalm.model.checkpoint import TOKENIZER_FILES
-from blalm.train import checkpoint as ckpt
+from blalm.run.device import Dist, precision_context, resolve_device, resolve_precision, seed_everything
+from blalm.run.layout import MODEL_FILE, TOKEN_CACHE, TOKENIZER_COPY
+from blalm.run.schedule import epoch_permutation
+from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
 from blalm.train import milestones as ms
 from blalm.train.config import (
-    RUN_CHECKPOINTS,
-    RUN_CONFIG_FILE,
+    RESUME_FREE_KEYS,
     TRACK_MAX_EPOCHS,
     TRACK_WORD_BUDGET,
     TrainConfig,
     config_dict,
-    config_differences,
     with_vocab_size,
 )
-from blalm.train.data import batch_indices, blocks_view, cache_root_for, epoch_permutation, prepare_tokens
-from blalm.train.metrics import MetricsLogger, truncate_metrics
-from blalm.train.optim import build_optimizers, lr_factor, param_names, set_learning_rates
-
-RUN_INFO_FILE = "run_info.json"
-TOKENIZER_COPY = "tokenizer"
-
-
-# ----------------------------------------------------------------------------------------------
-# distributed helpers
-
-
-class Dist:
-    """Rank, world size and the collectives the loop needs (no-ops in a single process)."""
-
-    def __init__(self, device: torch.device | None = None) -> None:
-        self.world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        self.rank = int(os.environ.get("RANK", "0"))
-        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-        self.owns_group = False
-        if self.world_size > 1 and not torch.distributed.is_initialized():
-            backend = "nccl" if (device is not None and device.type == "cuda") else "gloo"
-            if device is not None and device.type == "cuda":
-                torch.cuda.set_device(device)
-            torch.distributed.init_process_group(backend=backend)
-            self.owns_group = True
-
-    @property
-    def enabled(self) -> bool:
-        return self.world_size > 1
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.enabled:
-            torch.distributed.barrier()
-
-    def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
-        if self.enabled:
-            torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.SUM)
-        return tensor
-
-    def close(self, clean: bool = True) -> None:
-        if self.owns_group and torch.distributed.is_initialized():
-            # free the DDP wrapper (it holds the process group) now, not at interpreter exit, where
-            # gloo's threads would be destroyed while still joinable
-            gc.collect()
-            if clean:
-                # every rank gets here before any tears down: a rank that leaves while its peer still
-                # talks to it makes gloo abort the peer at exit ("terminate called without an active
-                # exception", seen once in CI). After an error the peers are not waited for.
-                torch.distributed.barrier()
-            torch.distributed.destroy_process_group()
-
-
-def resolve_device(name: str) -> torch.device:
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise BlalmError(f"device = {name!r} but no CUDA GPU is available here; use device = \"cpu\" or \"auto\"")
-        if device.index is None:
-            device = torch.device("cuda", local_rank if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0)
-    return device
-
-
-def autocast_for(device: torch.device, precision: str):
-    use_bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    if not use_bf16:
-        return contextlib.nullcontext, "fp32"
-    return (lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)), "bf16"
+from blalm.train.data import TokenData, batch_indices, blocks_view, cache_root_for, prepare_tokens
+from blalm.train.optim import build_optimizers, param_names
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,26 +112,110 @@ def check_track(cfg: TrainConfig, manifest: dict[str, Any] | None, counted_words
                              f"or set track = \"none\"")
 
 
-def check_run_dir(run_dir: Path) -> None:
-    if run_dir.exists() and not run_dir.is_dir():
-        raise BlalmError(f"--out {run_dir} exists and is not a folder; give a folder path")
-    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / RUN_CONFIG_FILE).is_file():
-        names = ", ".join(sorted(p.name for p in run_dir.iterdir())[:5])
-        raise BlalmError(f"--out {run_dir} holds files ({names}) but is not a blalm training run (no {RUN_CONFIG_FILE}); "
-                         f"choose a new or empty folder")
+def check_inputs(cfg: TrainConfig, dist: Dist) -> dict[str, Any] | None:
+    """The checks that need no tokens (before the run folder is touched); the corpus manifest."""
+    if cfg.global_batch % (cfg.micro_batch * dist.world_size):
+        raise BlalmError(f"global_batch ({cfg.global_batch}) must be a multiple of micro_batch x processes "
+                         f"({cfg.micro_batch} x {dist.world_size}); change micro_batch")
+    corpus_dir = Path(cfg.corpus_dir)
+    if not corpus_dir.is_dir():
+        raise InputError(f"corpus_dir {corpus_dir}: not found; build it with 'blalm corpus CONFIG --out {corpus_dir}'")
+    manifest = read_manifest(corpus_dir)
+    check_track(cfg, manifest)
+    return manifest
 
 
-def compiled_for_training(model: nn.Module, cfg: TrainConfig) -> nn.Module:
-    """The module the training step calls: ``model`` itself, with each decoder layer compiled in
-    place (``compile_scope = "layer"``: the layers share one graph, so compile time does not grow
-    with depth), or ``torch.compile(model)`` (``"model"``); the weights stay ``model``'s either way."""
-    if not cfg.compile:
-        return model
-    if cfg.compile_scope == "model":
-        return torch.compile(model)
-    for layer in model.layers:
-        layer.compile()
-    return model
+@dataclass
+class TrainPlan:
+    """What the run will do: its data, steps and milestones (a function of the config and the corpus)."""
+
+    cfg: TrainConfig                  # vocab size set from the tokenizer
+    tokens: TokenData
+    train_blocks: np.ndarray
+    dev_blocks: np.ndarray
+    steps_per_epoch: int
+    total_steps: int
+    accumulation: int
+    train_words: int
+    milestones: list[int]
+    data_info: dict[str, Any]
+
+    @property
+    def tokens_per_step(self) -> int:
+        return self.cfg.global_batch * self.cfg.context_length
+
+    def words_seen(self, step: int) -> int:
+        return ms.words_seen(step * self.tokens_per_step, self.train_words, self.tokens.meta["train_tokens"])
+
+
+def load_tokens(cfg: TrainConfig, run_dir: Path, dist: Dist, log: Callable[[str], None]) -> TokenData:
+    """The tokenized corpus (rank 0 builds the cache, the others read it)."""
+    corpus_dir = Path(cfg.corpus_dir)
+    cache_root = cache_root_for(corpus_dir, run_dir, cfg.token_cache)
+    roots = (corpus_dir / ".tokens", run_dir / TOKEN_CACHE)
+    def build() -> TokenData:
+        remove_stale_temp(run_dir / TOKEN_CACHE)     # a killed build's folder (the run's lock is held)
+        return prepare_tokens(corpus_dir, Path(cfg.tokenizer_dir), cache_root, roots, progress=cfg.progress, log=log)
+
+    tokens = dist.on_main(build)
+    if not dist.is_main:   # rank 0 has verified the cache
+        tokens = prepare_tokens(corpus_dir, Path(cfg.tokenizer_dir), cache_root, roots, verify=False)
+    return tokens
+
+
+def plan_run(cfg: TrainConfig, run_dir: Path, dist: Dist, manifest: dict[str, Any] | None,
+             log: Callable[[str], None] = print) -> TrainPlan:
+    """Tokens, blocks, steps and milestones of the run (the first of the loop's plain steps)."""
+    G, ctx_len, corpus_dir = cfg.global_batch, cfg.context_length, Path(cfg.corpus_dir)
+    tokens = load_tokens(cfg, run_dir, dist, log)
+    check_track(cfg, manifest, counted_words=tokens.meta["train_words"])
+    cfg = with_vocab_size(cfg, tokens.vocab_size)
+    train_blocks, dev_blocks = blocks_view(tokens.train, ctx_len), blocks_view(tokens.dev, ctx_len)
+    if cfg.eval_max_blocks and cfg.eval_max_blocks < len(dev_blocks):   # evenly spaced: every source of dev.txt
+        dev_blocks = dev_blocks[np.linspace(0, len(dev_blocks) - 1, cfg.eval_max_blocks).round().astype(np.int64)]
+    steps_per_epoch = len(train_blocks) // G
+    if steps_per_epoch == 0:
+        raise InputError(f"{corpus_dir}/train.txt: {len(tokens.train):,} tokens make {len(train_blocks)} blocks of "
+                         f"{ctx_len}, fewer than one global batch of {G}; use a larger corpus or a smaller "
+                         f"global_batch / context_length")
+    if len(dev_blocks) == 0:
+        raise InputError(f"{corpus_dir}/dev.txt: {len(tokens.dev):,} tokens, fewer than one block of {ctx_len}; "
+                         f"build the corpus with a larger dev_words")
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+    train_words = manifest["train_words"] if manifest and isinstance(manifest.get("train_words"), int) \
+        else tokens.meta["train_words"]
+    planned_words = ms.words_seen(total_steps * G * ctx_len, train_words, tokens.meta["train_tokens"])
+    data_info = {"key": tokens.key, "train_tokens": tokens.meta["train_tokens"], "train_words": train_words,
+                 "train_words_counted": tokens.meta["train_words"], "dev_tokens": tokens.meta["dev_tokens"],
+                 "vocab_size": tokens.vocab_size, "cache": str(tokens.folder)}
+    return TrainPlan(cfg=cfg, tokens=tokens, train_blocks=train_blocks, dev_blocks=dev_blocks,
+                     steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+                     accumulation=G // (cfg.micro_batch * dist.world_size), train_words=train_words,
+                     milestones=ms.milestones(planned_words, cfg.milestone_scale), data_info=data_info)
+
+
+def check_same_data(key: str, run_dir: Path) -> Callable[[Path, dict[str, Any]], None]:
+    """A resume's check that the checkpoint was trained on the same tokenized corpus."""
+    def check(path: Path, state: dict[str, Any]) -> None:
+        saved = (state.get("data") or {}).get("key")
+        if saved != key:
+            raise BlalmError(f"{run_dir}: the run was trained on other data (tokenized corpus {saved}, now {key}): "
+                             f"train.txt, dev.txt or tokenizer.json changed. Use the same corpus and tokenizer, "
+                             f"or choose a new --out")
+    return check
+
+
+def copy_tokenizer(src: Path, dst: Path) -> None:
+    """Copy the tokenizer files into the run (so a run folder is self-contained for evaluation); at
+    every start, so that the copy new checkpoints take is the tokenizer the data key verified."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (src / name).is_file():
+            tmp = dst / f".{name}.tmp"
+            shutil.copyfile(src / name, tmp)
+            os.replace(tmp, dst / name)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -259,7 +276,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, model_hook: Callable[[nn.Module], 
     if not dist.is_main:
         say = lambda _msg: None  # noqa: E731
     try:
-        summary = _train(cfg, run_dir, device, dist, model_hook, say)
+        manifest = check_inputs(cfg, dist)
+        with hold_lock(run_dir, dist, "training run", say):
+            summary = _train(cfg, run_dir, device, dist, manifest, model_hook, say)
     except BaseException:
         dist.close(clean=False)
         raise
@@ -267,288 +286,242 @@ def train(cfg: TrainConfig, run_dir: Path, *, model_hook: Callable[[nn.Module], 
     return summary
 
 
-def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist,
+def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist, manifest: dict[str, Any] | None,
            model_hook: Callable[[nn.Module], None] | None, say: Callable[[str], None]) -> dict[str, Any]:
-    from tqdm import tqdm
-
-    from blalm.model.decoder import build_model, count_parameters
-
-    G, ctx_len = cfg.global_batch, cfg.context_length
-    if G % (cfg.micro_batch * dist.world_size):
-        raise BlalmError(f"global_batch ({G}) must be a multiple of micro_batch x processes "
-                         f"({cfg.micro_batch} x {dist.world_size}); change micro_batch")
-    accum = G // (cfg.micro_batch * dist.world_size)
-    corpus_dir, tokenizer_dir = Path(cfg.corpus_dir), Path(cfg.tokenizer_dir)
-    if not corpus_dir.is_dir():
-        raise InputError(f"corpus_dir {corpus_dir}: not found; build it with 'blalm corpus CONFIG --out {corpus_dir}'")
-    manifest = read_manifest(corpus_dir)
-    check_track(cfg, manifest)
-    if dist.is_main:   # the other ranks would race with rank 0's first writes
-        check_run_dir(run_dir)
-
-    # -- tokens (rank 0 builds the cache, the others read it) ------------------------------------
-    cache_root = cache_root_for(corpus_dir, run_dir, cfg.token_cache)
-    roots = (corpus_dir / ".tokens", run_dir / "tokens")
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tokens = prepare_tokens(corpus_dir, tokenizer_dir, cache_root, roots, progress=cfg.progress)
-    dist.barrier()
-    if not dist.is_main:
-        tokens = prepare_tokens(corpus_dir, tokenizer_dir, cache_root, roots)
-    check_track(cfg, manifest, counted_words=tokens.meta["train_words"])
-    cfg = with_vocab_size(cfg, tokens.vocab_size)
-    train_blocks = blocks_view(tokens.train, ctx_len)
-    dev_blocks = blocks_view(tokens.dev, ctx_len)
-    if cfg.eval_max_blocks and cfg.eval_max_blocks < len(dev_blocks):   # evenly spaced: every source of dev.txt
-        dev_blocks = dev_blocks[np.linspace(0, len(dev_blocks) - 1, cfg.eval_max_blocks).round().astype(np.int64)]
-    n_blocks = len(train_blocks)
-    steps_per_epoch = n_blocks // G
-    if steps_per_epoch == 0:
-        raise InputError(f"{corpus_dir}/train.txt: {len(tokens.train):,} tokens make {n_blocks} blocks of "
-                         f"{ctx_len}, fewer than one global batch of {G}; use a larger corpus or a smaller "
-                         f"global_batch / context_length")
-    if len(dev_blocks) == 0:
-        raise InputError(f"{corpus_dir}/dev.txt: {len(tokens.dev):,} tokens, fewer than one block of {ctx_len}; "
-                         f"build the corpus with a larger dev_words")
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
-    train_words = manifest["train_words"] if manifest and isinstance(manifest.get("train_words"), int) \
-        else tokens.meta["train_words"]
-    train_tokens = tokens.meta["train_tokens"]
-    tokens_per_step = G * ctx_len
-    planned_words = ms.words_seen(total_steps * tokens_per_step, train_words, train_tokens)
-    milestone_list = ms.milestones(planned_words, cfg.milestone_scale)
-    data_info = {"key": tokens.key, "train_tokens": train_tokens, "train_words": train_words,
-                 "train_words_counted": tokens.meta["train_words"], "dev_tokens": tokens.meta["dev_tokens"],
-                 "vocab_size": tokens.vocab_size, "cache": str(tokens.folder)}
-
-    # -- resume or start -------------------------------------------------------------------------
-    ckpt_root = run_dir / RUN_CHECKPOINTS
-    new_config = config_dict(cfg)
-    latest = ckpt.read_latest(ckpt_root) if ckpt_root.is_dir() else None
-    resume_state = None
-    if latest is not None:
-        old_config = json.loads((run_dir / RUN_CONFIG_FILE).read_text(encoding="utf-8"))
-        diffs = config_differences(old_config, new_config)
-        if diffs:
-            lines = "\n".join(f"  {k}: {a!r} in the run, {b!r} now" for k, a, b in diffs[:20])
-            raise BlalmError(f"{run_dir} holds a run with a different config, so it cannot be resumed:\n{lines}\n"
-                             f"Re-run with the run's config ({run_dir / RUN_CONFIG_FILE}) or choose a new --out")
-        resume_state = ckpt.read_state(latest)
-        if resume_state["data"]["key"] != tokens.key:
-            raise BlalmError(f"{run_dir}: the run was trained on other data (tokenized corpus "
-                             f"{resume_state['data']['key']}, now {tokens.key}): train.txt, dev.txt or tokenizer.json "
-                             f"changed. Use the same corpus and tokenizer, or choose a new --out")
-        if resume_state.get("complete") and resume_state["step"] >= total_steps:
-            say(f"{run_dir}: the run is already complete ({resume_state['step']} steps; latest checkpoint "
-                f"{latest.name}); nothing to do")
-            return {"run_dir": str(run_dir), "rank": dist.rank, "steps": resume_state["step"],
-                    "total_steps": total_steps, "already_complete": True, "checkpoints": [], "resumed_from": latest.name,
-                    "nonfinite_steps": resume_state.get("nonfinite_steps", 0), "losses": []}
-    if dist.is_main:
-        ckpt.cleanup_stale(ckpt_root)
-        info = run_info(new_config, cfg.seed)
-        info.update({"world_size": dist.world_size, "device": str(device), "data": data_info,
-                     "resumed_from": latest.name if latest else None})
-        if latest is None:
-            (run_dir / "metrics.jsonl").unlink(missing_ok=True)
-            write_json_atomic(run_dir / RUN_CONFIG_FILE, new_config)
-            write_json_atomic(run_dir / RUN_INFO_FILE, info)
-            copy_tokenizer(tokenizer_dir, run_dir / TOKENIZER_COPY)
-        else:
-            write_json_atomic(run_dir / f"run_info.resume_step{resume_state['step']:06d}.json", info)
-            truncate_metrics(run_dir, resume_state["step"])
-    dist.barrier()
-
-    # -- model and optimizers --------------------------------------------------------------------
-    torch.manual_seed(cfg.seed)
-    np.random.seed(cfg.seed % 2**32)
-    import random
-    random.seed(cfg.seed)
-    model = build_model(cfg.model, device)
-    if model_hook is not None:
-        model_hook(model)
-    optimizers, split = build_optimizers(model, cfg, fused=device.type == "cuda")
-    names = {name: param_names(opt, model) for name, opt in optimizers.items()}
-    params = [p for p in model.parameters() if p.requires_grad]
-    counts = count_parameters(model)
-    autocast, precision = autocast_for(device, cfg.precision)
-    say(f"model: {cfg.model.mixer} {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, "
-        f"vocab {cfg.model.vocab_size}: {counts['total']:,} parameters ({counts['non_embedding']:,} non-embedding)")
-    say(split.describe())
-    say(f"data: {len(tokens.train):,} train tokens ({train_words:,} words) -> {n_blocks:,} blocks of {ctx_len}; "
-        f"{steps_per_epoch} steps/epoch of {G} blocks ({cfg.micro_batch} x {accum} accumulation x "
-        f"{dist.world_size} process(es)); {total_steps} steps; device {device}, {precision}")
-
-    step = 0
-    nonfinite_total = consecutive_nonfinite = 0
-    if resume_state is not None:
-        model.load_state_dict(ckpt.load_model_state(latest, device))
-        opt_tensors = ckpt._load_tensors(latest / ckpt.OPTIMIZER_FILE, device)
-        ckpt.load_optimizer_state(optimizers, names, opt_tensors, resume_state["optimizer_scalars"])
-        ckpt.set_rng_state(resume_state["rng"])
-        step = resume_state["step"]
-        nonfinite_total = resume_state.get("nonfinite_steps", 0)
-        consecutive_nonfinite = resume_state.get("consecutive_nonfinite", 0)
-        if resume_state["steps_per_epoch"] != steps_per_epoch:
-            raise BlalmError(f"{latest}: saved with {resume_state['steps_per_epoch']} steps per epoch, now "
-                             f"{steps_per_epoch}; the data or batch size changed. Choose a new --out")
-        say(f"resuming from {latest} (step {step}, epoch {step // steps_per_epoch + 1}, "
-            f"step {step % steps_per_epoch} of the epoch)")
-
-    metrics = MetricsLogger(run_dir) if dist.is_main else None
-
-    def emit(record: dict[str, Any]) -> None:
-        if metrics is not None:
-            metrics.log(record)
-
-    if resume_state is None:
-        emit({"kind": "setup", "step": 0, "parameters": counts, "optimizer_split": split.summary(),
-              "total_steps": total_steps, "steps_per_epoch": steps_per_epoch, "accumulation": accum,
-              "world_size": dist.world_size, "tokens_per_step": tokens_per_step, "train_tokens": train_tokens,
-              "train_words": train_words, "words_per_token": train_words / train_tokens,
-              "milestones": milestone_list, "device": str(device), "precision": precision,
-              "tensorboard": bool(metrics and metrics.tensorboard_available)})
-    else:
-        emit({"kind": "resume", "step": step, "checkpoint": latest.name})
-
-    train_model = compiled_for_training(model, cfg)
-    if dist.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    token_bytes = torch.from_numpy(tokens.token_bytes.astype(np.int64)).to(device)
-    eval_batch = cfg.eval_batch or cfg.micro_batch
-
-    if resume_state is None:
-        val = evaluate(model, dev_blocks, token_bytes, eval_batch, device, autocast, dist)
-        emit({"kind": "eval", "step": 0, "tokens_seen": 0, "words_seen": 0, **val, "checkpoint": None})
-        say(f"step 0: val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.2f}, {val['val_bpb']:.4f} bits/byte")
-
-    tokenizer_files = [run_dir / TOKENIZER_COPY / n for n in TOKENIZER_FILES
-                       if (run_dir / TOKENIZER_COPY / n).is_file()]
-    saved: list[str] = []
-    losses: list[float] = []
-    previous_latest = latest.name if latest is not None else None
-    saver = ckpt.BackgroundSaver()   # rank 0 writes checkpoints while the steps go on
-    bar = tqdm(total=total_steps, initial=step, desc="train", unit="step", dynamic_ncols=True,
-               disable=not (cfg.progress and dist.is_main), file=sys.stderr)
-    def note(message: str) -> None:
-        if bar.disable:
-            say(message)
-        else:
-            bar.write(message)
-
-    perm_epoch, perm = -1, None
-    interval_loss, interval_count, interval_start, interval_tokens = 0.0, 0, time.time(), 0
-    lrs: dict[str, float] = {}
-    grad_norm = float("nan")
-    try:
-        while step < total_steps:
-            epoch, step_in_epoch = divmod(step, steps_per_epoch)
-            if epoch != perm_epoch:
-                perm, perm_epoch = epoch_permutation(n_blocks, cfg.seed, epoch), epoch
-            lrs = set_learning_rates(optimizers, lr_factor(step, total_steps, cfg.warmup_fraction, cfg.min_lr_fraction,
-                                                              cfg.schedule, cfg.decay_fraction))
-            mine = batch_indices(perm, step_in_epoch, G, dist.rank, dist.world_size)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-            for a in range(accum):
-                rows = np.sort(mine[a * cfg.micro_batch:(a + 1) * cfg.micro_batch])
-                x = torch.from_numpy(train_blocks[rows].astype(np.int64)).to(device, non_blocking=True)
-                sync = contextlib.nullcontext() if (not dist.enabled or a == accum - 1) else train_model.no_sync()
-                with sync:
-                    with autocast():
-                        loss = train_model(x, labels=x).loss
-                    (loss / accum).backward()
-                loss_sum += loss.detach().double()
-                ckpt.fault_point("step_backward")
-            loss_sum = dist.all_reduce_sum(loss_sum) / (accum * dist.world_size)
-            grad_norm_t = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
-            step_loss, grad_norm = float(loss_sum), float(grad_norm_t)
-            if math.isfinite(step_loss) and math.isfinite(grad_norm):
-                for opt in optimizers.values():
-                    opt.step()
-                consecutive_nonfinite = 0
-                interval_loss += step_loss
-                interval_count += 1
-            else:
-                nonfinite_total += 1
-                consecutive_nonfinite += 1
-                emit({"kind": "nonfinite", "step": step + 1, "loss": step_loss, "grad_norm": grad_norm,
-                      "consecutive": consecutive_nonfinite, "nonfinite_steps": nonfinite_total})
-            for opt in optimizers.values():
-                opt.zero_grad(set_to_none=True)
-            losses.append(step_loss)
-            if consecutive_nonfinite >= cfg.max_nonfinite_steps:
-                raise BlalmError(f"the loss or gradient was not finite for {consecutive_nonfinite} optimizer steps "
-                                 f"in a row (steps {step + 2 - consecutive_nonfinite}..{step + 1}); the run stops "
-                                 f"(max_nonfinite_steps = {cfg.max_nonfinite_steps}). Lower lr, raise warmup_fraction "
-                                 f"or set grad_clip; the last checkpoint is "
-                                 f"{ckpt_root / previous_latest if previous_latest else 'none'}")
-            words_before = ms.words_seen(step * tokens_per_step, train_words, train_tokens)
-            step += 1
-            interval_tokens += tokens_per_step
-            tokens_seen = step * tokens_per_step
-            words_now = ms.words_seen(tokens_seen, train_words, train_tokens)
-            bar.update(1)
-            if math.isfinite(step_loss):
-                bar.set_postfix(loss=f"{step_loss:.4f}", lr=f"{lrs.get('adamw', 0):.2e}", refresh=False)
-
-            if step % cfg.log_every == 0 or step == total_steps:
-                elapsed = max(time.time() - interval_start, 1e-9)
-                emit({"kind": "train", "step": step, "epoch": step / steps_per_epoch,
-                      "loss": interval_loss / interval_count if interval_count else float("nan"),
-                      "lr": lrs, "grad_norm": grad_norm, "tokens_per_s": interval_tokens / elapsed,
-                      "tokens_seen": tokens_seen, "words_seen": words_now, "nonfinite_steps": nonfinite_total,
-                      "swa_coefficients": swa_coefficients(model)})
-                interval_loss, interval_count, interval_start, interval_tokens = 0.0, 0, time.time(), 0
-
-            reached = ms.crossed(milestone_list, words_before, words_now)
-            epoch_end = step % steps_per_epoch == 0
-            if reached or epoch_end or step == total_steps:
-                name = (ms.milestone_name(reached[-1]) if reached else
-                        ms.epoch_name(step // steps_per_epoch) if epoch_end else ms.step_name(step))
-                val = evaluate(model, dev_blocks, token_bytes, eval_batch, device, autocast, dist)
-                emit({"kind": "eval", "step": step, "tokens_seen": tokens_seen, "words_seen": words_now,
-                      **val, "checkpoint": name})
-                note(f"step {step}: {name}: val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.2f}, "
-                     f"{val['val_bpb']:.4f} bits/byte")
-                if dist.is_main:
-                    opt_tensors, opt_scalars = ckpt.optimizer_tensors(optimizers, names)
-                    state = {"step": step, "epoch": step // steps_per_epoch, "step_in_epoch": step % steps_per_epoch,
-                             "steps_per_epoch": steps_per_epoch, "total_steps": total_steps,
-                             "tokens_seen": tokens_seen, "words_seen": words_now, "milestones": reached,
-                             "epoch_end": epoch_end, "complete": step == total_steps, "loss": step_loss,
-                             "lr": lrs, "nonfinite_steps": nonfinite_total,
-                             "consecutive_nonfinite": consecutive_nonfinite, "rng": ckpt.rng_state(),
-                             "data": data_info, "optimizer_scalars": opt_scalars, "optimizer_param_names": names,
-                             "val": val, "world_size": dist.world_size}
-                    drop = ckpt_root / previous_latest if cfg.keep_optimizer_state == "latest" and previous_latest else None
-                    saver.save(ckpt_root, name, model.state_dict(), opt_tensors, state, config_dict(cfg)["model"],
-                               tokenizer_files, drop_optimizer_of=drop)
-                    saved.append(name)
-                previous_latest = name
-                dist.barrier()
-    finally:
-        saver.close()   # the last checkpoint is on disk before the run reports it (or an error surfaces)
-        bar.close()
-        if metrics is not None:
-            metrics.close()
-    finite = [v for v in losses if math.isfinite(v)]
-    say(f"done: {step} steps; checkpoints in {ckpt_root}" + (f" ({', '.join(saved)})" if saved else "")
-        + (f"; {nonfinite_total} non-finite steps skipped" if nonfinite_total else ""))
-    return {"run_dir": str(run_dir), "rank": dist.rank, "steps": step, "total_steps": total_steps,
-            "already_complete": False,
-            "checkpoints": saved, "resumed_from": latest.name if latest else None,
-            "nonfinite_steps": nonfinite_total, "losses": losses,
+    plan = plan_run(cfg, run_dir, dist, manifest, say)
+    cfg = plan.cfg
+    spec = RunSpec(run_dir, config_dict(cfg), RunPlan(plan.total_steps, plan.steps_per_epoch), what="run",
+                   free_keys=RESUME_FREE_KEYS, progress=cfg.progress, desc="train",
+                   keep_optimizer=None if cfg.keep_optimizer_state == "all" else 2, seed=cfg.seed,
+                   info={"world_size": dist.world_size, "device": str(device), "data": plan.data_info})
+    with RunSession(spec, dist, say) as session:
+        session.start(check_state=check_same_data(plan.tokens.key, run_dir),
+                      start_files=lambda: copy_tokenizer(Path(cfg.tokenizer_dir), run_dir / TOKENIZER_COPY))
+        if session.complete:
+            return _summary(session, plan, [], session.point.state.get("nonfinite_steps", 0), already_complete=True)
+        loop = TrainLoop.build(plan, session, device, dist, model_hook)
+        loop.run()
+    finite = [v for v in loop.losses if math.isfinite(v)]
+    say(f"done: {session.step} steps; checkpoints in {session.root}"
+        + (f" ({', '.join(session.saved)})" if session.saved else "")
+        + (f"; {loop.nonfinite_total} non-finite steps skipped" if loop.nonfinite_total else ""))
+    return {**_summary(session, plan, loop.losses, loop.nonfinite_total, already_complete=False),
             "final_loss": finite[-1] if finite else None}
 
 
-def copy_tokenizer(src: Path, dst: Path) -> None:
-    """Copy the tokenizer files into the run (so a run folder is self-contained for evaluation)."""
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            tmp = dst / f".{name}.tmp"
-            shutil.copyfile(src / name, tmp)
-            os.replace(tmp, dst / name)
+def _summary(session: RunSession, plan: TrainPlan, losses: list[float], nonfinite: int,
+             already_complete: bool) -> dict[str, Any]:
+    return {"run_dir": str(session.spec.run_dir), "rank": session.dist.rank, "steps": session.step
+            if not already_complete else session.point.state["step"], "total_steps": plan.total_steps,
+            "already_complete": already_complete, "checkpoints": list(session.saved),
+            "resumed_from": session.resumed_from, "nonfinite_steps": nonfinite, "losses": losses}
+
+
+@dataclass
+class TrainLoop:
+    """The model, its optimizers and the loop's counters; :meth:`run` trains to the plan's end."""
+
+    plan: TrainPlan
+    session: RunSession
+    device: torch.device
+    dist: Dist
+    model: nn.Module                  # the model itself (saved, validated)
+    train_model: nn.Module            # what the steps call: compiled and/or DDP-wrapped
+    optimizers: dict[str, torch.optim.Optimizer]
+    names: dict[str, list[list[str]]]
+    precision: str
+    token_bytes: torch.Tensor
+    nonfinite_total: int = 0
+    consecutive_nonfinite: int = 0
+    losses: list[float] = field(default_factory=list)
+    interval: dict[str, float] = field(default_factory=dict)
+    _perm: tuple[int, np.ndarray | None] = (-1, None)
+
+    @classmethod
+    def build(cls, plan: TrainPlan, session: RunSession, device: torch.device, dist: Dist,
+              model_hook: Callable[[nn.Module], None] | None) -> "TrainLoop":
+        """Seed, build the model and optimizers, restore a resumed checkpoint, log the setup."""
+        from blalm.model.decoder import build_model, count_parameters
+
+        cfg = plan.cfg
+        seed_everything(cfg.seed)
+        model = build_model(cfg.model, device)
+        if model_hook is not None:
+            model_hook(model)
+        optimizers, split = build_optimizers(model, cfg, fused=device.type == "cuda")
+        names = {name: param_names(opt, model) for name, opt in optimizers.items()}
+        counts = count_parameters(model)
+        precision = resolve_precision(cfg.precision, device, cpu_autocast=True)
+        session.say(f"model: {cfg.model.mixer} {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, "
+                    f"vocab {cfg.model.vocab_size}: {counts['total']:,} parameters ({counts['non_embedding']:,} "
+                    f"non-embedding)")
+        session.say(split.describe())
+        session.say(f"data: {len(plan.tokens.train):,} train tokens ({plan.train_words:,} words) -> "
+                    f"{len(plan.train_blocks):,} blocks of {cfg.context_length}; {plan.steps_per_epoch} steps/epoch "
+                    f"of {cfg.global_batch} blocks ({cfg.micro_batch} x {plan.accumulation} accumulation x "
+                    f"{dist.world_size} process(es)); {plan.total_steps} steps; device {device}, {precision}")
+        session.restore({MODEL_FILE: model}, optimizers, names, device)
+        state = session.point.state or {}
+        loop = cls(plan=plan, session=session, device=device, dist=dist, model=model,
+                   train_model=_wrap_for_training(model, cfg, dist, device), optimizers=optimizers,
+                   names=names, precision=precision,
+                   token_bytes=torch.from_numpy(plan.tokens.token_bytes.astype(np.int64)).to(device),
+                   nonfinite_total=state.get("nonfinite_steps", 0),
+                   consecutive_nonfinite=state.get("consecutive_nonfinite", 0))
+        if session.point.path is None:
+            loop.log_setup(counts, split.summary())
+        return loop
+
+    def log_setup(self, counts: dict[str, int], split: dict[str, Any]) -> None:
+        """A fresh run's setup record and its step-0 validation."""
+        plan, session = self.plan, self.session
+        session.emit({"kind": "setup", "step": 0, "parameters": counts, "optimizer_split": split,
+                      "total_steps": plan.total_steps, "steps_per_epoch": plan.steps_per_epoch,
+                      "accumulation": plan.accumulation, "world_size": self.dist.world_size,
+                      "tokens_per_step": plan.tokens_per_step, "train_tokens": plan.tokens.meta["train_tokens"],
+                      "train_words": plan.train_words,
+                      "words_per_token": plan.train_words / plan.tokens.meta["train_tokens"],
+                      "milestones": plan.milestones, "device": str(self.device), "precision": self.precision,
+                      "tensorboard": bool(session.metrics and session.metrics.tensorboard_available)})
+        val = self.validate()
+        session.emit({"kind": "eval", "step": 0, "tokens_seen": 0, "words_seen": 0, **val, "checkpoint": None})
+        session.say(f"step 0: val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.2f}, {val['val_bpb']:.4f} bits/byte")
+
+    def autocast(self):
+        return precision_context(self.device, self.precision)
+
+    def validate(self) -> dict[str, float]:
+        cfg = self.plan.cfg
+        return evaluate(self.model, self.plan.dev_blocks, self.token_bytes, cfg.eval_batch or cfg.micro_batch,
+                        self.device, self.autocast, self.dist)
+
+    def run(self) -> None:
+        """Optimizer steps to the end of the plan: one step, its record, a checkpoint when one is due."""
+        session = self.session
+        self._reset_interval()
+        with session.loop():
+            while session.step < session.total_steps:
+                words_before = self.plan.words_seen(session.step)
+                cfg = self.plan.cfg
+                lrs = session.apply_schedule(self.optimizers, cfg.warmup_fraction, cfg.min_lr_fraction,
+                                             cfg.schedule, cfg.decay_fraction)
+                step_loss, grad_norm = self.step()
+                session.advance(**({"loss": f"{step_loss:.4f}", "lr": f"{lrs.get('adamw', 0):.2e}"}
+                                   if math.isfinite(step_loss) else {}))
+                self.log_step(lrs, grad_norm)
+                self.maybe_checkpoint(words_before, step_loss, lrs)
+
+    def _batch_rows(self) -> np.ndarray:
+        """This rank's blocks of the session's step (the epoch's permutation drawn once per epoch)."""
+        plan, step = self.plan, self.session.step
+        epoch, step_in_epoch = divmod(step, plan.steps_per_epoch)
+        if self._perm[0] != epoch:
+            self._perm = (epoch, epoch_permutation(len(plan.train_blocks), plan.cfg.seed, epoch))
+        return batch_indices(self._perm[1], step_in_epoch, plan.cfg.global_batch, self.dist.rank, self.dist.world_size)
+
+    def step(self) -> tuple[float, float]:
+        """One optimizer step over the global batch (accumulated micro-batches, DDP); a non-finite
+        loss or gradient skips the update. Returns (loss, gradient norm)."""
+        cfg, plan, dist = self.plan.cfg, self.plan, self.dist
+        mine = self._batch_rows()
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        for a in range(plan.accumulation):
+            rows = np.sort(mine[a * cfg.micro_batch:(a + 1) * cfg.micro_batch])
+            x = torch.from_numpy(plan.train_blocks[rows].astype(np.int64)).to(self.device, non_blocking=True)
+            last = not dist.enabled or a == plan.accumulation - 1
+            with contextlib.nullcontext() if last else self.train_model.no_sync():
+                with self.autocast():
+                    loss = self.train_model(x, labels=x).loss
+                (loss / plan.accumulation).backward()
+            loss_sum += loss.detach().double()
+            self.session.fault_point("step_backward")
+        loss_sum = dist.all_reduce_sum(loss_sum) / (plan.accumulation * dist.world_size)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        step_loss, grad_norm = float(loss_sum), float(norm)
+        if math.isfinite(step_loss) and math.isfinite(grad_norm):
+            for opt in self.optimizers.values():
+                opt.step()
+            self.consecutive_nonfinite = 0
+            self.interval["loss"] += step_loss
+            self.interval["count"] += 1
+        else:
+            self._count_nonfinite(step_loss, grad_norm)
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        self.losses.append(step_loss)
+        self.interval["tokens"] += plan.tokens_per_step
+        return step_loss, grad_norm
+
+    def _count_nonfinite(self, step_loss: float, grad_norm: float) -> None:
+        self.nonfinite_total += 1
+        self.consecutive_nonfinite += 1
+        step, cfg = self.session.step + 1, self.plan.cfg
+        self.session.emit({"kind": "nonfinite", "step": step, "loss": step_loss, "grad_norm": grad_norm,
+                           "consecutive": self.consecutive_nonfinite, "nonfinite_steps": self.nonfinite_total})
+        if self.consecutive_nonfinite >= cfg.max_nonfinite_steps:
+            last = self.session.latest_path
+            raise BlalmError(f"the loss or gradient was not finite for {self.consecutive_nonfinite} optimizer steps "
+                             f"in a row (steps {step + 1 - self.consecutive_nonfinite}..{step}); the run stops "
+                             f"(max_nonfinite_steps = {cfg.max_nonfinite_steps}). Lower lr, raise warmup_fraction "
+                             f"or set grad_clip; the last checkpoint is {last if last else 'none'}")
+
+    def _reset_interval(self) -> None:
+        self.interval = {"loss": 0.0, "count": 0, "tokens": 0, "start": time.time()}
+
+    def log_step(self, lrs: dict[str, float], grad_norm: float) -> None:
+        """The ``train`` record every ``log_every`` steps (and at the last one)."""
+        session, plan, iv = self.session, self.plan, self.interval
+        step = session.step
+        if step % plan.cfg.log_every and step != plan.total_steps:
+            return
+        elapsed = max(time.time() - iv["start"], 1e-9)
+        session.emit({"kind": "train", "step": step, "epoch": step / plan.steps_per_epoch,
+                      "loss": iv["loss"] / iv["count"] if iv["count"] else float("nan"),
+                      "lr": lrs, "grad_norm": grad_norm, "tokens_per_s": iv["tokens"] / elapsed,
+                      "tokens_seen": step * plan.tokens_per_step, "words_seen": plan.words_seen(step),
+                      "nonfinite_steps": self.nonfinite_total, "swa_coefficients": swa_coefficients(self.model)})
+        self._reset_interval()
+
+    def maybe_checkpoint(self, words_before: int, step_loss: float, lrs: dict[str, float]) -> None:
+        """At a milestone, an epoch end or the run's end: validate, then save (rank 0, in the background)."""
+        session, plan = self.session, self.plan
+        step, words_now = session.step, plan.words_seen(session.step)
+        reached = ms.crossed(plan.milestones, words_before, words_now)
+        if not (reached or session.epoch_end or step == plan.total_steps):
+            return
+        name = (ms.milestone_name(reached[-1]) if reached else
+                ms.epoch_name(step // plan.steps_per_epoch) if session.epoch_end else ms.step_name(step))
+        val = self.validate()
+        tokens_seen = step * plan.tokens_per_step
+        session.emit({"kind": "eval", "step": step, "tokens_seen": tokens_seen, "words_seen": words_now,
+                      **val, "checkpoint": name})
+        session.note(f"step {step}: {name}: val loss {val['val_loss']:.4f}, ppl {val['val_ppl']:.2f}, "
+                     f"{val['val_bpb']:.4f} bits/byte")
+        state = {"tokens_seen": tokens_seen, "words_seen": words_now, "milestones": reached,
+                 "epoch_end": session.epoch_end, "loss": step_loss, "lr": lrs, "nonfinite_steps": self.nonfinite_total,
+                 "consecutive_nonfinite": self.consecutive_nonfinite, "data": plan.data_info, "val": val,
+                 "world_size": self.dist.world_size}
+        run_dir = session.spec.run_dir
+        tokenizer_files = [run_dir / TOKENIZER_COPY / n for n in TOKENIZER_FILES
+                           if (run_dir / TOKENIZER_COPY / n).is_file()]
+        session.save(name, self.model.state_dict(), self.optimizers, self.names, state,
+                     config_dict(plan.cfg)["model"], tokenizer_files)
+        self.dist.barrier()
+
+
+def _wrap_for_training(model: nn.Module, cfg: TrainConfig, dist: Dist, device: torch.device) -> nn.Module:
+    """What the training step calls: ``model`` with each decoder layer compiled in place
+    (``compile_scope = "layer"``: the layers share one graph, so compile time does not grow with
+    depth) or ``torch.compile(model)`` (``"model"``), then wrapped in DDP under torchrun; the weights
+    stay ``model``'s either way."""
+    train_model: nn.Module = model
+    if cfg.compile and cfg.compile_scope == "model":
+        train_model = torch.compile(model)
+    elif cfg.compile:
+        for layer in model.layers:
+            layer.compile()
+    if dist.enabled:
+        train_model = nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
+    return train_model

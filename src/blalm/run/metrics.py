@@ -1,4 +1,4 @@
-"""Training metrics: ``RUN_DIR/metrics.jsonl`` always, TensorBoard event files when available.
+"""A run's metrics: ``RUN_DIR/metrics.jsonl`` always, TensorBoard event files when available.
 
 One JSON object a line, each with a ``kind``:
 
@@ -15,7 +15,9 @@ One JSON object a line, each with a ``kind``:
 TensorBoard files (``RUN_DIR/tensorboard/``) are written only when ``torch.utils.tensorboard``
 imports (it needs the ``tensorboard`` package, not a blalm dependency); the JSONL file holds the
 same numbers. On resume, records past the checkpoint's step are dropped from the JSONL file, so
-that it reads as one uninterrupted run.
+that it reads as one uninterrupted run; a line cut by a kill (the last one, without its newline) is
+dropped too, and a damaged line elsewhere (not valid JSON) is moved to ``metrics.jsonl.damaged``
+and reported, never silently deleted.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from blalm.atomic import write_text_atomic
+from blalm.run.layout import METRICS_FILE
 
-METRICS_FILE = "metrics.jsonl"
+DAMAGED_SUFFIX = ".damaged"
 
 
 def _clean(value: Any) -> Any:
@@ -81,27 +84,63 @@ class MetricsLogger:
                     self.tb.add_scalar(f"swa_alpha/layer_{i:02d}", v, step)
         self.tb.flush()
 
+    def snapshot(self) -> bytes:
+        """The file's content now (every record logged so far), e.g. for a checkpoint to keep."""
+        self._fh.flush()
+        return self.path.read_bytes()
+
     def close(self) -> None:
         self._fh.close()
         if self.tb is not None:
             self.tb.close()
 
 
-def truncate_metrics(run_dir: Path, step: int) -> None:
-    """Drop the records of steps after ``step`` (left by a run killed after its last checkpoint)."""
+def truncate_metrics(run_dir: Path, step: int) -> int:
+    """Drop the records of steps after ``step`` (left by a run killed after its last checkpoint).
+    Returns how many damaged lines were moved to ``metrics.jsonl.damaged`` (see the module docstring)."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
-        return
-    kept = []
-    with open(path, encoding="utf-8") as fh:
+        return 0
+    kept, damaged = [], []
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:   # a line cut by the kill
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
+                if line.endswith("\n"):        # a whole line, damaged; the cut last line is just dropped
+                    damaged.append(line)
                 continue
             if record.get("step", 0) <= step:
                 kept.append(line if line.endswith("\n") else line + "\n")
+    if damaged:
+        with open(path.with_name(path.name + DAMAGED_SUFFIX), "a", encoding="utf-8") as fh:
+            fh.writelines(damaged)
     write_text_atomic(path, "".join(kept))
+    return len(damaged)
+
+
+def restore_metrics(run_dir: Path, snapshot: Path) -> int:
+    """Replace ``run_dir/metrics.jsonl`` by a checkpoint's copy of it (the run's log up to the
+    checkpoint: what :func:`truncate_metrics` keeps, and also what damage to the live file took).
+    Damaged lines of the live file are moved to ``metrics.jsonl.damaged`` first; returns their count."""
+    path = Path(run_dir) / METRICS_FILE
+    damaged = []
+    if path.is_file():
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError:
+                    record = None
+                if not isinstance(record, dict) and line.endswith("\n"):
+                    damaged.append(line)
+    if damaged:
+        with open(path.with_name(path.name + DAMAGED_SUFFIX), "a", encoding="utf-8") as fh:
+            fh.writelines(damaged)
+    write_text_atomic(path, Path(snapshot).read_text(encoding="utf-8"))
+    return len(damaged)
 
 
 def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
@@ -111,7 +150,7 @@ def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]
     if not path.is_file():
         return []
     out = []
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 record = json.loads(line)

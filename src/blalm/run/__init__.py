@@ -1,0 +1,21 @@
+"""The run folder, a room of its own: what every stage that trains, scores or reports a run shares.
+
+Train, finetune, eval, sweep, report and bench import these modules (never each other's internals):
+
+- ``layout``      the folder's files (``CONFIG_FILE``, ``CHECKPOINTS``, ``METRICS_FILE``, ``LATEST_FILE``,
+                  ``LOCK_FILE``, ...), ``is_run_dir``, ``check_run_dir``;
+- ``lock``        ``RunLock``: one writer per run folder (flock; the holder's pid and host in the
+                  refusal; a dead holder's lock is taken over);
+- ``checkpoint``  atomic checkpoints (safetensors + JSON, a SHA-256 of every file, verified on load,
+                  never pickle), ``BackgroundSaver``, ``list_checkpoints``, ``verify_checkpoint``;
+- ``resume``      ``choose_checkpoint`` (the newest that verifies; the others named and set aside),
+                  ``check_same_settings``, ``config_differences``;
+- ``metrics``     ``metrics.jsonl``: ``MetricsLogger``, ``read_metrics``, ``truncate_metrics``;
+- ``device``      ``resolve_device``, ``resolve_precision`` / ``precision_context``, ``seed_everything``,
+                  RNG states, ``Dist`` (torchrun processes);
+- ``schedule``    the learning-rate schedule and the per-epoch order (functions of the step);
+- ``session``     ``RunSession``: the plain steps of a training loop (start or resume, restore, one
+                  step's bookkeeping, save), with ``after_step`` / ``after_save`` hooks.
+
+The fault points that tests and ``scripts/fault_injection.py`` kill at are in :mod:`blalm.faults`.
+"""
