@@ -44,6 +44,7 @@ def register(subparsers) -> None:
                         "same device (small models leave most of a GPU idle); each run's log goes to "
                         "DIR/logs/TRACK-RUN.log, then one pass writes DIR/sweep.json (default 1: one run after "
                         "another in this process)")
+    p.add_argument("--as-child", action="store_true", help=argparse.SUPPRESS)   # a --jobs child (see sweep())
     p.add_argument("--dry-run", action="store_true", help="print the grid (run folders and overrides) and stop")
     p.add_argument("--progress", action="store_true", help="show the training and scoring progress bars")
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines (the summary line is printed)")
@@ -61,17 +62,13 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
         for run in grid:
             print(f"  {run.folder(args.out)}  corpus={run.corpus}  " + " ".join(run.overrides))
         return 0
-    if args.jobs > 1:
-        from blalm.experiments.sweep import sweep_in_parallel
-
-        failed_jobs = sweep_in_parallel(exp, grid, args.out, args.jobs, child_args(args), args.data_dir,
-                                        log=lambda s: print(s, file=sys.stderr, flush=True))
-        if failed_jobs:
-            print(f"{len(failed_jobs)} job(s) failed: {', '.join(failed_jobs)} (see {args.out / 'logs'})", file=sys.stderr)
-    summary = sweep(exp, args.out, tracks=args.tracks, runs=args.runs, train_overrides=args.train_overrides,
+    summary = sweep(exp, args.out, jobs=args.jobs, child_args=child_args(args), child=args.as_child,
+                    tracks=args.tracks, runs=args.runs, train_overrides=args.train_overrides,
                     data_dir=args.data_dir, progress=args.progress,
                     log=(lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     failed = [r for r in summary["runs"] if r.get("status") == "failed"]
+    if args.as_child:
+        return 1 if failed else 0
     print(f"wrote {args.out / SWEEP_FILE}: {len(summary['runs']) - len(failed)} run(s) done, {len(failed)} failed; "
           f"next: blalm report {args.out} --out {args.out / 'report'}")
     return 1 if failed else 0

@@ -142,18 +142,31 @@ def final_checkpoint_intact(run_dir: Path, log: Callable[[str], None]) -> bool:
 
 def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), runs: Sequence[str] = (),
           train_overrides: Sequence[str] = (), data_dir: Path | None = None, progress: bool = False,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+          log: Callable[[str], None] = print, jobs: int = 1, child_args: Sequence[str] = (),
+          child: bool = False) -> dict[str, Any]:
     """Train and score every run of the grid that is not finished yet; return (and write) the
-    sweep summary, ``out_dir/sweep.json``. One sweep at a time writes ``out_dir`` (its lock)."""
+    sweep summary, ``out_dir/sweep.json``. One sweep at a time writes ``out_dir`` (its lock).
+
+    ``jobs > 1``: first the runs in up to ``jobs`` child processes (:func:`sweep_in_parallel`, each
+    ``blalm sweep CHILD_ARGS --track T --run NAME`` with ``child``), then the sequential pass here
+    finds them finished and writes ``sweep.json``. ``child``: one such child: it trains and scores its
+    runs under their own run-folder locks, and leaves the sweep folder's lock and ``sweep.json`` to
+    the parent."""
     out_dir = Path(out_dir)
     grid = expand_grid(exp, tracks, runs)
+    if child:
+        return _sweep(exp, out_dir, grid, train_overrides, data_dir, progress, log, write=False)
     with RunLock(out_dir, what="sweep", log=log):
         remove_stale_temp(out_dir)          # what a killed write of sweep.json left
+        if jobs > 1:
+            failed = sweep_in_parallel(exp, grid, out_dir, jobs, child_args, data_dir, log)
+            if failed:
+                log(f"{len(failed)} job(s) failed: {', '.join(failed)} (see {out_dir / 'logs'})")
         return _sweep(exp, out_dir, grid, train_overrides, data_dir, progress, log)
 
 
 def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_overrides: Sequence[str],
-           data_dir: Path | None, progress: bool, log: Callable[[str], None]) -> dict[str, Any]:
+           data_dir: Path | None, progress: bool, log: Callable[[str], None], write: bool = True) -> dict[str, Any]:
     from blalm.eval.runs import evaluate_run
     from blalm.train.trainer import train
 
@@ -165,7 +178,8 @@ def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_o
 
     def save() -> None:
         summary["runs"] = list(records.values())
-        write_json_atomic(out_dir / SWEEP_FILE, summary)
+        if write:
+            write_json_atomic(out_dir / SWEEP_FILE, summary)
 
     corpora: dict[tuple[str, str], tuple[Path, Path]] = {}
     failed = 0
@@ -221,8 +235,9 @@ def sweep_in_parallel(exp: ExperimentConfig, grid: Sequence[PlannedRun], out_dir
                       log: Callable[[str], None] = print) -> list[str]:
     """Train and score the grid's runs in up to ``jobs`` ``blalm sweep --run NAME --track T`` child
     processes at once (every seed of a run in one child), after building the corpora here so that
-    no two children build one. Returns the ``track/run`` of every child that failed; the caller's
-    sequential pass then finds every finished run skipped and writes ``sweep.json``."""
+    no two children build one. Returns the ``track/run`` of every child that failed; the caller
+    (:func:`sweep`, holding the sweep folder's lock) then finds every finished run skipped and
+    writes ``sweep.json``."""
     import subprocess
     import sys
 
@@ -236,7 +251,8 @@ def sweep_in_parallel(exp: ExperimentConfig, grid: Sequence[PlannedRun], out_dir
     while pending or running:
         while pending and len(running) < jobs:
             track, name = pending.pop(0)
-            cmd = [sys.executable, "-m", "blalm.cli", "sweep", *child_args, "--track", track, "--run", name]
+            cmd = [sys.executable, "-m", "blalm.cli", "sweep", *child_args, "--track", track, "--run", name,
+                   "--as-child"]
             with open(logs / f"{track}-{name}.log", "ab") as fh:
                 running[(track, name)] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
             log(f"started {track}/{name} (log {logs / f'{track}-{name}.log'})")

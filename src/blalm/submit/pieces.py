@@ -87,9 +87,10 @@ class LazyModel:
 
     def get(self) -> tuple[Any, Any]:
         if self.pair is None:
-            from blalm.eval.loading import load_for_eval, resolve_device
+            from blalm.eval.loading import load_for_eval
+            from blalm.run.device import resolve_device
 
-            self.pair = load_for_eval(self.path, device=resolve_device(self.plan.cfg.device))
+            self.pair = load_for_eval(self.path, device=str(resolve_device(self.plan.cfg.device)))
         return self.pair
 
 
@@ -176,7 +177,8 @@ def finetune_config(plan: Plan, tasks: list[str]):
 def reusable_finetune(folder: Path, cfg: Any, task: str) -> dict[str, Any] | None:
     """The task's result in a 'blalm finetune' folder run with the same settings on the same model."""
     from blalm.finetune.config import RESUMABLE_KEYS
-    from blalm.finetune.run import CONFIG_FILE, RESULTS_FILE, task_settings
+    from blalm.finetune.run import RESULTS_FILE, task_settings
+    from blalm.run.layout import CONFIG_FILE
     from blalm.finetune.tasks import TASKS
     from blalm.run.resume import config_differences
 
