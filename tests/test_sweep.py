@@ -254,6 +254,8 @@ def test_jobs_run_the_grid_in_parallel_processes_with_the_same_results(tiny_swee
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(p.name for p in (out / "logs").iterdir()) == ["strict-adamw.log", "strict-muon.log"]
     assert done.stderr.count("finished before, skipped") == 3        # the closing pass trains nothing
+    logs = "".join(p.read_text() for p in (out / "logs").iterdir())
+    assert "[1/2] strict/adamw/seed0: done" in logs and "deprecated" not in logs   # the cache by its current name
     parallel = json.loads((out / SWEEP_FILE).read_text())["runs"]
     sequential = tiny_sweep["first"]["runs"]
     assert [r["run_id"] for r in parallel] == [r["run_id"] for r in sequential]

@@ -183,10 +183,12 @@ class _Forward:
     def prefix_then_continuations(self, prefix_ids, row_groups, continuation_ids):
         """Logits of the prefixes ``(G, P)`` and of each row's continuation ``(R, W)`` after its
         group's prefix (``row_groups (R,)``), through the model's decoding cache."""
+        from blalm.model.hf_model import CACHE_FIELD   # the cache's name in the installed transformers
+
         out = self.model(input_ids=prefix_ids, use_cache=True)
         self.check(out.logits)
-        cache = out.past_key_values.reorder_cache(row_groups)
-        cont = self.model(input_ids=continuation_ids, past_key_values=cache, use_cache=True)
+        cache = getattr(out, CACHE_FIELD).reorder_cache(row_groups)
+        cont = self.model(input_ids=continuation_ids, use_cache=True, **{CACHE_FIELD: cache})
         return out.logits, cont.logits
 
 
