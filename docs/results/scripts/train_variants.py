@@ -22,6 +22,7 @@ import torch
 from blalm.bench.train import make_step, result_row, time_steps
 from blalm.model.decoder import build_model, count_parameters
 from blalm.train.config import load_train_config
+from blalm.train.execution import resolve_for
 from blalm.train.optim import build_optimizers
 
 
@@ -67,6 +68,7 @@ def main() -> None:
     gpu = ["micro_batch=64", 'model.mlstm_kernel="triton"'] if torch.cuda.is_available() else []
     cfg = load_train_config(args.config, [*gpu, *args.overrides])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cfg = resolve_for(cfg, device)
     torch.manual_seed(0)
     model = build_model(cfg.model, device).train()
     optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")

@@ -172,6 +172,9 @@ def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup
     """A torch-profiler table of ``steps`` optimizer steps (after warm-up): where the step time goes."""
     from torch.profiler import ProfilerActivity, profile
 
+    from blalm.train.execution import resolve_for
+
+    cfg = resolve_for(cfg, device)
     seed_everything(cfg.seed)
     model = build_model(cfg.model, device)
     optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
@@ -188,7 +191,11 @@ def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup
 def bench_train(cfg: TrainConfig, device: torch.device, steps: int = 10, warmup: int = 3,
                 peers: bool = False, dist: Dist | None = None, reference: bool = False) -> Iterator[dict[str, Any]]:
     """The config's model, then (``reference``) the plain decoder of the same shape with the ratio
-    ``ours / plain`` of tokens/s, then (``peers``) the Hugging Face model."""
+    ``ours / plain`` of tokens/s, then (``peers``) the Hugging Face model. ``compile = "auto"`` and
+    ``micro_batch = 0`` are resolved for ``device`` as ``blalm train`` resolves them."""
+    from blalm.train.execution import resolve_for
+
+    cfg = resolve_for(cfg, device, dist.world_size if dist is not None else 1)
     ours = bench_blalm(cfg, device, steps, warmup, dist)
     yield ours
     if reference:

@@ -68,7 +68,9 @@ class TrainConfig:
     # --- batching -----------------------------------------------------------------------------
     context_length: int = 512          # tokens per block (the stream is cut into fixed blocks)
     global_batch: int = 64             # blocks per optimizer step = micro_batch x accumulation x GPUs
-    micro_batch: int = 8               # blocks per forward/backward pass on one device
+    micro_batch: int = 0               # blocks per forward/backward pass on one device; 0 = chosen for the
+    #                                    device: on a GPU the largest that fits its memory, on the CPU at most 8
+    #                                    (blalm.train.execution); config.json records the value chosen
 
     # --- optimisation -------------------------------------------------------------------------
     optimizer: Literal["muon", "adamw"] = "muon"  # "muon": Muon for the blocks' matrices + AdamW for the rest
@@ -97,7 +99,9 @@ class TrainConfig:
     # --- execution ----------------------------------------------------------------------------
     device: str = "auto"               # "auto" (cuda when available), "cpu", "cuda", "cuda:1", ...
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # "auto": bf16 autocast on GPU, fp32 on CPU
-    compile: bool = False              # torch.compile the model for training
+    compile: bool | Literal["auto"] = "auto"  # torch.compile the model for training; "auto": on a CUDA
+    #                                    GPU (3x faster steps there), off on the CPU (compiling costs more than
+    #                                    it saves for short CPU runs); config.json records the value chosen
     compile_scope: Literal["layer", "model"] = "layer"  # "layer": each decoder layer compiled on its own
     #                                    (one graph for all layers: ~11 s instead of ~170 s for the 24-layer
     #                                    BLaLM on an H200, 3% slower steps); "model": the whole model in one graph
@@ -117,15 +121,15 @@ class TrainConfig:
     progress: bool = True              # tqdm progress bar
 
     def validate(self) -> None:
-        for name in ("epochs", "context_length", "global_batch", "micro_batch", "muon_ns_steps",
+        for name in ("epochs", "context_length", "global_batch", "muon_ns_steps",
                      "log_every", "max_nonfinite_steps"):
             value = getattr(self, name)
             check(value >= 1, f"{name} must be >= 1, got {value}")
-        for name in ("max_steps", "eval_max_blocks", "eval_batch"):
+        for name in ("max_steps", "eval_max_blocks", "eval_batch", "micro_batch"):
             value = getattr(self, name)
             check(value >= 0, f"{name} must be >= 0 (0 = off/default), got {value}")
         check(self.context_length >= 2, f"context_length must be >= 2, got {self.context_length}")
-        check(self.global_batch % self.micro_batch == 0,
+        check(self.micro_batch == 0 or self.global_batch % self.micro_batch == 0,
               f"global_batch ({self.global_batch}) must be a multiple of micro_batch ({self.micro_batch}); "
               f"e.g. micro_batch = {largest_divisor_at_most(self.global_batch, self.micro_batch)}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")

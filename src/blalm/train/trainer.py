@@ -64,6 +64,7 @@ from blalm.run.layout import MODEL_FILE, TOKEN_CACHE, TOKENIZER_COPY
 from blalm.run.schedule import epoch_permutation
 from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
 from blalm.train import milestones as ms
+from blalm.train.execution import resolve_for
 from blalm.train.config import (
     RESUME_FREE_KEYS,
     TRACK_MAX_EPOCHS,
@@ -114,7 +115,7 @@ def check_track(cfg: TrainConfig, manifest: dict[str, Any] | None, counted_words
 
 def check_inputs(cfg: TrainConfig, dist: Dist) -> dict[str, Any] | None:
     """The checks that need no tokens (before the run folder is touched); the corpus manifest."""
-    if cfg.global_batch % (cfg.micro_batch * dist.world_size):
+    if cfg.micro_batch and cfg.global_batch % (cfg.micro_batch * dist.world_size):
         raise BlalmError(f"global_batch ({cfg.global_batch}) must be a multiple of micro_batch x processes "
                          f"({cfg.micro_batch} x {dist.world_size}); change micro_batch")
     corpus_dir = Path(cfg.corpus_dir)
@@ -164,12 +165,14 @@ def load_tokens(cfg: TrainConfig, run_dir: Path, dist: Dist, log: Callable[[str]
 
 
 def plan_run(cfg: TrainConfig, run_dir: Path, dist: Dist, manifest: dict[str, Any] | None,
-             log: Callable[[str], None] = print) -> TrainPlan:
-    """Tokens, blocks, steps and milestones of the run (the first of the loop's plain steps)."""
+             log: Callable[[str], None] = print, device: torch.device | None = None) -> TrainPlan:
+    """Tokens, blocks, steps and milestones of the run (the first of the loop's plain steps); the
+    config's ``compile = "auto"`` and ``micro_batch = 0`` made concrete for ``device``
+    (:mod:`blalm.train.execution`)."""
     G, ctx_len, corpus_dir = cfg.global_batch, cfg.context_length, Path(cfg.corpus_dir)
     tokens = load_tokens(cfg, run_dir, dist, log)
     check_track(cfg, manifest, counted_words=tokens.meta["train_words"])
-    cfg = with_vocab_size(cfg, tokens.vocab_size)
+    cfg = resolve_for(with_vocab_size(cfg, tokens.vocab_size), device or torch.device("cpu"), dist.world_size)
     train_blocks, dev_blocks = blocks_view(tokens.train, ctx_len), blocks_view(tokens.dev, ctx_len)
     if cfg.eval_max_blocks and cfg.eval_max_blocks < len(dev_blocks):   # evenly spaced: every source of dev.txt
         dev_blocks = dev_blocks[np.linspace(0, len(dev_blocks) - 1, cfg.eval_max_blocks).round().astype(np.int64)]
@@ -288,7 +291,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, model_hook: Callable[[nn.Module], 
 
 def _train(cfg: TrainConfig, run_dir: Path, device: torch.device, dist: Dist, manifest: dict[str, Any] | None,
            model_hook: Callable[[nn.Module], None] | None, say: Callable[[str], None]) -> dict[str, Any]:
-    plan = plan_run(cfg, run_dir, dist, manifest, say)
+    plan = plan_run(cfg, run_dir, dist, manifest, say, device)
     cfg = plan.cfg
     spec = RunSpec(run_dir, config_dict(cfg), RunPlan(plan.total_steps, plan.steps_per_epoch), what="run",
                    free_keys=RESUME_FREE_KEYS, progress=cfg.progress, desc="train",
