@@ -35,9 +35,11 @@ STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TOKEN_CACHE = "tokens"          # RUN_DIR/tokens/: the token cache when the corpus folder is read-only
 DAMAGED_PREFIX = ".damaged-"
+EVAL_DIR = "eval"               # RUN_DIR/eval/: the checkpoints' scores ('blalm eval RUN_DIR', --follow)
 
-# what a run folder may hold before its config.json is written (a start killed early)
-EARLY_ENTRIES = frozenset({LOCK_FILE, TOKEN_CACHE})
+# what a run folder may hold before its config.json is written (a start killed early; the scoring
+# side process of 'blalm train --eval' starts before the run writes its config)
+EARLY_ENTRIES = frozenset({LOCK_FILE, TOKEN_CACHE, EVAL_DIR})
 
 
 def checkpoints_dir(run_dir: Path) -> Path:

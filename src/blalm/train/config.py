@@ -47,7 +47,7 @@ RESUME_FREE_KEYS = frozenset({
     "corpus_dir", "tokenizer_dir", "model_config",  # paths; the data is compared by content hash
     "micro_batch", "device", "precision", "compile", "compile_scope",
     "progress", "log_every", "eval_max_blocks", "eval_batch", "keep_optimizer_state",
-    "max_nonfinite_steps", "token_cache",
+    "max_nonfinite_steps", "token_cache", "score_suite", "score_data", "score_set",
 })
 
 
@@ -119,6 +119,15 @@ class TrainConfig:
     eval_batch: int = 0                # blocks per validation forward pass (0 = micro_batch)
     log_every: int = 10                # a training record in metrics.jsonl every N optimizer steps
     progress: bool = True              # tqdm progress bar
+
+    # --- scoring while training (blalm train --eval fast) ----------------------------------------
+    score_suite: Literal["none", "fast", "full"] = "none"   # score every checkpoint on this zero-shot
+    #                                    suite as it is written, in a side process on the same device
+    #                                    ('blalm eval RUN_DIR --follow'); the run ends with RUN_DIR/eval/
+    #                                    summary.json naming the best checkpoint, as 'blalm eval RUN_DIR'
+    score_data: str = ""               # the evaluation data folder for it ("" = blalm eval's default)
+    score_set: list[str] = field(default_factory=list)   # more 'blalm eval' settings, KEY=VALUE (EvalConfig
+    #                                    keys, e.g. "entity_fast_per_group=20")
 
     def validate(self) -> None:
         for name in ("epochs", "context_length", "global_batch", "muon_ns_steps",

@@ -65,6 +65,7 @@ from blalm.run.schedule import epoch_permutation
 from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
 from blalm.train import milestones as ms
 from blalm.train.execution import resolve_for
+from blalm.train.scoring import scoring_beside
 from blalm.train.config import (
     RESUME_FREE_KEYS,
     TRACK_MAX_EPOCHS,
@@ -281,7 +282,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, model_hook: Callable[[nn.Module], 
     try:
         manifest = check_inputs(cfg, dist)
         with hold_lock(run_dir, dist, "training run", say):
-            summary = _train(cfg, run_dir, device, dist, manifest, model_hook, say)
+            with scoring_beside(cfg, run_dir, device.type, dist.is_main, say) as scored:
+                summary = _train(cfg, run_dir, device, dist, manifest, model_hook, say)
+            summary.update(scored)
     except BaseException:
         dist.close(clean=False)
         raise
