@@ -85,3 +85,54 @@ def test_layer_compiled_training_matches_eager(train_data, tmp_path):
         state = load_model_state(read_latest(tmp_path / name / "checkpoints"))
         assert not any("_orig_mod" in k for k in state)
     assert losses["layer"] == pytest.approx(losses["eager"], rel=1e-4)
+
+
+def test_weight_average_follows_the_formula_with_its_warm_up():
+    from blalm.train.ema import WeightAverage, ema_decay_at
+
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    ema = WeightAverage(model, 0.99)
+    start = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(model, step=1)
+    d = ema_decay_at(1, 0.99)
+    assert d == pytest.approx(2 / 11)
+    for avg, p0 in zip(ema.average, start):
+        torch.testing.assert_close(avg, d * p0 + (1 - d) * (p0 + 1.0))
+    assert ema_decay_at(10_000, 0.99) == 0.99
+    averaged = ema.state_dict(model)
+    with ema.swapped_into(model):
+        assert all(torch.equal(p, averaged[n]) for n, p in model.named_parameters())
+    assert all(torch.equal(p, p0 + 1.0) for p, p0 in zip(model.parameters(), start))   # its own weights back
+
+
+def test_ema_checkpoints_hold_the_average_and_train_exactly_as_without(train_data, tmp_path):
+    """The average changes nothing of the training: the trained weights (train_weights.safetensors)
+    equal a run without it, bit for bit; model.safetensors holds the average; a killed run resumes
+    to the very files of an uninterrupted one."""
+    import os
+
+    from blalm.run.checkpoint import load_tensors
+    from test_train_helpers import DEMO_TRAIN_CONFIG, run_train_subprocess, tiny_overrides
+
+    corpus, tokenizer = train_data
+    train(tiny_config(corpus, tokenizer, epochs=1), tmp_path / "plain")
+    train(tiny_config(corpus, tokenizer, epochs=1, ema_decay=0.9), tmp_path / "ema")
+    plain = load_model_state(read_latest(tmp_path / "plain" / "checkpoints"))
+    latest = read_latest(tmp_path / "ema" / "checkpoints")
+    trained, average = load_tensors(latest, "train_weights.safetensors"), load_model_state(latest)
+    assert all(torch.equal(trained[k], plain[k]) for k in plain)
+    assert not all(torch.equal(average[k], plain[k]) for k in plain)
+    args = [str(DEMO_TRAIN_CONFIG), "--out", str(tmp_path / "killed"),
+            *[a for o in tiny_overrides(corpus, tokenizer, epochs=1, ema_decay=0.9) for a in ("--set", o)]]
+    killed = run_train_subprocess(args, {"BLALM_FAULT": "checkpoint_done@2"})
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = run_train_subprocess(args, {k: v for k, v in os.environ.items() if k != "BLALM_FAULT"})
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout + resumed.stderr, resumed.stderr[-2000:]
+    again = read_latest(tmp_path / "killed" / "checkpoints")
+    for name in ("model.safetensors", "train_weights.safetensors"):
+        a, b = load_tensors(latest, name), load_tensors(again, name)
+        assert all(torch.equal(a[k], b[k]) for k in a), name

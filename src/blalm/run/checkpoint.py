@@ -59,10 +59,10 @@ from blalm.errors import InputError
 from blalm.faults import fault_point
 from blalm.model.checkpoint import FORMAT_METADATA, load_model
 from blalm.run.layout import (DAMAGED_PREFIX, LATEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE,
-                              STATE_FILE)
+                              STATE_FILE, TRAIN_WEIGHTS_FILE)
 
 SAVER_THREAD = "blalm-checkpoint"
-OPTIONAL_FILES = frozenset({OPTIMIZER_FILE})   # dropped from older checkpoints on purpose
+OPTIONAL_FILES = frozenset({OPTIMIZER_FILE, TRAIN_WEIGHTS_FILE})   # resume-only: dropped from older checkpoints
 STATE_CHECKSUM = "state_sha256"
 
 
@@ -202,7 +202,8 @@ def prune_checkpoints(root: Path, keep_optimizer: int | None = 2, keep_folders: 
         newest_first = newest_first[:keep_folders]
     if keep_optimizer is not None:
         for folder in newest_first[keep_optimizer:]:
-            (folder / OPTIMIZER_FILE).unlink(missing_ok=True)
+            for name in OPTIONAL_FILES:
+                (folder / name).unlink(missing_ok=True)
 
 
 def _snapshot(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

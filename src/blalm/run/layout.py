@@ -33,6 +33,8 @@ LOCK_FILE = ".lock"
 LATEST_FILE = "latest"
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+TRAIN_WEIGHTS_FILE = "train_weights.safetensors"   # the trained weights when model.safetensors holds their
+#                                                  average (ema_decay); for resuming, kept with the optimizer state
 TOKEN_CACHE = "tokens"          # RUN_DIR/tokens/: the token cache when the corpus folder is read-only
 DAMAGED_PREFIX = ".damaged-"
 EVAL_DIR = "eval"               # RUN_DIR/eval/: the checkpoints' scores ('blalm eval RUN_DIR', --follow)

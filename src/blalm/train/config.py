@@ -93,6 +93,9 @@ class TrainConfig:
     decay_fraction: float = 0.2        # "wsd": share of the steps in the final linear decay
     min_lr_fraction: float = 0.0       # the schedule ends at lr x this
     grad_clip: float = 1.0             # clip the global gradient norm to this (0 = no clipping)
+    ema_decay: float = 0.0             # > 0: keep an exponential moving average of the weights with this
+    #                                    decay (e.g. 0.999); checkpoints save and validate the average as the
+    #                                    model (blalm.train.ema); 0 = off (the paper)
     max_nonfinite_steps: int = 10      # a non-finite loss or gradient skips the step; stop after this many in a row
     seed: int = 0
 
@@ -151,6 +154,7 @@ class TrainConfig:
         check(0 <= self.warmup_fraction < 1, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         check(0 < self.decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         check(0 <= self.min_lr_fraction <= 1, f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
+        check(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         check(self.milestone_scale > 0, f"milestone_scale must be > 0, got {self.milestone_scale}")
         check(bool(self.device), "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")

@@ -60,10 +60,11 @@ from blalm.atomic import remove_stale_temp
 from blalm.errors import BlalmError, InputError
 from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.run.device import Dist, precision_context, resolve_device, resolve_precision, seed_everything
-from blalm.run.layout import MODEL_FILE, TOKEN_CACHE, TOKENIZER_COPY
+from blalm.run.layout import MODEL_FILE, TOKEN_CACHE, TOKENIZER_COPY, TRAIN_WEIGHTS_FILE
 from blalm.run.schedule import epoch_permutation
 from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
 from blalm.train import milestones as ms
+from blalm.train.ema import WeightAverage
 from blalm.train.execution import resolve_for
 from blalm.train.scoring import scoring_beside
 from blalm.train.config import (
@@ -339,6 +340,7 @@ class TrainLoop:
     token_bytes: torch.Tensor
     nonfinite_total: int = 0
     consecutive_nonfinite: int = 0
+    ema: WeightAverage | None = None  # the weight average (ema_decay > 0): validated and saved as the model
     losses: list[float] = field(default_factory=list)
     interval: dict[str, float] = field(default_factory=dict)
     _perm: tuple[int, np.ndarray | None] = (-1, None)
@@ -366,14 +368,18 @@ class TrainLoop:
                     f"{len(plan.train_blocks):,} blocks of {cfg.context_length}; {plan.steps_per_epoch} steps/epoch "
                     f"of {cfg.global_batch} blocks ({cfg.micro_batch} x {plan.accumulation} accumulation x "
                     f"{dist.world_size} process(es)); {plan.total_steps} steps; device {device}, {precision}")
-        session.restore({MODEL_FILE: model}, optimizers, names, device)
+        ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        session.restore({MODEL_FILE: model} if ema is None else {TRAIN_WEIGHTS_FILE: model, MODEL_FILE: ema},
+                        optimizers, names, device)
+        if ema is not None:
+            session.after_step.append(lambda s: ema.update(model, s.step))
         state = session.point.state or {}
         loop = cls(plan=plan, session=session, device=device, dist=dist, model=model,
                    train_model=_wrap_for_training(model, cfg, dist, device), optimizers=optimizers,
                    names=names, precision=precision,
                    token_bytes=torch.from_numpy(plan.tokens.token_bytes.astype(np.int64)).to(device),
                    nonfinite_total=state.get("nonfinite_steps", 0),
-                   consecutive_nonfinite=state.get("consecutive_nonfinite", 0))
+                   consecutive_nonfinite=state.get("consecutive_nonfinite", 0), ema=ema)
         if session.point.path is None:
             loop.log_setup(counts, split.summary())
         return loop
@@ -397,9 +403,11 @@ class TrainLoop:
         return precision_context(self.device, self.precision)
 
     def validate(self) -> dict[str, float]:
+        """Validation of the weights a checkpoint saves as the model (the average, with ``ema_decay``)."""
         cfg = self.plan.cfg
-        return evaluate(self.model, self.plan.dev_blocks, self.token_bytes, cfg.eval_batch or cfg.micro_batch,
-                        self.device, self.autocast, self.dist)
+        with self.ema.swapped_into(self.model) if self.ema is not None else contextlib.nullcontext():
+            return evaluate(self.model, self.plan.dev_blocks, self.token_bytes, cfg.eval_batch or cfg.micro_batch,
+                            self.device, self.autocast, self.dist)
 
     def run(self) -> None:
         """Optimizer steps to the end of the plan: one step, its record, a checkpoint when one is due."""
@@ -511,8 +519,12 @@ class TrainLoop:
         run_dir = session.spec.run_dir
         tokenizer_files = [run_dir / TOKENIZER_COPY / n for n in TOKENIZER_FILES
                            if (run_dir / TOKENIZER_COPY / n).is_file()]
-        session.save(name, self.model.state_dict(), self.optimizers, self.names, state,
-                     config_dict(plan.cfg)["model"], tokenizer_files)
+        weights, extra = self.model.state_dict(), None
+        if self.ema is not None:     # the average is the model; the trained weights are for resuming
+            extra = {TRAIN_WEIGHTS_FILE: weights}
+            weights = self.ema.state_dict(self.model)
+        session.save(name, weights, self.optimizers, self.names, state, config_dict(plan.cfg)["model"],
+                     tokenizer_files, extra_tensors=extra)
         self.dist.barrier()
 
 
