@@ -24,10 +24,16 @@ from typing import Any, Sequence
 
 from blalm.atomic import read_json
 from blalm.report import paper
-from blalm.report.report import finite
 
 ALPHA_PARAM = re.compile(r"^layers\.(\d+)\.mixer\.swa_alpha$")
 MAX_BLIMP_RUNS = 8
+
+
+def finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite number (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def _pyplot():

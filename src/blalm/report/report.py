@@ -21,7 +21,6 @@ tokenizer on our dev split: not comparable in absolute terms with the paper's).
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ import numpy as np
 from blalm.atomic import read_json, write_text_atomic
 from blalm.errors import InputError
 from blalm.report import paper
+from blalm.report.plots import finite
 from blalm.run.layout import CONFIG_FILE as RUN_CONFIG_FILE
 from blalm.run.layout import is_run_dir
 from blalm.run.metrics import checkpoint_val_ppl, read_metrics
@@ -96,13 +96,6 @@ class Source:
 
 # ----------------------------------------------------------------------------------------------
 # reading
-
-
-def finite(value: Any) -> float | None:
-    """``value`` as a float when it is a finite number (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def load_run(run_dir: Path, **info: Any) -> RunData:
