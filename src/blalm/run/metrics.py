@@ -95,30 +95,43 @@ class MetricsLogger:
             self.tb.close()
 
 
-def truncate_metrics(run_dir: Path, step: int) -> int:
-    """Drop the records of steps after ``step`` (left by a run killed after its last checkpoint).
-    Returns how many damaged lines were moved to ``metrics.jsonl.damaged`` (see the module docstring)."""
-    path = Path(run_dir) / METRICS_FILE
+def _split_log(path: Path) -> tuple[list[tuple[str, dict[str, Any]]], list[str]]:
+    """``(records, damaged)`` of a metrics file: each readable record with its line, and each whole
+    line that is not a record (damaged); a last line cut by a kill is in neither."""
+    records: list[tuple[str, dict[str, Any]]] = []
+    damaged: list[str] = []
     if not path.is_file():
-        return 0
-    kept, damaged = [], []
+        return records, damaged
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 record = None
-            if not isinstance(record, dict) or not isinstance(record.get("step", 0), int):
-                if line.endswith("\n"):        # a whole line, damaged; the cut last line is just dropped
-                    damaged.append(line)
-                continue
-            if record.get("step", 0) <= step:
-                kept.append(line if line.endswith("\n") else line + "\n")
+            if isinstance(record, dict) and isinstance(record.get("step", 0), int):
+                records.append((line if line.endswith("\n") else line + "\n", record))
+            elif line.endswith("\n"):
+                damaged.append(line)
+    return records, damaged
+
+
+def _set_damaged_aside(path: Path, damaged: list[str]) -> int:
     if damaged:
         with open(path.with_name(path.name + DAMAGED_SUFFIX), "a", encoding="utf-8") as fh:
             fh.writelines(damaged)
-    write_text_atomic(path, "".join(kept))
     return len(damaged)
+
+
+def truncate_metrics(run_dir: Path, step: int) -> int:
+    """Drop the records of steps after ``step`` (left by a run killed after its last checkpoint).
+    Returns how many damaged lines were moved to ``metrics.jsonl.damaged`` (see the module docstring)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        return 0
+    records, damaged = _split_log(path)
+    moved = _set_damaged_aside(path, damaged)
+    write_text_atomic(path, "".join(line for line, record in records if record.get("step", 0) <= step))
+    return moved
 
 
 def restore_metrics(run_dir: Path, snapshot: Path) -> int:
@@ -126,21 +139,9 @@ def restore_metrics(run_dir: Path, snapshot: Path) -> int:
     checkpoint: what :func:`truncate_metrics` keeps, and also what damage to the live file took).
     Damaged lines of the live file are moved to ``metrics.jsonl.damaged`` first; returns their count."""
     path = Path(run_dir) / METRICS_FILE
-    damaged = []
-    if path.is_file():
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError:
-                    record = None
-                if not isinstance(record, dict) and line.endswith("\n"):
-                    damaged.append(line)
-    if damaged:
-        with open(path.with_name(path.name + DAMAGED_SUFFIX), "a", encoding="utf-8") as fh:
-            fh.writelines(damaged)
+    moved = _set_damaged_aside(path, _split_log(path)[1])
     write_text_atomic(path, Path(snapshot).read_text(encoding="utf-8"))
-    return len(damaged)
+    return moved
 
 
 def read_metrics(run_dir: Path, kind: str | None = None) -> list[dict[str, Any]]:
