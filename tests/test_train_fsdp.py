@@ -1,0 +1,113 @@
+"""FSDP2 (``parallelism = "fsdp"``): 2 CPU processes (gloo) under ``torchrun`` end where one process
+ends with the same seed and global batch; their checkpoints hold the full model and optimizer
+state, so one process resumes from them; a DDP-only setting under FSDP is refused."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from blalm.errors import ConfigError
+from blalm.model.checkpoint import load_model
+from blalm.run import checkpoint as ckpt
+from blalm.run.layout import MODEL_FILE, OPTIMIZER_FILE
+from blalm.run.metrics import read_metrics
+from blalm.train.config import load_train_config
+from blalm.train.trainer import train
+from test_train_helpers import (  # noqa: F401
+    DEMO_TRAIN_CONFIG,
+    run_train_subprocess,
+    tiny_config,
+    tiny_overrides,
+    train_data,
+)
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+# The shapes that make FSDP's work visible: DynMod's 0-D alpha (FSDP2 cannot shard it: it stays
+# whole on both ranks, its gradient all-reduced by hand), an FFN width of 63 (rows split 32 / 31:
+# uneven shards, padded by FSDP), 2 micro-batches per rank (no gradient sync in the first), and
+# gradient clipping at a norm the steps exceed (the clip over sharded gradients acts).
+SETTINGS = {"micro_batch": 2, "max_steps": 12, "model.swa": "dynmod_bounded", "model.intermediate_size": 63,
+            "grad_clip": 0.5, "keep_optimizer_state": "all"}
+
+
+def relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """The largest ||a - b|| / ||a|| over the tensors (same names and shapes asserted)."""
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    return max(float((a[k].double() - b[k].double()).norm() / a[k].double().norm().clamp(min=1e-12)) for k in a)
+
+
+# Not bit-equal: the gradient of a step is summed in another order (FSDP reduce-scatters the 2 ranks'
+# sums of 2 micro-batches; one process adds 4): float-level differences (measured: AdamW's weights
+# 1.4e-6 apart after 12 steps, losses 2.4e-7). Muon orthogonalises in bfloat16, which can round such
+# differences one bfloat16 step (2^-8 relative) apart: its weights end ~1.2e-3 apart relative, as
+# under DDP (1.1e-3), its optimizer state (the gradients of those weights) 5.5e-3, its losses 4e-6
+# (the DDP test's Muon tolerance is 1e-4, for the same reason).
+@pytest.mark.parametrize("optimizer, loss_tolerance, weight_tolerance, state_tolerance",
+                         [("adamw", 1e-5, 1e-5, 1e-5), ("muon", 1e-4, 5e-3, 2e-2)])
+def test_fsdp_two_processes_match_one_and_resume_in_one(train_data, tmp_path, optimizer, loss_tolerance,
+                                                        weight_tolerance, state_tolerance):
+    corpus, tokenizer = train_data
+    settings = {**SETTINGS, "optimizer": optimizer}
+    single = tmp_path / "single"
+    train(tiny_config(corpus, tokenizer, **settings), single, log=lambda m: None)   # 4 micro-batches a step
+
+    fsdp = tmp_path / "fsdp"
+    args = [str(DEMO_TRAIN_CONFIG), "--out", str(fsdp)]
+    for item in tiny_overrides(corpus, tokenizer, **settings, parallelism="fsdp"):
+        args += ["--set", item]
+    run = run_train_subprocess(args, {"OMP_NUM_THREADS": "1"}, launcher=TORCHRUN, timeout=180)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert "2 process(es), fsdp" in run.stdout
+
+    a, b = read_metrics(single, "train"), read_metrics(fsdp, "train")
+    assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 13))
+    assert any(r["grad_norm"] > settings["grad_clip"] for r in a)         # the clipping acts
+    for x, y in zip(a, b):
+        assert abs(x["loss"] - y["loss"]) <= loss_tolerance, (x["step"], x["loss"], y["loss"])
+        assert abs(x["grad_norm"] - y["grad_norm"]) <= 1e-3 * x["grad_norm"], (x["step"], x["grad_norm"], y["grad_norm"])
+        assert len(x["swa_coefficients"]) == 2
+        assert max(abs(u - v) for u, v in zip(x["swa_coefficients"], y["swa_coefficients"])) <= 1e-4
+    for x, y in zip(read_metrics(single, "eval"), read_metrics(fsdp, "eval")):   # lock-step sharded validation
+        assert x["checkpoint"] == y["checkpoint"] and x["val_tokens"] == y["val_tokens"]
+        assert abs(x["val_loss"] - y["val_loss"]) <= loss_tolerance
+
+    # the checkpoints hold the full (unsharded) model and optimizer state, as a one-process run's do
+    names = [c["name"] for c in ckpt.list_checkpoints(fsdp / "checkpoints")]
+    assert names == [c["name"] for c in ckpt.list_checkpoints(single / "checkpoints")] and len(names) >= 3
+    last_single, last_fsdp = single / "checkpoints" / names[-1], fsdp / "checkpoints" / names[-1]
+    assert ckpt.verify_checkpoint(last_fsdp, (OPTIMIZER_FILE,)) == []
+    assert relative_difference(load_file(last_single / MODEL_FILE), load_file(last_fsdp / MODEL_FILE)) <= weight_tolerance
+    state_single, state_fsdp = load_file(last_single / OPTIMIZER_FILE), load_file(last_fsdp / OPTIMIZER_FILE)
+    assert any("/exp_avg_sq" in k for k in state_fsdp)
+    assert any("/momentum_buffer" in k for k in state_fsdp) == (optimizer == "muon")
+    assert relative_difference(state_single, state_fsdp) <= state_tolerance    # same keys, full shapes
+    assert load_model(last_fsdp).config.intermediate_size == 63              # what 'blalm eval' / 'export' read
+
+    # one process resumes the 2-process FSDP run at a mid-run checkpoint (parallelism may change)
+    resumed = tmp_path / "resumed"
+    shutil.copytree(fsdp, resumed)
+    middle = names[len(names) // 2]
+    for name in names[len(names) // 2 + 1:]:
+        shutil.rmtree(resumed / "checkpoints" / name)
+    ckpt.write_latest(resumed / "checkpoints", middle)
+    summary = train(tiny_config(corpus, tokenizer, **settings), resumed, log=lambda m: None)
+    assert summary["resumed_from"] == middle and summary["steps"] == 12
+    assert relative_difference(load_file(last_single / MODEL_FILE),
+                          load_file(resumed / "checkpoints" / names[-1] / MODEL_FILE)) <= weight_tolerance
+
+
+def test_fsdp_refuses_ddp_only_settings(train_data):
+    corpus, tokenizer = train_data
+    with pytest.raises(ConfigError, match=r"ddp_bucket_cap_mb = 50.0 is a DDP setting.*remove ddp_bucket_cap_mb"):
+        tiny_config(corpus, tokenizer, parallelism="fsdp", ddp_bucket_cap_mb=50.0)
+    with pytest.raises(ConfigError, match="parallelism"):
+        tiny_config(corpus, tokenizer, parallelism="zero3")
+    with pytest.raises(ConfigError, match="ddp_bucket_cap_mb must be > 0"):
+        tiny_config(corpus, tokenizer, ddp_bucket_cap_mb=0.0)
+    assert load_train_config(DEMO_TRAIN_CONFIG).parallelism == "ddp"
