@@ -4,8 +4,12 @@ state, so one process resumes from them; a DDP-only setting under FSDP is refuse
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +46,24 @@ def relative_difference(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) 
     return max(float((a[k].double() - b[k].double()).norm() / a[k].double().norm().clamp(min=1e-12)) for k in a)
 
 
+def run_fsdp(corpus: Path, tokenizer: Path, out: Path, settings: dict) -> str:
+    """The tiny run under torchrun, 2 processes, FSDP; its stdout."""
+    args = [str(DEMO_TRAIN_CONFIG), "--out", str(out)]
+    for item in tiny_overrides(corpus, tokenizer, **settings, parallelism="fsdp"):
+        args += ["--set", item]
+    run = run_train_subprocess(args, {"OMP_NUM_THREADS": "1"}, launcher=TORCHRUN, timeout=180)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    return run.stdout
+
+
+def copy_to_checkpoint(run_dir: Path, to: Path, name: str, names: list[str]) -> None:
+    """A copy of ``run_dir`` as it stood when checkpoint ``name`` (of ``names``, in order) was the latest."""
+    shutil.copytree(run_dir, to)
+    for later in names[names.index(name) + 1:]:
+        shutil.rmtree(to / "checkpoints" / later)
+    ckpt.write_latest(to / "checkpoints", name)
+
+
 # Not bit-equal: the gradient of a step is summed in another order (FSDP reduce-scatters the 2 ranks'
 # sums of 2 micro-batches; one process adds 4): float-level differences (measured: AdamW's weights
 # 1.4e-6 apart after 12 steps, losses 2.4e-7). Muon orthogonalises in bfloat16, which can round such
@@ -58,12 +80,7 @@ def test_fsdp_two_processes_match_one_and_resume_in_one(train_data, tmp_path, op
     train(tiny_config(corpus, tokenizer, **settings), single, log=lambda m: None)   # 4 micro-batches a step
 
     fsdp = tmp_path / "fsdp"
-    args = [str(DEMO_TRAIN_CONFIG), "--out", str(fsdp)]
-    for item in tiny_overrides(corpus, tokenizer, **settings, parallelism="fsdp"):
-        args += ["--set", item]
-    run = run_train_subprocess(args, {"OMP_NUM_THREADS": "1"}, launcher=TORCHRUN, timeout=180)
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
-    assert "2 process(es), fsdp" in run.stdout
+    assert "2 process(es), fsdp" in run_fsdp(corpus, tokenizer, fsdp, settings)
 
     a, b = read_metrics(single, "train"), read_metrics(fsdp, "train")
     assert [r["step"] for r in a] == [r["step"] for r in b] == list(range(1, 13))
@@ -89,17 +106,19 @@ def test_fsdp_two_processes_match_one_and_resume_in_one(train_data, tmp_path, op
     assert relative_difference(state_single, state_fsdp) <= state_tolerance    # same keys, full shapes
     assert load_model(last_fsdp).config.intermediate_size == 63              # what 'blalm eval' / 'export' read
 
-    # one process resumes the 2-process FSDP run at a mid-run checkpoint (parallelism may change)
-    resumed = tmp_path / "resumed"
-    shutil.copytree(fsdp, resumed)
+    # one process resumes the 2-process FSDP run at a mid-run checkpoint (parallelism may change), and
+    # 2 FSDP processes resume the one-process run there (each takes its shards of the full state)
     middle = names[len(names) // 2]
-    for name in names[len(names) // 2 + 1:]:
-        shutil.rmtree(resumed / "checkpoints" / name)
-    ckpt.write_latest(resumed / "checkpoints", middle)
-    summary = train(tiny_config(corpus, tokenizer, **settings), resumed, log=lambda m: None)
+    final = load_file(last_single / MODEL_FILE)
+    copy_to_checkpoint(fsdp, tmp_path / "fsdp_then_one", middle, names)
+    summary = train(tiny_config(corpus, tokenizer, **settings), tmp_path / "fsdp_then_one", log=lambda m: None)
     assert summary["resumed_from"] == middle and summary["steps"] == 12
-    assert relative_difference(load_file(last_single / MODEL_FILE),
-                          load_file(resumed / "checkpoints" / names[-1] / MODEL_FILE)) <= weight_tolerance
+    copy_to_checkpoint(single, tmp_path / "one_then_fsdp", middle, names)
+    assert f"resuming from {tmp_path / 'one_then_fsdp' / 'checkpoints' / middle}" in \
+        run_fsdp(corpus, tokenizer, tmp_path / "one_then_fsdp", settings)
+    for resumed in ("fsdp_then_one", "one_then_fsdp"):
+        weights = load_file(tmp_path / resumed / "checkpoints" / names[-1] / MODEL_FILE)
+        assert relative_difference(final, weights) <= weight_tolerance, resumed
 
 
 def test_fsdp_refuses_ddp_only_settings(train_data):
@@ -111,3 +130,20 @@ def test_fsdp_refuses_ddp_only_settings(train_data):
     with pytest.raises(ConfigError, match="ddp_bucket_cap_mb must be > 0"):
         tiny_config(corpus, tokenizer, ddp_bucket_cap_mb=0.0)
     assert load_train_config(DEMO_TRAIN_CONFIG).parallelism == "ddp"
+
+
+def test_bench_train_under_torchrun_with_fsdp(repo_root):
+    """``blalm bench train`` under torchrun times FSDP steps (a row from rank 0 only)."""
+    tiny = {"model.hidden_size": 32, "model.intermediate_size": 63, "model.num_layers": 2, "model.num_heads": 2,
+            "model.vocab_size": 500, "model.swa": '"dynmod_bounded"', "context_length": 32, "global_batch": 8,
+            "micro_batch": 2, "parallelism": '"fsdp"'}
+    cmd = TORCHRUN + ["-m", "blalm.cli", "bench", "train", str(DEMO_TRAIN_CONFIG), "--steps", "2", "--warmup", "1",
+                      "--device", "cpu"]
+    for key, value in tiny.items():
+        cmd += ["--set", f"{key}={value}"]
+    run = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                         timeout=120, cwd=repo_root)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
+    assert len(rows) == 1
+    assert rows[0]["world_size"] == 2 and rows[0]["parallelism"] == "fsdp" and rows[0]["tokens_per_s"] > 0
