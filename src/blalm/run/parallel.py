@@ -34,7 +34,6 @@ from torch import nn
 from blalm.run.device import Dist
 
 Parallelism = Literal["ddp", "fsdp"]
-PARALLELISMS = ("ddp", "fsdp")
 
 
 def _dtensor_type():
