@@ -97,14 +97,14 @@ def test_weight_average_follows_the_formula_with_its_warm_up():
     with torch.no_grad():
         for p in model.parameters():
             p.add_(1.0)
-    ema.update(model, step=1)
+    ema.update(step=1)
     d = ema_decay_at(1, 0.99)
     assert d == pytest.approx(2 / 11)
     for avg, p0 in zip(ema.average, start):
         torch.testing.assert_close(avg, d * p0 + (1 - d) * (p0 + 1.0))
     assert ema_decay_at(10_000, 0.99) == 0.99
-    averaged = ema.state_dict(model)
-    with ema.swapped_into(model):
+    averaged = ema.state_dict()
+    with ema.swapped_in():
         assert all(torch.equal(p, averaged[n]) for n, p in model.named_parameters())
     assert all(torch.equal(p, p0 + 1.0) for p, p0 in zip(model.parameters(), start))   # its own weights back
 

@@ -28,7 +28,9 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 @pytest.mark.parametrize("optimizer, tolerance", [("adamw", 1e-5), ("muon", 1e-4)])
 def test_two_process_ddp_matches_single_process(train_data, tmp_path, optimizer, tolerance):
     corpus, tokenizer = train_data
-    settings = {"micro_batch": 2, "max_steps": 12, "optimizer": optimizer}
+    # 1 KiB gradient buckets: one a parameter or so (ignored in one process), views of the
+    # gradients (gradient_as_bucket_view), all-reduced as the backward goes
+    settings = {"micro_batch": 2, "max_steps": 12, "optimizer": optimizer, "ddp_bucket_cap_mb": 0.001}
     single = tmp_path / "single"
     train(tiny_config(corpus, tokenizer, **settings), single, log=lambda m: None)   # 4 micro-batches a step
 

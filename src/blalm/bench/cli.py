@@ -59,7 +59,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "quadratic mLSTM, F.rms_norm, SwiGLU, RoPE, fused AdamW; compiled when the config "
                         "compiles) and print ours / plain")
     t.add_argument("--profile", action="store_true",
-                   help="instead of timing, print a torch-profiler table of 2 steps (where the time goes)")
+                   help="instead of timing, print a torch-profiler table of 2 steps (where the time goes); "
+                        "under torchrun rank 0's, with every rank stepping (DDP or FSDP: --set parallelism=...)")
+    t.add_argument("--trace", type=Path, default=None, metavar="FILE",
+                   help="with --profile: also write rank 0's Chrome trace to FILE (chrome://tracing, Perfetto: "
+                        "all-reduces overlapped with the backward or exposed after it)")
     t.set_defaults(func=run_train)
 
     d = verbs.add_parser("decode", help="decoding tokens/s and cache memory against the context length",
@@ -138,11 +142,14 @@ def run_train(args: argparse.Namespace) -> int:
 
     cfg = load_train_config(args.config, args.overrides)
     device = resolve_device(args.device or "auto")       # torchrun: one GPU per rank
-    if args.profile:
-        print(profile_blalm(cfg, device, warmup=args.warmup))
-        return 0
     dist = Dist(device)
     try:
+        if args.profile:
+            table = profile_blalm(cfg, device, warmup=args.warmup, dist=dist,
+                                  trace=args.trace if dist.is_main else None)
+            if dist.is_main:
+                print(table)
+            return 0
         for row in bench_train(cfg, device, args.steps, args.warmup, args.peers and not dist.enabled, dist,
                                reference=args.reference and not dist.enabled):
             if dist.is_main:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
@@ -21,6 +22,7 @@ from blalm.bench import device_fields
 from blalm.train.config import TrainConfig
 from blalm.train.optim import build_optimizers
 from blalm.run.device import Dist, precision_context, resolve_precision, seed_everything
+from blalm.run.parallel import Parallel, parallelize
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -53,7 +55,10 @@ def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.
 
 def make_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], cfg: TrainConfig,
               device: torch.device, loss_of: Callable[[torch.Tensor], torch.Tensor],
-              world_size: int = 1) -> Callable[[], None]:
+              world_size: int = 1, parallel: Parallel | None = None) -> Callable[[], None]:
+    """One optimizer step as the trainer takes it; with ``parallel`` (DDP or FSDP under torchrun)
+    the gradients meet across the processes in the last micro-batch only, as in training."""
+    parallel = parallel or Parallel(model)
     vocab = cfg.model.vocab_size
     gen = torch.Generator(device="cpu").manual_seed(0)
     batch = torch.randint(0, vocab, (cfg.micro_batch, cfg.context_length), generator=gen).to(device)
@@ -61,12 +66,14 @@ def make_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], c
     precision = resolve_precision("auto", device)     # bf16 autocast on GPU, as training runs
 
     def step() -> None:
-        for _ in range(accumulation):
-            with precision_context(device, precision):
-                loss = loss_of(batch) / accumulation
-            loss.backward()
+        for a in range(accumulation):
+            with parallel.sync(last=a == accumulation - 1):
+                with precision_context(device, precision):
+                    loss = loss_of(batch) / accumulation
+                loss.backward()
+        parallel.sync_replicated()
         if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            parallel.clip_grad_norm(model.parameters(), cfg.grad_clip)
         for opt in optimizers:
             opt.step()
             opt.zero_grad(set_to_none=True)
@@ -88,21 +95,28 @@ def result_row(name: str, params: int, times: list[float], cfg: TrainConfig, dev
     return {**row, **device_fields(device)}
 
 
-def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int,
-                dist: Dist | None = None) -> dict[str, Any]:
-    """One training config's step time; under ``torchrun`` (``dist`` enabled) DDP over the ranks,
-    the global batch split between them, tokens/s counted over all of them."""
-    world = dist.world_size if dist is not None else 1
+def blalm_step(cfg: TrainConfig, device: torch.device, dist: Dist | None = None
+               ) -> tuple[torch.nn.Module, Parallel, Callable[[], None]]:
+    """The config's model, how it runs over the processes (``cfg.parallelism`` under torchrun:
+    DDP, or FSDP2 with the optimizers built on the shards) and one optimizer step of it."""
+    dist = dist or Dist()
     seed_everything(cfg.seed)
     model = build_model(cfg.model, device)
     model.train()
+    parallel = parallelize(model, cfg.parallelism, dist, device, bucket_cap_mb=cfg.ddp_bucket_cap_mb,
+                           compile_model=cfg.compile)
     optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
-    forward = torch.compile(model) if cfg.compile else model
-    if world > 1:
-        forward = torch.nn.parallel.DistributedDataParallel(
-            forward, device_ids=[device.index] if device.type == "cuda" else None)
     step = make_step(model, list(optimizers.values()), cfg, device,
-                     lambda ids: forward(ids, labels=ids).loss, world)
+                     lambda ids: parallel.module(ids, labels=ids).loss, dist.world_size, parallel)
+    return model, parallel, step
+
+
+def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int,
+                dist: Dist | None = None) -> dict[str, Any]:
+    """One training config's step time; under ``torchrun`` (``dist`` enabled) DDP or FSDP over the
+    ranks (``cfg.parallelism``), the global batch split between them, tokens/s counted over all of them."""
+    world = dist.world_size if dist is not None else 1
+    model, parallel, step = blalm_step(cfg, device, dist)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     first: list[float] = []
@@ -110,7 +124,8 @@ def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int,
     name = f"blalm-{cfg.model.mixer}-{cfg.model.num_layers}L"
     row = result_row(name, count_parameters(model)["total"], times, cfg, device,
                      {"optimizer": cfg.optimizer, "compile": cfg.compile, "mlstm_kernel": cfg.model.mlstm_kernel,
-                      "mechanisms": cfg.model.mechanisms(), "world_size": world,
+                      "mechanisms": cfg.model.mechanisms(), "world_size": world, "parallelism": parallel.kind,
+                      "ddp_bucket_cap_mb": cfg.ddp_bucket_cap_mb if parallel.kind == "ddp" else None,
                       "first_step_s": round(first[0], 2) if first else None})
     if "mfu" in row:
         row["mfu"] = round(row["mfu"] / world, 4)   # per GPU
@@ -168,22 +183,22 @@ def bench_reference(cfg: TrainConfig, device: torch.device, steps: int, warmup: 
 
 
 def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup: int = 3,
-                  row_limit: int = 25) -> str:
-    """A torch-profiler table of ``steps`` optimizer steps (after warm-up): where the step time goes."""
+                  row_limit: int = 25, dist: Dist | None = None, trace: Path | None = None) -> str:
+    """A torch-profiler table of ``steps`` optimizer steps (after warm-up): where the step time goes.
+    Under ``torchrun`` every rank runs the profiled steps (DDP or FSDP, as :func:`bench_blalm`) and
+    the table is this rank's; ``trace``: also write this rank's Chrome trace there (the collectives'
+    overlap with the backward is seen on its timeline)."""
     from torch.profiler import ProfilerActivity, profile
 
     from blalm.train.execution import resolve_for
 
-    cfg = resolve_for(cfg, device)
-    seed_everything(cfg.seed)
-    model = build_model(cfg.model, device)
-    optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
-    forward = torch.compile(model) if cfg.compile else model
-    step = make_step(model, list(optimizers.values()), cfg, device, lambda ids: forward(ids, labels=ids).loss)
+    _, _, step = blalm_step(resolve_for(cfg, device), device, dist)
     time_steps(step, 0, warmup, device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:
         time_steps(step, steps, 0, device)
+    if trace is not None:
+        prof.export_chrome_trace(str(trace))
     key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=row_limit)
 

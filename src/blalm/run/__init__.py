@@ -14,6 +14,8 @@ Train, finetune, eval, sweep, report and bench import these modules (never each 
 - ``device``      ``resolve_device``, ``resolve_precision`` / ``precision_context``, ``seed_everything``,
                   RNG states, ``Dist`` (torchrun processes);
 - ``schedule``    the learning-rate schedule and the per-epoch order (functions of the step);
+- ``parallel``    ``parallelize``: a model as a step drives it over torchrun's processes (DDP, or FSDP2
+                  with full checkpoints: ``full_tensors`` / ``shard_like``), its gradient sync and clipping;
 - ``session``     ``RunSession``: the plain steps of a training loop (start or resume, restore, one
                   step's bookkeeping, save), with ``after_step`` / ``after_save`` hooks.
 

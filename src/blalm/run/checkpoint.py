@@ -60,6 +60,7 @@ from blalm.faults import fault_point
 from blalm.model.checkpoint import FORMAT_METADATA, load_model
 from blalm.run.layout import (DAMAGED_PREFIX, LATEST_FILE, MODEL_CONFIG_FILE, MODEL_FILE, OPTIMIZER_FILE,
                               STATE_FILE, TRAIN_WEIGHTS_FILE)
+from blalm.run.parallel import shard_like
 
 SAVER_THREAD = "blalm-checkpoint"
 OPTIONAL_FILES = frozenset({OPTIMIZER_FILE, TRAIN_WEIGHTS_FILE})   # resume-only: dropped from older checkpoints
@@ -439,9 +440,12 @@ def load_optimizer_state(optimizers: dict[str, torch.optim.Optimizer], names: di
             owner, pname, state_key = key.split("/")   # parameter names hold no '/'
             if owner == opt_name:
                 saved.setdefault(pname, {})[state_key] = tensor
+        params = [p for group in opt.param_groups for p in group["params"]]
         for group_names in names[opt_name]:
             for pname in group_names:
-                entry = dict(saved.get(pname, {}))
+                # a sharded (FSDP) parameter takes its shard of each full state tensor of its shape
+                entry = {key: shard_like(t, params[index]) if t.shape == params[index].shape else t
+                         for key, t in saved.get(pname, {}).items()}
                 entry.update(scalars.get(opt_name, {}).get(pname, {}))
                 if entry:
                     state[index] = entry

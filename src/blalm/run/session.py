@@ -47,6 +47,7 @@ from blalm.run.layout import (CONFIG_FILE, METRICS_FILE, OPTIMIZER_FILE, RUN_INF
                               checkpoints_dir, resume_info_file)
 from blalm.run.lock import RunLock
 from blalm.run.metrics import MetricsLogger, restore_metrics, truncate_metrics
+from blalm.run.parallel import full_tensors, shard_state
 from blalm.run.resume import ResumePoint, check_same_settings, choose_checkpoint, has_checkpoints
 from blalm.run.schedule import lr_factor, set_learning_rates
 from blalm.runinfo import run_info
@@ -201,8 +202,8 @@ class RunSession:
         path, state = self.point.path, self.point.state
         if path is None:
             return
-        for file_name, module in modules.items():
-            module.load_state_dict(ckpt.load_tensors(path, file_name, device))
+        for file_name, module in modules.items():   # a sharded (FSDP) module takes its shard of the full weights
+            module.load_state_dict(shard_state(module, ckpt.load_tensors(path, file_name, device)))
         # read on the CPU: load_state_dict moves the moments to their parameters' device (and keeps
         # AdamW's 'step' counters where a fresh AdamW keeps them)
         ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(path, OPTIMIZER_FILE, "cpu"),
@@ -281,10 +282,14 @@ class RunSession:
              tokenizer_files: Iterable[Path] = (), extra_tensors: dict[str, dict[str, torch.Tensor]] | None = None
              ) -> None:
         """Checkpoint ``name`` at this step, written in the background (rank 0 only): the tensors, the
-        optimizer state, the RNG states and the stage's ``state``; older checkpoints pruned after."""
-        if not self.dist.is_main:
-            return
+        optimizer state, the RNG states and the stage's ``state``; older checkpoints pruned after.
+        Every rank calls it: sharded (FSDP) tensors are gathered whole for rank 0 first."""
+        main = self.dist.is_main
         opt_tensors, opt_scalars = ckpt.optimizer_tensors(optimizers, names)
+        model_state, opt_tensors = full_tensors(model_state, main), full_tensors(opt_tensors, main)
+        extra_tensors = {file: full_tensors(t, main) for file, t in (extra_tensors or {}).items()} or None
+        if not main:
+            return
         full = {"step": self.step, "epoch": self.step // self.steps_per_epoch,
                 "step_in_epoch": self.step % self.steps_per_epoch, "steps_per_epoch": self.steps_per_epoch,
                 "total_steps": self.total_steps, "complete": self.step == self.total_steps, "rng": rng_state(),

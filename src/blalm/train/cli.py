@@ -15,7 +15,8 @@ def register(subparsers) -> None:
                     "RUN_DIR/config.json, run_info.json, metrics.jsonl and checkpoints/ (safetensors + JSON) at "
                     "the BabyLM milestones (words seen) and every epoch end. Re-running the same command on the "
                     "same RUN_DIR resumes from the newest checkpoint that verifies. Under 'torchrun --nproc_per_node N' "
-                    "the same command trains with DDP (global batch kept).")
+                    "the same command trains with DDP (global batch kept), or with FSDP2 (the model sharded over the "
+                    "processes, for models that do not fit one GPU) with --set parallelism=\"fsdp\".")
     add_config_args(p, "training")
     p.add_argument("--out", required=True, type=Path, metavar="RUN_DIR",
                    help="run folder (created if missing; an existing run there is resumed)")

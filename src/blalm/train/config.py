@@ -48,6 +48,7 @@ RESUME_FREE_KEYS = frozenset({
     "micro_batch", "device", "precision", "compile", "compile_scope",
     "progress", "log_every", "eval_max_blocks", "eval_batch", "keep_optimizer_state",
     "max_nonfinite_steps", "token_cache", "score_suite", "score_data", "score_set",
+    "parallelism", "ddp_bucket_cap_mb",             # how the processes share a step; the checkpoints are full
 })
 
 
@@ -111,6 +112,17 @@ class TrainConfig:
     token_cache: Literal["corpus", "run"] = "corpus"  # where the tokenized corpus is cached (corpus
     #                                    folder, else the run folder when the corpus folder is read-only)
 
+    # --- processes (torchrun; ignored in one process) -----------------------------------------
+    parallelism: Literal["ddp", "fsdp"] = "ddp"  # "ddp": every process holds the whole model and the
+    #                                    gradients are all-reduced (DistributedDataParallel); "fsdp": FSDP2
+    #                                    (fully_shard) shards every decoder layer, then the rest, over the
+    #                                    processes, for models that do not fit one GPU (Muon gathers each
+    #                                    matrix stack whole for its orthogonalisation). Checkpoints hold the
+    #                                    full model and optimizer state either way: a run resumes under
+    #                                    either setting or in one process
+    ddp_bucket_cap_mb: float | None = None  # "ddp": MiB of gradients per all-reduce bucket (None = DDP's
+    #                                    default, 25); larger buckets mean fewer, longer all-reduces
+
     # --- checkpoints, validation, logging -----------------------------------------------------
     milestone_scale: float = 1.0       # BabyLM milestones (1M, 2M, .. 10M, 20M, .. 100M, 200M, ..
     #                                    words seen) times this; e.g. 0.02 for a 200k-word demo corpus
@@ -158,6 +170,15 @@ class TrainConfig:
         check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         check(self.milestone_scale > 0, f"milestone_scale must be > 0, got {self.milestone_scale}")
         check(bool(self.device), "device must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        check(self.ema_decay == 0 or self.parallelism == "ddp",
+              f"ema_decay = {self.ema_decay} with parallelism = \"{self.parallelism}\": the weight average is kept "
+              f"whole on every process, which FSDP's shards do not give it; use parallelism = \"ddp\" (or one GPU)")
+        check(self.ddp_bucket_cap_mb is None or self.ddp_bucket_cap_mb > 0,
+              f"ddp_bucket_cap_mb must be > 0 (MiB), got {self.ddp_bucket_cap_mb}")
+        check(self.ddp_bucket_cap_mb is None or self.parallelism == "ddp",
+              f"ddp_bucket_cap_mb = {self.ddp_bucket_cap_mb} is a DDP setting, but parallelism = "
+              f"\"{self.parallelism}\" (FSDP has no all-reduce buckets): remove ddp_bucket_cap_mb, or set "
+              f"parallelism = \"ddp\"")
         if self.track != "none":
             check(self.epochs <= TRACK_MAX_EPOCHS,
                   f"epochs = {self.epochs} breaks the BabyLM rules: the {self.track} track allows at most "

@@ -29,18 +29,19 @@ class WeightAverage:
     ``state_dict`` has the model's keys and dtypes, so it saves and loads as the model does."""
 
     def __init__(self, model: nn.Module, decay: float) -> None:
-        self.decay = decay
+        self.model, self.decay = model, decay
         self.names = [n for n, p in model.named_parameters()]
         self.average = [p.detach().float().clone() for p in model.parameters()]
 
     @torch.no_grad()
-    def update(self, model: nn.Module, step: int) -> None:
+    def update(self, step: int) -> None:
+        """Fold the model's weights after optimizer step ``step`` into the average."""
         weight = 1.0 - ema_decay_at(step, self.decay)
-        torch._foreach_lerp_(self.average, [p.detach().float() for p in model.parameters()], weight)
+        torch._foreach_lerp_(self.average, [p.detach().float() for p in self.model.parameters()], weight)
 
-    def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
+    def state_dict(self) -> dict[str, torch.Tensor]:
         """``model.state_dict()`` with every parameter replaced by its average (buffers as they are)."""
-        state = model.state_dict()
+        state = self.model.state_dict()
         for name, avg in zip(self.names, self.average):
             state[name] = avg.to(state[name].dtype)
         return state
@@ -53,9 +54,9 @@ class WeightAverage:
             avg.copy_(state[name])
 
     @contextlib.contextmanager
-    def swapped_into(self, model: nn.Module) -> Iterator[None]:
-        """``model`` holds the average inside the block (e.g. for validation), its own weights after."""
-        params = list(model.parameters())
+    def swapped_in(self) -> Iterator[None]:
+        """The model holds the average inside the block (e.g. for validation), its own weights after."""
+        params = list(self.model.parameters())
         saved = [p.detach().clone() for p in params]
         with torch.no_grad():
             for p, avg in zip(params, self.average):

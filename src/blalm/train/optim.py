@@ -24,7 +24,11 @@ matrices as a batched matmul instead of once per matrix: a BLaLM block has only 
 192 sequential small iterations become 3 batched ones (on the H100, ``Muon.step`` took 31% of an
 eager BLaLM 270M step). ``tests/test_train_muon.py`` holds it to ``torch.optim.Muon``. Under DDP
 the ranks split each group's orthogonalisation between them and all-gather the results
-(``tests/test_train_ddp.py`` holds the 2-process run to one process).
+(``tests/test_train_ddp.py`` holds the 2-process run to one process). Under FSDP
+(``parallelism = "fsdp"``) each process holds some rows of every matrix: the momentum and the
+update are computed on those rows, the stack of each shape group is all-gathered whole (one
+collective), orthogonalised as under DDP, and each process keeps its rows of the result; so Muon
+under FSDP computes what it computes in one process (``tests/test_train_fsdp.py``).
 
 **Weight decay** (decoupled) applies to 2-D weights only (Muon's matrices, embeddings, LM head,
 gate weights), never to norms, biases, α, conv kernels, Hedgehog maps or memory slots.
@@ -39,6 +43,7 @@ import torch
 from torch import nn
 
 from blalm.errors import BlalmError
+from blalm.run.parallel import is_sharded
 from blalm.train.config import TrainConfig
 
 
@@ -85,11 +90,17 @@ class BatchedMuon(torch.optim.Muon):
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
             bufs.append(state["momentum_buffer"])
+        owner, sharded = params[0], is_sharded(params[0])
+        if sharded:   # FSDP: the same update on this process's rows of every matrix
+            params, grads, bufs = ([t.to_local() for t in ts] for ts in (params, grads, bufs))
         momentum = group["momentum"]
         torch._foreach_lerp_(bufs, grads, 1 - momentum)
         stacked = torch.stack(bufs)
         update = torch.stack(grads).lerp(stacked, momentum) if group["nesterov"] else stacked
-        ortho = self._orthogonalise(update, group)
+        if sharded:
+            ortho = _rows_of(self._orthogonalise(_whole_matrices(update, shape, owner), group), owner)
+        else:
+            ortho = self._orthogonalise(update, group)
         lr = float(group["lr"])
         adjusted = lr * _muon_lr_ratio(group["adjust_lr_fn"], shape)
         torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
@@ -115,6 +126,34 @@ class BatchedMuon(torch.optim.Muon):
         gathered = [torch.empty_like(mine) for _ in range(world)]
         dist.all_gather(gathered, mine)
         return torch.cat(gathered)[:count]
+
+
+def _stack_placement(param: torch.Tensor):
+    """FSDP2's row sharding of a matrix, as the placement of a stack ``(n, A, B)`` of such matrices."""
+    from torch.distributed.tensor import Shard
+
+    if param.device_mesh.ndim != 1 or tuple(param.placements) != (Shard(0),):
+        raise BlalmError(f"Muon under FSDP takes matrices sharded by rows over one mesh dimension (Shard(0)); "
+                         f"got {param.placements} over a {param.device_mesh.ndim}-D mesh: use optimizer = 'adamw'")
+    return [Shard(1)]
+
+
+def _whole_matrices(local: torch.Tensor, shape: tuple, like: torch.Tensor) -> torch.Tensor:
+    """The whole matrices ``(n, A, B)`` on every process from each process's rows ``(n, a, B)`` of
+    them (one all-gather for the stack): Newton-Schulz needs every matrix whole."""
+    from torch.distributed.tensor import DTensor
+
+    n = local.shape[0]
+    rows, cols = shape
+    return DTensor.from_local(local, like.device_mesh, _stack_placement(like), run_check=False,
+                              shape=torch.Size((n, rows, cols)), stride=(rows * cols, cols, 1)).full_tensor()
+
+
+def _rows_of(whole: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """This process's rows of every matrix of the stack ``whole`` (no communication)."""
+    from torch.distributed.tensor import distribute_tensor
+
+    return distribute_tensor(whole, like.device_mesh, _stack_placement(like), src_data_rank=None).to_local()
 
 
 def _muon_lr_ratio(adjust_lr_fn: str | None, shape: tuple) -> float:

@@ -35,7 +35,9 @@ which keeps the math but not the last bit.)
 
 DDP: under ``torchrun`` (``WORLD_SIZE > 1``) every process takes ``global_batch / world_size``
 blocks of each global batch (``micro_batch x accumulation`` of them); gloo on CPU, NCCL on GPU.
-Only rank 0 writes files; validation is sharded over the ranks.
+Only rank 0 writes files; validation is sharded over the ranks. ``parallelism = "fsdp"`` shards
+the model itself over the processes instead (FSDP2, :mod:`blalm.run.parallel`); the data, the
+checkpoints (full, gathered on rank 0) and the results are those of DDP.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from blalm.errors import BlalmError, InputError
 from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.run.device import Dist, precision_context, resolve_device, resolve_precision, seed_everything
 from blalm.run.layout import MODEL_FILE, TOKEN_CACHE, TOKENIZER_COPY, TRAIN_WEIGHTS_FILE
+from blalm.run.parallel import Parallel, parallelize
 from blalm.run.schedule import epoch_permutation
 from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
 from blalm.train import milestones as ms
@@ -235,10 +238,15 @@ def evaluate(model: nn.Module, dev_blocks: np.ndarray, token_bytes: torch.Tensor
     model.eval()
     totals = torch.zeros(3, dtype=torch.float64, device=device)   # nats, tokens, bytes
     indices = np.arange(dist.rank, len(dev_blocks), dist.world_size)
-    for start in range(0, len(indices), batch):
-        x = torch.from_numpy(dev_blocks[indices[start:start + batch]].astype(np.int64)).to(device)
+    most = -(-len(dev_blocks) // dist.world_size)                  # rank 0's share
+    passes = -(-most // batch)
+    for start in range(0, passes * batch, batch):   # as many forwards on every rank (FSDP's are collectives)
+        rows = indices[start:start + batch]
+        x = torch.from_numpy(dev_blocks[rows if len(rows) else [0]].astype(np.int64)).to(device)
         with autocast():
             logits = model(x).logits
+        if not len(rows):   # this rank's share ran out: a forward for the others' sake, not counted
+            continue
         targets = x[:, 1:]
         nats = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                                reduction="sum")
@@ -332,8 +340,8 @@ class TrainLoop:
     session: RunSession
     device: torch.device
     dist: Dist
-    model: nn.Module                  # the model itself (saved, validated)
-    train_model: nn.Module            # what the steps call: compiled and/or DDP-wrapped
+    model: nn.Module                  # the model itself (saved, validated; sharded in place under FSDP)
+    parallel: Parallel                # what the steps call (compiled, DDP-wrapped) and how gradients meet
     optimizers: dict[str, torch.optim.Optimizer]
     names: dict[str, list[list[str]]]
     precision: str
@@ -356,9 +364,10 @@ class TrainLoop:
         model = build_model(cfg.model, device)
         if model_hook is not None:
             model_hook(model)
+        counts = count_parameters(model)
+        parallel = _wrap_for_training(model, cfg, dist, device)    # FSDP shards model's parameters
         optimizers, split = build_optimizers(model, cfg, fused=device.type == "cuda")
         names = {name: param_names(opt, model) for name, opt in optimizers.items()}
-        counts = count_parameters(model)
         precision = resolve_precision(cfg.precision, device, cpu_autocast=True)
         session.say(f"model: {cfg.model.mixer} {cfg.model.num_layers} layers, hidden {cfg.model.hidden_size}, "
                     f"vocab {cfg.model.vocab_size}: {counts['total']:,} parameters ({counts['non_embedding']:,} "
@@ -367,15 +376,16 @@ class TrainLoop:
         session.say(f"data: {len(plan.tokens.train):,} train tokens ({plan.train_words:,} words) -> "
                     f"{len(plan.train_blocks):,} blocks of {cfg.context_length}; {plan.steps_per_epoch} steps/epoch "
                     f"of {cfg.global_batch} blocks ({cfg.micro_batch} x {plan.accumulation} accumulation x "
-                    f"{dist.world_size} process(es)); {plan.total_steps} steps; device {device}, {precision}")
+                    f"{dist.world_size} process(es){', ' + parallel.kind if dist.enabled else ''}); "
+                    f"{plan.total_steps} steps; device {device}, {precision}")
         ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         session.restore({MODEL_FILE: model} if ema is None else {TRAIN_WEIGHTS_FILE: model, MODEL_FILE: ema},
                         optimizers, names, device)
         if ema is not None:
-            session.after_step.append(lambda s: ema.update(model, s.step))
+            session.after_step.append(lambda s: ema.update(s.step))
         state = session.point.state or {}
         loop = cls(plan=plan, session=session, device=device, dist=dist, model=model,
-                   train_model=_wrap_for_training(model, cfg, dist, device), optimizers=optimizers,
+                   parallel=parallel, optimizers=optimizers,
                    names=names, precision=precision,
                    token_bytes=torch.from_numpy(plan.tokens.token_bytes.astype(np.int64)).to(device),
                    nonfinite_total=state.get("nonfinite_steps", 0),
@@ -405,7 +415,7 @@ class TrainLoop:
     def validate(self) -> dict[str, float]:
         """Validation of the weights a checkpoint saves as the model (the average, with ``ema_decay``)."""
         cfg = self.plan.cfg
-        with self.ema.swapped_into(self.model) if self.ema is not None else contextlib.nullcontext():
+        with self.ema.swapped_in() if self.ema is not None else contextlib.nullcontext():
             return evaluate(self.model, self.plan.dev_blocks, self.token_bytes, cfg.eval_batch or cfg.micro_batch,
                             self.device, self.autocast, self.dist)
 
@@ -442,16 +452,16 @@ class TrainLoop:
         for a in range(plan.accumulation):
             rows = np.sort(mine[a * cfg.micro_batch:(a + 1) * cfg.micro_batch])
             x = torch.from_numpy(plan.train_blocks[rows].astype(np.int64)).to(self.device, non_blocking=True)
-            last = not dist.enabled or a == plan.accumulation - 1
-            with contextlib.nullcontext() if last else self.train_model.no_sync():
+            with self.parallel.sync(last=a == plan.accumulation - 1):
                 with self.autocast():
-                    loss = self.train_model(x, labels=x).loss
+                    loss = self.parallel.module(x, labels=x).loss
                 (loss / plan.accumulation).backward()
             loss_sum += loss.detach().double()
             self.session.fault_point("step_backward")
         loss_sum = dist.all_reduce_sum(loss_sum) / (plan.accumulation * dist.world_size)
+        self.parallel.sync_replicated()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
+        norm = self.parallel.clip_grad_norm(params, cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))
         step_loss, grad_norm = float(loss_sum), float(norm)
         if math.isfinite(step_loss) and math.isfinite(grad_norm):
             for opt in self.optimizers.values():
@@ -522,24 +532,20 @@ class TrainLoop:
         weights, extra = self.model.state_dict(), None
         if self.ema is not None:     # the average is the model; the trained weights are for resuming
             extra = {TRAIN_WEIGHTS_FILE: weights}
-            weights = self.ema.state_dict(self.model)
+            weights = self.ema.state_dict()
         session.save(name, weights, self.optimizers, self.names, state, config_dict(plan.cfg)["model"],
                      tokenizer_files, extra_tensors=extra)
         self.dist.barrier()
 
 
-def _wrap_for_training(model: nn.Module, cfg: TrainConfig, dist: Dist, device: torch.device) -> nn.Module:
+def _wrap_for_training(model: nn.Module, cfg: TrainConfig, dist: Dist, device: torch.device) -> Parallel:
     """What the training step calls: ``model`` with each decoder layer compiled in place
     (``compile_scope = "layer"``: the layers share one graph, so compile time does not grow with
-    depth) or ``torch.compile(model)`` (``"model"``), then wrapped in DDP under torchrun; the weights
-    stay ``model``'s either way."""
-    train_model: nn.Module = model
-    if cfg.compile and cfg.compile_scope == "model":
-        train_model = torch.compile(model)
-    elif cfg.compile:
+    depth) or ``torch.compile(model)`` (``"model"``), then under torchrun wrapped in DDP or sharded
+    in place with FSDP2 (``cfg.parallelism``, :func:`blalm.run.parallel.parallelize`); the weights
+    stay ``model``'s either way (build the optimizers after this call)."""
+    if cfg.compile and cfg.compile_scope == "layer":
         for layer in model.layers:
             layer.compile()
-    if dist.enabled:
-        train_model = nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None)
-    return train_model
+    return parallelize(model, cfg.parallelism, dist, device, bucket_cap_mb=cfg.ddp_bucket_cap_mb,
+                       compile_model=cfg.compile and cfg.compile_scope == "model")
