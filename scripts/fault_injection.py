@@ -349,7 +349,7 @@ def submission_files(out: Path) -> dict[str, bytes]:
         rel = path.relative_to(out).as_posix()
         if path.is_file() and not rel.startswith(("model/.git/", "work/glue/")) and rel != "work/run_info.json":
             data = path.read_bytes()
-            files[rel] = data.replace(str(out).encode(), b"OUT") if rel == "README.md" else data
+            files[rel] = data.replace(str(out.resolve()).encode(), b"OUT") if rel == "README.md" else data
     return files
 
 
@@ -371,8 +371,10 @@ class SubmitStage(Stage):
                                                       self.inputs["corpus"] / "dev.txt")
 
     def argv(self, out: Path) -> list[str]:
-        return ["submit", str(self.inputs["model_run"]), "--out", str(out), "--name", "tiny", "--eval-data",
-                str(self.inputs["submit_eval"]), "--device", "cpu", "--quiet",
+        # absolute paths: blalm submit fails with a relative --out (its git --work-tree is taken
+        # relative to the model repository: src/blalm/submit/repo.py)
+        return ["submit", str(self.inputs["model_run"].resolve()), "--out", str(out.resolve()), "--name", "tiny",
+                "--eval-data", str(self.inputs["submit_eval"].resolve()), "--device", "cpu", "--quiet",
                 "--finetune-set", "max_train=8", "--finetune-set", "epochs=1"]
 
     def compare(self, ref: Path, out: Path) -> list[str]:
@@ -443,6 +445,10 @@ def inventory(out: Path) -> set[str]:
     return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
 
 
+class ReferenceFailed(Exception):
+    """A stage's uninterrupted run failed: nothing to compare its faults with."""
+
+
 def count_points(stage: Stage, work: Path) -> tuple[Counter, float]:
     """How often the stage passes each fault point, and how long it runs (its reference run)."""
     log = work / f"{stage.name}.points"
@@ -450,7 +456,7 @@ def count_points(stage: Stage, work: Path) -> tuple[Counter, float]:
     t0 = time.time()
     done = run_blalm(stage.argv(work / f"{stage.name}-counted"), log=log)
     if done.returncode:
-        raise SystemExit(f"{stage.name}: the reference run failed:\n{done.stderr[-3000:]}")
+        raise ReferenceFailed(f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
     return Counter(log.read_text().split()), time.time() - t0
 
 
@@ -610,7 +616,11 @@ def run_stage(stage: Stage, kinds: set[str], rng: random.Random, moments: int, p
               log: Callable[[str], None]) -> list[Case]:
     stage.prepare()
     kinds = kinds & stage.kinds
-    counts, seconds = count_points(stage, stage.work)
+    try:
+        counts, seconds = count_points(stage, stage.work)
+    except ReferenceFailed as exc:
+        log(f"{stage.name}: the reference run failed ({exc}); no cases")
+        return [Case(stage.name, "reference", "none: the uninterrupted run", "FAILED", False, True, str(exc))]
     ref = stage.work / f"{stage.name}-counted"
     log(f"{stage.name}: reference {seconds:.1f} s; points {dict(counts)}")
     cases: list[Case] = []
