@@ -3,7 +3,7 @@
 run folder, re-run it, and check the outcome against an uninterrupted reference.
 
     scripts/fault_injection.py --out out/faults [--table docs/results/reliability.md] [--seed 0]
-        [--stages train,finetune,corpus,tokenizer,sweep] [--kinds kill,timed,corrupt,writers]
+        [--stages train,finetune,corpus,tokenizer,sweep,submit] [--kinds kill,timed,corrupt,writers]
         [--moments 3] [--points step_backward,...]
 
 For each stage (tiny CPU settings on a slice of ../shared/data, built here with the CLI):
@@ -14,19 +14,25 @@ For each stage (tiny CPU settings on a slice of ../shared/data, built here with 
 - **timed**: killed at ``--moments`` random wall-clock moments of its reference duration, re-run;
 - **corrupt**: every kind of file the stage writes is cut to 2/3 of its size, or has one random byte
   flipped, in a copy of a half-finished (train, finetune) or finished (others) output; re-run;
-- **writers**: two processes of the same command into the same --out at once.
+- **writers**: two processes of the same command into the same --out at once: the second is started
+  once the first holds its lock, and the first is paused (SIGSTOP) until the second has ended, so
+  that the two overlap whatever the machine's speed.
+
+``submit`` (``blalm submit`` of the tiny run, on the test suite's small evaluation folder in the
+official layout, ``tests/submit_fixtures.py``) has kill cases at its ``submit_piece`` point and timed
+kills only: it holds no lock, and damage to what it reads is the run's (the train stage's cases).
 
 Outcome of each case: **resumed identical** (the re-run succeeded and its outputs equal the
 reference's: checkpoints bit for bit, metrics, results, corpus and tokenizer files),
 **clean refusal** (exit 2, one message, no traceback, nothing deleted), or a failure with the
 differences. ``nothing lost`` says the damaged or half-written data still exists (set aside) or was
-re-created identically. ``submit``: its fault points are added when ``blalm submit`` lands
-(SUBMIT FAULT CASES: none yet).
+re-created identically.
 """
 
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import platform
@@ -176,10 +182,13 @@ def compare_files(ref: Path, out: Path, names: list[str], json_names: tuple[str,
 
 
 def leftovers(out: Path) -> list[str]:
-    """Temporary files or folders a kill left that the re-run did not clean."""
-    return sorted(str(p.relative_to(out)) for p in out.rglob("*")
-                  if (p.name.startswith(".tmp-") or p.name.endswith(".tmp") or ".tmp-" in p.name)
-                  and ".damaged-" not in str(p))
+    """Temporary files or folders a kill left that the re-run did not clean: in ``out``, and beside it
+    (``.OUT.*``, a folder built beside its target and swapped in; ``.OUT.lock`` is the lock's file)."""
+    inside = sorted(str(p.relative_to(out)) for p in out.rglob("*")
+                    if (p.name.startswith(".tmp-") or p.name.endswith(".tmp") or ".tmp-" in p.name)
+                    and ".damaged-" not in str(p))
+    beside = sorted(p.name for p in out.parent.glob(f".{glob.escape(out.name)}.*") if p.name != f".{out.name}.lock")
+    return inside + beside
 
 
 # ----------------------------------------------------------------------------------------------
@@ -194,6 +203,9 @@ class Stage:
     def __init__(self, work: Path, inputs: dict[str, Path]) -> None:
         self.work, self.inputs = work, inputs
 
+    def prepare(self) -> None:
+        """Inputs of this stage alone, made before its reference run."""
+
     def argv(self, out: Path) -> list[str]:
         raise NotImplementedError
 
@@ -205,6 +217,12 @@ class Stage:
         raise NotImplementedError
 
     half_fault: str | None = None     # the kill that makes the half-finished output damage cases start from
+    kinds = frozenset({"kill", "timed", "corrupt", "writers"})   # the case kinds that apply
+    kill_points: frozenset[str] | None = None                    # the fault points to kill at (None: all)
+
+    def lock_file(self, out: Path) -> Path:
+        """The file whose lock a writer into ``out`` holds (``blalm.lock``)."""
+        return out / ".lock"
 
 
 def latest_checkpoint(run_dir: Path) -> Path:
@@ -261,6 +279,9 @@ class FinetuneStage(Stage):
                 ("model.safetensors", "head.safetensors", "optimizer.safetensors", "state.json")] + \
             [("rte metrics.jsonl", out / "rte" / "metrics.jsonl"), ("rte config.json", out / "rte" / "config.json")]
 
+    def lock_file(self, out: Path) -> Path:
+        return out / "rte" / ".lock"        # one lock per task folder, rte first
+
 
 class CorpusStage(Stage):
     name = "corpus"
@@ -275,6 +296,9 @@ class CorpusStage(Stage):
     def damage_targets(self, out: Path) -> list[tuple[str, Path]]:
         return [(n, out / n) for n in ("train.txt", "dev.txt", "manifest.json", "run_info.json")]
 
+    def lock_file(self, out: Path) -> Path:
+        return out.parent / f".{out.name}.lock"   # beside: the folder is swapped in whole
+
 
 class TokenizerStage(Stage):
     name = "tokenizer"
@@ -288,6 +312,8 @@ class TokenizerStage(Stage):
 
     def damage_targets(self, out: Path) -> list[tuple[str, Path]]:
         return [(n, out / n) for n in ("tokenizer.json", "tokenizer_config.json", "tokenizer_report.json")]
+
+    lock_file = CorpusStage.lock_file
 
 
 class SweepStage(Stage):
@@ -313,6 +339,53 @@ class SweepStage(Stage):
                 ("a run's final checkpoint model.safetensors", latest_checkpoint(run) / "model.safetensors")]
 
 
+def submission_files(out: Path) -> dict[str, bytes]:
+    """Every file of a submission folder, as tests/test_submit.py compares them: not the model
+    repository's .git (its branches and commits are compared with ``git for-each-ref``), not
+    work/glue (blalm finetune's run folders, with wall times) nor work/run_info.json; README.md with
+    its own folder's path taken out."""
+    files = {}
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out).as_posix()
+        if path.is_file() and not rel.startswith(("model/.git/", "work/glue/")) and rel != "work/run_info.json":
+            data = path.read_bytes()
+            files[rel] = data.replace(str(out.resolve()).encode(), b"OUT") if rel == "README.md" else data
+    return files
+
+
+def git_refs(repo: Path) -> str:
+    return subprocess.run(["git", "-C", str(repo), "for-each-ref"], capture_output=True, text=True).stdout
+
+
+class SubmitStage(Stage):
+    name = "submit"
+    kinds = frozenset({"kill", "timed"})          # no lock (no writers case); what it reads is the run's
+    kill_points = frozenset({"submit_piece"})
+
+    def prepare(self) -> None:
+        """The test suite's small evaluation folder in the official layout, every task (its GLUE too)."""
+        sys.path.insert(0, str(REPO_ROOT / "tests"))
+        from submit_fixtures import make_submit_eval
+
+        self.inputs["submit_eval"] = make_submit_eval(self.inputs["data"] / "eval", self.work / "eval",
+                                                      self.inputs["corpus"] / "dev.txt")
+
+    def argv(self, out: Path) -> list[str]:
+        # absolute paths: blalm submit fails with a relative --out (its git --work-tree is taken
+        # relative to the model repository: src/blalm/submit/repo.py)
+        return ["submit", str(self.inputs["model_run"].resolve()), "--out", str(out.resolve()), "--name", "tiny",
+                "--eval-data", str(self.inputs["submit_eval"].resolve()), "--device", "cpu", "--quiet",
+                "--finetune-set", "max_train=8", "--finetune-set", "epochs=1"]
+
+    def compare(self, ref: Path, out: Path) -> list[str]:
+        a, b = submission_files(ref), submission_files(out)
+        diffs = [f"files only in one: {sorted(set(a) ^ set(b))[:4]}"] if a.keys() != b.keys() else []
+        diffs += [f"{name} differs" for name in sorted(a.keys() & b.keys()) if a[name] != b[name]]
+        if git_refs(ref / "model") != git_refs(out / "model"):
+            diffs.append("model repository: branches or commits differ")
+        return diffs
+
+
 def build_inputs(work: Path, data_dir: Path) -> dict[str, Path]:
     """The corpus, tokenizer, a model checkpoint and an experiment config the stages run on."""
     inputs = {"data": data_dir, "glue": data_dir / "eval" / "full_eval" / "glue_filtered"}
@@ -327,7 +400,7 @@ def build_inputs(work: Path, data_dir: Path) -> dict[str, Path]:
     done = run_blalm(TrainStage(work, inputs).argv(model_run))
     if done.returncode:
         raise SystemExit(f"training the model for finetune failed:\n{done.stderr[-3000:]}")
-    inputs["model"] = latest_checkpoint(model_run)
+    inputs["model_run"], inputs["model"] = model_run, latest_checkpoint(model_run)
     train = {**{k: v for k, v in TINY_TRAIN.items() if k not in ("progress", "seed")}, "token_cache": "run"}
     inputs["experiment"] = work / "experiment.toml"
     inputs["experiment"].write_text(
@@ -350,7 +423,7 @@ def rerun_outcome(stage: Stage, ref: Path, out: Path, before: set[str] | None = 
     done = run_blalm(stage.argv(out))
     text = done.stdout + done.stderr
     notes = [ln.strip().replace(str(out) + "/", "").replace(str(out), "OUT") for ln in text.splitlines()
-             if "skipped:" in ln or "set aside" in ln or "damaged" in ln]
+             if "skipped:" in ln or "set aside" in ln or "damaged" in ln or "cleared away" in ln]
     if "took over the lock" in text:
         notes.append("the killed process's lock taken over")
     if done.returncode == 0:
@@ -372,6 +445,10 @@ def inventory(out: Path) -> set[str]:
     return {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
 
 
+class ReferenceFailed(Exception):
+    """A stage's uninterrupted run failed: nothing to compare its faults with."""
+
+
 def count_points(stage: Stage, work: Path) -> tuple[Counter, float]:
     """How often the stage passes each fault point, and how long it runs (its reference run)."""
     log = work / f"{stage.name}.points"
@@ -379,7 +456,7 @@ def count_points(stage: Stage, work: Path) -> tuple[Counter, float]:
     t0 = time.time()
     done = run_blalm(stage.argv(work / f"{stage.name}-counted"), log=log)
     if done.returncode:
-        raise SystemExit(f"{stage.name}: the reference run failed:\n{done.stderr[-3000:]}")
+        raise ReferenceFailed(f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
     return Counter(log.read_text().split()), time.time() - t0
 
 
@@ -387,7 +464,7 @@ def kill_cases(stage: Stage, ref: Path, counts: Counter, rng: random.Random, mom
                points: set[str] | None) -> list[Case]:
     cases = []
     for point, n in sorted(counts.items()):
-        if points and point not in points:
+        if (points and point not in points) or (stage.kill_points is not None and point not in stage.kill_points):
             continue
         for k in sorted(rng.sample(range(1, n + 1), min(moments, n))):
             out = stage.work / f"{stage.name}-kill-{point}-{k}"
@@ -447,29 +524,61 @@ def corrupt_cases(stage: Stage, ref: Path, rng: random.Random) -> list[Case]:
     return cases
 
 
+def wait_until_locked(lock_file: Path, proc: subprocess.Popen, timeout: float = 600) -> bool:
+    """Whether ``proc`` came to hold the lock of ``lock_file`` (the file names its pid) before it ended."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if json.loads(lock_file.read_text() or "{}").get("pid") == proc.pid:
+                return True
+        except (OSError, json.JSONDecodeError):
+            pass
+        time.sleep(0.005)
+    return False
+
+
 def writers_case(stage: Stage, ref: Path) -> list[Case]:
-    out = stage.work / f"{stage.name}-writers"
-    procs = [popen_blalm(stage.argv(out)) for _ in range(2)]
-    results = [(p.pid, p.wait(timeout=900), p.stderr.read()) for p in procs]
-    codes = sorted(rc for _, rc, _ in results)
-    refused = [(pid, err) for pid, rc, err in results if rc == 2]
-    diffs = stage.compare(ref, out) if 0 in codes else ["no writer finished"]
-    if codes == [0, 2] and not diffs:
-        holder = next(pid for pid, rc, _ in results if rc == 0)
-        named = f"pid {holder}" in refused[0][1]
-        line = next((ln for ln in refused[0][1].splitlines() if "error:" in ln), "")[:160]
-        return [Case(stage.name, "writers", "two processes into one --out at once",
-                     "clean refusal of the second" + ("" if named else " (holder not named)"), named, True, line)]
-    if codes == [0, 0] and not diffs:
-        return [Case(stage.name, "writers", "two processes into one --out at once",
-                     "both finished, output identical", True, True, "no lock: both wrote the same output")]
-    crashed = [err.strip().splitlines()[-1] for _, rc, err in results if rc not in (0, 2) and err.strip()]
-    return [Case(stage.name, "writers", "two processes into one --out at once", f"FAILED (exits {codes})", False,
+    """Two writers into one --out: the second starts once the first holds the lock, and the first is
+    paused (SIGSTOP) until the second has ended, so that they overlap whatever the timing."""
+    out, fault = stage.work / f"{stage.name}-writers", "two processes into one --out at once"
+    first = popen_blalm(stage.argv(out))
+    if not wait_until_locked(stage.lock_file(out), first):
+        first.communicate()
+        return [Case(stage.name, "writers", fault, "FAILED (the first writer held no lock)", False,
+                     first.returncode == 0 and not stage.compare(ref, out), f"no holder in {stage.lock_file(out)}")]
+    first.send_signal(signal.SIGSTOP)
+    try:
+        second = run_blalm(stage.argv(out))
+    finally:
+        first.send_signal(signal.SIGCONT)
+    _, first_err = first.communicate(timeout=900)
+    diffs = stage.compare(ref, out) if first.returncode == 0 else [f"the first writer failed (exit {first.returncode})"]
+    error = next((ln for ln in second.stderr.splitlines() if ": error: " in ln), "")
+    if (first.returncode, second.returncode) == (0, 2) and not diffs and "Traceback" not in second.stderr:
+        named = f"pid {first.pid} on host " in error
+        return [Case(stage.name, "writers", fault, "clean refusal of the second" + ("" if named else " (holder not named)"),
+                     named, True, error[:160])]
+    crashed = [err.strip().splitlines()[-1] for err in (first_err, second.stderr) if "Traceback" in err]
+    return [Case(stage.name, "writers", fault, f"FAILED (exits {first.returncode}, {second.returncode})", False,
                  not diffs, "; ".join(crashed[:1] + diffs[:3])[:240])]
 
 
 # ----------------------------------------------------------------------------------------------
 # the report
+
+
+WHAT_RUNS = """What runs: `scripts/fault_injection.py` builds a 6k-word corpus from `../shared/data`, a 500-token
+tokenizer and a tiny BLaLM (2 layers, hidden 32, 24 steps of 8 x 32 tokens), then, for each stage
+(`blalm train`, `blalm finetune` on rte + mrpc, `blalm corpus`, `blalm tokenizer`, `blalm sweep` of two
+runs, `blalm submit` of the tiny run), kills it with SIGKILL at every named fault point it passes
+(`blalm.faults`, 3 random passes of each; submit: its `submit_piece` point) and at 3 random moments,
+damages every kind of file it writes (cut to 2/3, or one random bit flipped; not submit: what it reads
+is the run's) and starts two of it into one `--out` (the second once the first holds the lock, the
+first paused meanwhile; not submit: it holds no lock); each time it re-runs the stage and compares with
+an uninterrupted run. For corpus and tokenizer a re-run rebuilds from the inputs, so *resumed
+identical* means *rebuilt identical*; submit's outputs are compared file by file and commit by commit
+(as `tests/test_submit.py` does). `tests/test_fault_injection.py` runs a subset (one point, one damaged
+file, two writers of `blalm train`)."""
 
 
 def table(cases: list[Case], command: str, seconds: float) -> str:
@@ -483,7 +592,8 @@ def table(cases: list[Case], command: str, seconds: float) -> str:
              "Outcomes: *resumed identical* = the re-run succeeded and its outputs equal an uninterrupted "
              "run's (checkpoints bit for bit, metrics, results, corpus and tokenizer files); *clean refusal* = "
              "exit 2 with one message naming the file or the holder and the fix, no traceback, nothing deleted.",
-             "", "## Summary", "", "| stage | kind | cases | as expected | nothing lost |", "|---|---|---|---|---|"]
+             "", WHAT_RUNS, "", "## Summary", "", "| stage | kind | cases | as expected | nothing lost |",
+             "|---|---|---|---|---|"]
     groups: dict[tuple[str, str], list[Case]] = {}
     for case in cases:
         groups.setdefault((case.stage, case.kind), []).append(case)
@@ -491,7 +601,6 @@ def table(cases: list[Case], command: str, seconds: float) -> str:
         outcomes = Counter(c.outcome for c in group)
         lines.append(f"| {stage} | {kind} | {len(group)} | {sum(c.ok for c in group)} "
                      f"({', '.join(f'{n} {o}' for o, n in outcomes.items())}) | {sum(c.nothing_lost for c in group)} |")
-    lines.append("| submit | - | 0 | `blalm submit` is being built: its fault points go here | - |")
     lines += ["", "## Every case", "", "| stage | fault | outcome | nothing lost | detail |", "|---|---|---|---|---|"]
     for c in cases:
         detail = c.detail.replace("|", "/").replace("\n", " ")
@@ -500,12 +609,18 @@ def table(cases: list[Case], command: str, seconds: float) -> str:
 
 
 STAGES: dict[str, Callable[..., Stage]] = {"train": TrainStage, "finetune": FinetuneStage, "corpus": CorpusStage,
-                                           "tokenizer": TokenizerStage, "sweep": SweepStage}
+                                           "tokenizer": TokenizerStage, "sweep": SweepStage, "submit": SubmitStage}
 
 
 def run_stage(stage: Stage, kinds: set[str], rng: random.Random, moments: int, points: set[str] | None,
               log: Callable[[str], None]) -> list[Case]:
-    counts, seconds = count_points(stage, stage.work)
+    stage.prepare()
+    kinds = kinds & stage.kinds
+    try:
+        counts, seconds = count_points(stage, stage.work)
+    except ReferenceFailed as exc:
+        log(f"{stage.name}: the reference run failed ({exc}); no cases")
+        return [Case(stage.name, "reference", "none: the uninterrupted run", "FAILED", False, True, str(exc))]
     ref = stage.work / f"{stage.name}-counted"
     log(f"{stage.name}: reference {seconds:.1f} s; points {dict(counts)}")
     cases: list[Case] = []

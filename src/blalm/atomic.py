@@ -107,17 +107,46 @@ def replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def remove_stale_temp(folder: Path) -> list[str]:
-    """Remove what a killed :func:`write_text_atomic` or :func:`atomic_dir` left in ``folder``
-    (``.NAME.*.tmp`` files, ``.NAME.tmp-*`` folders). Only while holding the folder's lock
-    (:mod:`blalm.run.lock`): another writer's temporary files look the same."""
+SIBLING_TAGS = ("tmp", "staging", "old")   # new_sibling_dir's folders: atomic_dir's, a staging build's, replace_dir's
+
+
+def _temp_target(entry: str, name: str | None) -> str | None:
+    """The name of the file or folder whose killed write left ``entry`` (``.NAME.*.tmp``, ``.NAME.tmp``,
+    ``.NAME.TAG-<id>`` for a tag of :data:`SIBLING_TAGS`), or None when ``entry`` is none of those
+    (with ``name``: none of ``name``'s)."""
+    if name is None:
+        if entry.startswith(".") and (entry.endswith(".tmp") or any(f".{t}-" in entry for t in SIBLING_TAGS)):
+            return next((entry[1:].rsplit(f".{t}-", 1)[0] for t in SIBLING_TAGS if f".{t}-" in entry),
+                        entry[1:-4].rsplit(".", 1)[0])
+        return None
+    rest = entry[len(name) + 2:] if entry.startswith(f".{name}.") else ""
+    if rest == "tmp" or (rest.endswith(".tmp") and "." not in rest[:-4]) or \
+            any(rest.startswith(f"{t}-") and "." not in rest for t in SIBLING_TAGS):
+        return name
+    return None
+
+
+def remove_stale_temp(folder: Path, name: str | None = None) -> list[str]:
+    """Remove what a killed :func:`write_text_atomic`, :func:`atomic_dir`, :func:`replace_dir` or a
+    staging build (:func:`new_sibling_dir`) left in ``folder`` (``.NAME.*.tmp`` files, ``.NAME.tmp-*``,
+    ``.NAME.staging-*`` and ``.NAME.old-*`` folders); with ``name``, only the leftovers of
+    ``folder/name``. A kill between replace_dir's two renames leaves ``NAME`` missing and its previous
+    version in ``.NAME.old-*``: that one is moved back, not removed. Only while holding the lock of
+    what is written (:mod:`blalm.lock`): another writer's temporary files look the same."""
+    folder = Path(folder)
     removed = []
-    if Path(folder).is_dir():
-        for entry in Path(folder).iterdir():
-            name = entry.name
-            if name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name):
-                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
-                removed.append(name)
+    if folder.is_dir():
+        newest_first = sorted(folder.iterdir(), key=lambda e: e.lstat().st_mtime_ns, reverse=True)
+        for entry in newest_first:
+            target = _temp_target(entry.name, name)
+            if target is None:
+                continue
+            if ".old-" in entry.name and entry.is_dir() and not (folder / target).exists():
+                os.replace(entry, folder / target)
+                removed.append(f"{entry.name} (moved back to {target}: the swap that replaced it was killed)")
+                continue
+            shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+            removed.append(entry.name)
     return removed
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -26,16 +27,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from blalm.config import load_config
     from blalm.data.config import CorpusConfig
-    from blalm.data.corpus import build_corpus, check_out_dir
+    from blalm.data.corpus import build_corpus, check_out_dir, remove_killed_build
+    from blalm.lock import lock_beside
 
     overrides = list(args.overrides)
     if args.data_dir is not None:
         overrides.append(f"data_dir={str(args.data_dir)!r}")
     cfg = load_config(CorpusConfig, args.config, overrides)
     check_out_dir(args.out)
-    manifest = build_corpus(cfg, args.out, progress=not args.quiet)
+    with lock_beside(args.out, what="corpus", log=_log):
+        remove_killed_build(args.out, log=_log)
+        manifest = build_corpus(cfg, args.out, progress=not args.quiet)
     print(format_summary(manifest, args.out))
     return 0
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def format_summary(manifest: dict, out: Path) -> str:

@@ -20,12 +20,18 @@ The flow, one source at a time (memory stays flat whatever the sources' size):
 Everything is written into a staging folder beside ``DIR`` (``.DIR.staging-*``) that replaces
 ``DIR`` only when the build has succeeded: a failed or killed rebuild leaves the old corpus as it
 was (its ``run_info.json`` still matching its ``manifest.json``) and no ``.work`` in it; a failed
-build removes its staging folder, and the next build removes one that a killed build left. A
-build whose sources yield no words at all is an error, not an empty corpus.
+build removes its staging folder. A build whose sources yield no words at all is an error, not an
+empty corpus.
+
+``blalm corpus`` builds holding the lock ``.DIR.lock`` beside ``DIR`` (:func:`blalm.lock.lock_beside`;
+a lock inside ``DIR`` would be swapped away with it): a second build into ``DIR`` is refused with
+the first one's pid and host, and what a killed build left beside ``DIR`` is cleared away, under the
+lock, before the next one starts (:func:`remove_killed_build`).
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import multiprocessing
@@ -35,12 +41,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from blalm.atomic import new_sibling_dir, replace_dir, write_json_atomic
+from blalm.atomic import new_sibling_dir, remove_stale_temp, replace_dir, write_json_atomic
 from blalm.config import to_dict
 from blalm.data import budget
 from blalm.data.config import CorpusConfig, SourceConfig, resolve_data_dir
@@ -81,12 +87,11 @@ class SourceTally:
 
 
 def build_corpus(cfg: CorpusConfig, out_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Build ``train.txt``, ``dev.txt`` and ``manifest.json`` in ``out_dir``; return the manifest."""
+    """Build ``train.txt``, ``dev.txt`` and ``manifest.json`` in ``out_dir``; return the manifest.
+    One build at a time into ``out_dir``: hold its lock (``blalm corpus`` does, see the module docstring)."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.staging-*"):   # left by a killed build
-        shutil.rmtree(stale, ignore_errors=True)
     staging = new_sibling_dir(out_dir, "staging")
     try:
         manifest = _build_into(cfg, staging, progress)
@@ -394,6 +399,21 @@ def check_out_dir(out_dir: Path) -> None:
             raise BlalmError(f"--out {out_dir}: the folder holds files other than a corpus's "
                              f"({', '.join(others[:5])}), which a rebuild would replace; choose an empty "
                              f"or new folder, or the folder of an earlier corpus")
+
+
+def remove_killed_build(out_dir: Path, log: Callable[[str], None] = lambda msg: None) -> list[str]:
+    """Clear away what a killed build of ``out_dir`` left beside it (its staging folder, the old
+    corpus a swap was moving away), first moving back into ``out_dir`` the token caches it had
+    moved into its staging folder. Only while holding ``out_dir``'s lock: another build's staging
+    folder looks the same. Returns (and logs) what was removed."""
+    out_dir = Path(os.path.abspath(out_dir))
+    if out_dir.is_dir():
+        for staging in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.staging-*"):
+            _move_kept_entries(staging, out_dir)
+    removed = remove_stale_temp(out_dir.parent, out_dir.name)
+    if removed:
+        log(f"{out_dir}: cleared away what a killed build left beside it: {', '.join(removed)}")
+    return removed
 
 
 def _move_kept_entries(source: Path, target: Path) -> None:

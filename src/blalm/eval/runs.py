@@ -8,6 +8,11 @@ checkpoint against words seen and the best checkpoint. A checkpoint already scor
 settings is not scored again (re-running resumes); settings that change only the speed
 (``config.SPEED_ONLY_KEYS``: batch size, token budget, compile, ...) do not count.
 
+Every checkpoint is verified first (``blalm.run.checkpoint.verify_checkpoint``: each file against
+the size and SHA-256 that its state.json recorded): a damaged one is not scored, is named with what
+is wrong (in the log and under ``"skipped"`` in the summary) and is never the best, even when it
+was scored before it was damaged. A run none of whose checkpoints verifies is an error.
+
 ``follow_run`` (``blalm eval RUN_DIR --follow``) does the same while the run trains: it scores each
 checkpoint as it appears and rewrites the summary after each, until the run's final checkpoint
 (``"complete"`` in its state) is scored or the training process is gone — the pid given, else the
@@ -29,18 +34,18 @@ from blalm.errors import InputError
 from blalm.eval.config import PAPER_COLUMNS, SPEED_ONLY_KEYS, EvalConfig, expand_tasks
 from blalm.eval.session import EvalSession
 from blalm.eval.suite import RESULTS_FILE, evaluate_model
+from blalm.run.checkpoint import list_checkpoints, verify_checkpoint
+from blalm.run.layout import LOCK_FILE, checkpoints_dir  # noqa: F401  (LOCK_FILE: JSON {"pid", "host", "since"})
 
 SUMMARY_FILE = "summary.json"
-LOCK_FILE = ".lock"     # the run folder's lock (blalm.run.lock): JSON {"pid", "host", "since"} while held
+Verified = dict[str, tuple[tuple, list[str]]]    # checkpoint folder -> (its files' stat, what is wrong)
 
 
 def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, last: int = 0,
-                 log: Callable[[str], None] = lambda s: None, session: EvalSession | None = None
-                 ) -> dict[str, Any]:
-    """Score the run's checkpoints (all, or the ``last`` N by step) and select the best by average."""
-    from blalm.run.checkpoint import list_checkpoints
-    from blalm.run.layout import checkpoints_dir
-
+                 log: Callable[[str], None] = lambda s: None, session: EvalSession | None = None,
+                 verified: Verified | None = None) -> dict[str, Any]:
+    """Score the run's checkpoints that verify (all, or of the ``last`` N by step) and select the best
+    by average. ``verified``: what earlier calls found (:func:`checkpoint_problems`), kept by a follower."""
     run_dir = Path(run_dir)
     checkpoints = list_checkpoints(checkpoints_dir(run_dir))
     if not checkpoints:
@@ -49,8 +54,14 @@ def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, la
         checkpoints = checkpoints[-last:]
     out_dir = Path(out_dir) if out_dir is not None else run_dir / "eval"
     session = session or EvalSession()
-    rows = []
+    rows, skipped = [], []
+    verified = {} if verified is None else verified
     for ckpt in checkpoints:
+        problems = checkpoint_problems(Path(ckpt["path"]), verified)
+        if problems:
+            log(f"{ckpt['name']}: skipped, not scored: the checkpoint does not verify: {'; '.join(problems)}")
+            skipped.append({"checkpoint": ckpt["name"], "step": ckpt["step"], "problems": problems})
+            continue
         folder = out_dir / ckpt["name"]
         report = cached_report(folder, cfg)
         if report is None:
@@ -59,12 +70,35 @@ def evaluate_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, la
         rows.append({"checkpoint": ckpt["name"], "step": ckpt["step"], "words_seen": ckpt["words_seen"],
                      "average": report["average"].get("score"),
                      **{task: report["tasks"].get(task, {}).get("score") for task, _ in PAPER_COLUMNS}})
+    if not rows:
+        raise InputError(f"{checkpoints_dir(run_dir)}: no checkpoint verifies, none was scored: " +
+                         "; ".join(f"{c['checkpoint']}: {', '.join(c['problems'])}" for c in skipped) +
+                         ". The files changed after they were written (disk trouble, a copy cut short?)")
     scored = [r for r in rows if r["average"] is not None]
     best = max(scored, key=lambda r: r["average"]) if scored else None
     summary = {"run_dir": str(run_dir), "suite": cfg.suite, "checkpoints": rows,
-               "best": best, "selection": "highest paper average (BLiMP, Suppl., Entity, EWoK, Eye, Reading)"}
+               "best": best, "selection": "highest paper average (BLiMP, Suppl., Entity, EWoK, Eye, Reading)",
+               "skipped": skipped}
     write_json_atomic(out_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def checkpoint_problems(folder: Path, verified: Verified) -> list[str]:
+    """What is wrong with checkpoint ``folder`` (:func:`~blalm.run.checkpoint.verify_checkpoint`; empty
+    when nothing), remembered in ``verified`` while its files stay as they were, so that a follower
+    hashes each checkpoint once. A file the training run prunes meanwhile (an older checkpoint's
+    optimizer state) is not damage: the folder is looked at again."""
+    for _ in range(2):
+        try:
+            stamp = tuple(sorted((e.name, e.inode(), e.stat().st_size, e.stat().st_mtime_ns)
+                                 for e in os.scandir(folder)))
+            known = verified.get(str(folder))
+            if known is None or known[0] != stamp:
+                known = verified[str(folder)] = (stamp, verify_checkpoint(folder))
+            return known[1]
+        except FileNotFoundError:
+            continue
+    return ["its files vanished while they were read (removed by the training run's pruning?)"]
 
 
 def score_settings(settings: dict[str, Any]) -> dict[str, Any]:
@@ -112,19 +146,18 @@ def follow_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, pid:
     """Score every checkpoint of a training run as it appears (see the module docstring); returns
     the last summary (None when the run wrote no checkpoint before it ended). ``idle_seconds``: give
     up after that long without a new checkpoint when nothing says whether training runs (0: never)."""
-    from blalm.run.checkpoint import list_checkpoints
-
     run_dir = Path(run_dir)
     session = EvalSession()
+    verified: Verified = {}
     summary: dict[str, Any] | None = None
     seen: set[str] = set()
     last_new = time.monotonic()
     while True:
         alive = training_alive(run_dir, pid)    # asked before listing: a run gone now has written all it will
-        checkpoints = list_checkpoints(run_dir / "checkpoints")
+        checkpoints = list_checkpoints(checkpoints_dir(run_dir))
         names = {c["name"] for c in checkpoints}
         if names - seen:
-            summary = evaluate_run(run_dir, cfg, out_dir=out_dir, log=log, session=session)
+            summary = evaluate_run(run_dir, cfg, out_dir=out_dir, log=log, session=session, verified=verified)
             seen |= names
             last_new = time.monotonic()
         if any(c.get("complete") for c in checkpoints):
@@ -150,4 +183,6 @@ def format_run_table(summary: dict[str, Any]) -> str:
         cells = [r["checkpoint"] + (" (best)" if r["checkpoint"] == best else ""), f"{r['words_seen']:,}"]
         cells += ["n/a" if r[k] is None else f"{r[k]:.2f}" for k in keys]
         lines.append("| " + " | ".join(cells) + " |")
+    for c in summary.get("skipped", []):
+        lines.append(f"{c['checkpoint']}: not scored, it does not verify ({'; '.join(c['problems'])})")
     return "\n".join(lines)

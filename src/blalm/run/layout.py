@@ -21,6 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from blalm.errors import BlalmError
+from blalm.lock import LOCK_FILE  # noqa: F401  (RUN_DIR/.lock: the lock's file)
 from blalm.model.checkpoint import CONFIG_FILE as MODEL_CONFIG_FILE  # noqa: F401  (a checkpoint's files)
 from blalm.model.checkpoint import WEIGHTS_FILE as MODEL_FILE  # noqa: F401
 
@@ -29,7 +30,6 @@ RUN_INFO_FILE = "run_info.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
 TOKENIZER_COPY = "tokenizer"
-LOCK_FILE = ".lock"
 LATEST_FILE = "latest"
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -33,18 +34,25 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run_tokenizer)
 
 
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
 def run_tokenizer(args: argparse.Namespace) -> int:
     from blalm.cli import given_options
     from blalm.config import load_config
+    from blalm.lock import lock_beside
     from blalm.tokenizer.config import TokenizerConfig
-    from blalm.tokenizer.train import REPORT_FILE, train_tokenizer
+    from blalm.tokenizer.train import REPORT_FILE, remove_killed_build, train_tokenizer
 
     options = given_options(args, {"vocab_size": "vocab_size", "min_frequency": "min_frequency"})
     if args.quiet:
         options["progress"] = ("--quiet", False)
     cfg = load_config(TokenizerConfig, args.config, args.overrides, options=options)
-    report = train_tokenizer(args.corpus_dir, args.out, vocab_size=cfg.vocab_size,
-                             min_frequency=cfg.min_frequency, show_progress=cfg.progress)
+    with lock_beside(args.out, what="tokenizer", log=_log):
+        remove_killed_build(args.out, log=_log)
+        report = train_tokenizer(args.corpus_dir, args.out, vocab_size=cfg.vocab_size,
+                                 min_frequency=cfg.min_frequency, show_progress=cfg.progress)
     print(f"tokenizer: vocab size {report['vocab_size']}"
           + (f" (asked {report['vocab_size_requested']}: train.txt has too few frequent pairs for more)"
              if report["vocab_size"] < report["vocab_size_requested"] else ""))

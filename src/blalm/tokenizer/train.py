@@ -24,19 +24,23 @@ Choices, each deliberate:
   the class ``PreTrainedTokenizerFast`` (understood by transformers 4.x and 5.x alike).
 * **Atomic output**: everything is built in a temporary folder beside ``out_dir`` and renamed into
   place at the end; an existing ``out_dir`` (a previous tokenizer, or an empty folder) is replaced
-  only after success. A folder holding anything else is refused, never deleted.
+  only after success. A folder holding anything else is refused, never deleted. ``blalm tokenizer``
+  holds the lock ``.DIR.lock`` beside ``out_dir`` (:func:`blalm.lock.lock_beside`) meanwhile: a
+  second writer into it is refused naming the first's pid and host, and what a killed one left
+  beside ``out_dir`` is cleared away first (:func:`remove_killed_build`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from blalm.errors import BlalmError, InputError
-from blalm.atomic import atomic_dir, write_json_atomic
+from blalm.atomic import atomic_dir, remove_stale_temp, write_json_atomic
 from blalm.runinfo import run_info
 
 BOS_TOKEN = "<|bos|>"
@@ -130,6 +134,17 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = 15000, mi
         }
         write_json_atomic(tmp_dir / REPORT_FILE, report)
     return report
+
+
+def remove_killed_build(out_dir: Path, log: Callable[[str], None] = lambda msg: None) -> list[str]:
+    """Clear away what a killed :func:`train_tokenizer` left beside ``out_dir`` (the folder it was
+    building, the old tokenizer a swap was moving away). Only while holding ``out_dir``'s lock:
+    another writer's folder looks the same. Returns (and logs) what was removed."""
+    out_dir = Path(os.path.abspath(Path(out_dir).expanduser()))
+    removed = remove_stale_temp(out_dir.parent, out_dir.name)
+    if removed:
+        log(f"{out_dir}: cleared away what a killed run left beside it: {', '.join(removed)}")
+    return removed
 
 
 def load_tokenizer(path: Path):
