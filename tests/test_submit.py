@@ -408,3 +408,22 @@ def test_bad_input_is_refused_with_the_fix(submit_run, submit_eval, tmp_path, ca
     assert cli.main(["submit", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "not a training run folder" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_relative_out_resumes_and_a_second_writer_is_refused(submission, submit_run, submit_eval, tmp_path,
+                                                               monkeypatch):
+    """``--out`` relative to the current folder works (git runs with absolute paths), a re-run of a
+    complete submission changes no commit, and one process at a time writes a submission folder."""
+    import shutil
+
+    from blalm.lock import RunLock, RunLocked
+
+    out, status = submission
+    shutil.copytree(out, tmp_path / "copy", symlinks=True)
+    git(tmp_path / "copy" / "model", "branch", "-D", "chck_3M")      # one branch to export again
+    monkeypatch.chdir(tmp_path)
+    again = build_submission(submit_run, Path("copy"), submit_config(submit_eval))
+    assert again["branches"] == status["branches"]                   # the same commit, re-made
+    with RunLock(tmp_path / "copy", what="submission"):
+        with pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
+            build_submission(submit_run, Path("copy"), submit_config(submit_eval))

@@ -82,18 +82,26 @@ def _revision_record(m, tasks: dict[str, dict[str, Any]], commit: str) -> dict[s
 
 def build_submission(run_dir: Path, out_dir: Path, cfg: SubmitConfig,
                      log: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
-    """Build (or complete) the submission in ``out_dir``; returns ``status.json``'s content."""
+    """Build (or complete) the submission in ``out_dir``; returns ``status.json``'s content. One
+    process at a time writes ``out_dir`` (its lock; a second is refused naming the holder)."""
+    from blalm.lock import RunLock
+
+    plan = make_plan(run_dir, out_dir, cfg)
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    with RunLock(plan.out_dir, what="submission", log=log):
+        return _build(plan, cfg, log)
+
+
+def _build(plan: Any, cfg: SubmitConfig, log: Callable[[str], None]) -> dict[str, Any]:
     from tqdm import tqdm
 
+    from blalm.faults import fault_point
     from blalm.runinfo import run_info
     from blalm.submit import pieces as pc
     from blalm.submit.card import folder_readme, model_card
     from blalm.submit.collate import aoa_surprisals, collate_submission
     from blalm.submit.repo import branches, checkout_main, init_repo
-    from blalm.faults import fault_point
 
-    plan = make_plan(run_dir, out_dir, cfg)
-    plan.out_dir.mkdir(parents=True, exist_ok=True)
     write_json_atomic(plan.work / "run_info.json", run_info(config={"run_dir": str(plan.run_dir), **to_dict(cfg)}))
     init_repo(plan.repo)
     present = plan.present()

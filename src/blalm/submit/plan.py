@@ -89,7 +89,7 @@ def make_plan(run_dir: Path, out_dir: Path, cfg: SubmitConfig) -> Plan:
     from blalm.run.checkpoint import list_checkpoints
     from blalm.run.layout import CHECKPOINTS as RUN_CHECKPOINTS, CONFIG_FILE as RUN_CONFIG_FILE, is_run_dir
 
-    run_dir, out_dir = Path(run_dir).expanduser(), Path(out_dir).expanduser()
+    run_dir, out_dir = Path(run_dir).expanduser().absolute(), Path(out_dir).expanduser().absolute()   # git runs elsewhere
     if not is_run_dir(run_dir):
         raise InputError(f"{run_dir}: not a training run folder (no {RUN_CONFIG_FILE} and {RUN_CHECKPOINTS}/); "
                          f"give the --out folder of 'blalm train'")
