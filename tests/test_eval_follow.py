@@ -17,7 +17,8 @@ import pytest
 
 from blalm.config import from_dict
 from blalm.eval.config import PAPER_COLUMNS, EvalConfig
-from blalm.eval.runs import LOCK_FILE, SUMMARY_FILE, evaluate_run, follow_run, training_alive
+from blalm.eval.runs import SUMMARY_FILE, evaluate_run, follow_run, training_alive
+from blalm.lock import LOCK_FILE
 from test_eval_suite import make_mini_eval
 from test_train_helpers import DEMO_TRAIN_CONFIG, REPO_ROOT, tiny_overrides, train_data  # noqa: F401
 

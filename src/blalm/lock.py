@@ -37,7 +37,8 @@ class RunLocked(BlalmError):
     """Another process holds the folder's lock."""
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -102,7 +103,7 @@ class RunLock:
     def _refusal(self) -> str:
         holder = read_holder(self.folder, self.path)
         msg = f"{self.folder} is in use: {_describe(holder)} is writing this {self.what}"
-        if holder and holder.get("host") == socket.gethostname() and not _pid_alive(int(holder.get("pid", -1))):
+        if holder and holder.get("host") == socket.gethostname() and not pid_alive(int(holder.get("pid", -1))):
             msg += (" - that process has ended, but a process it started still holds the lock "
                     f"({self.path}); end that process")
         return msg + ". Wait for it to finish, or write to another --out"

@@ -35,7 +35,7 @@ from blalm.eval.config import PAPER_COLUMNS, SPEED_ONLY_KEYS, EvalConfig, expand
 from blalm.eval.session import EvalSession
 from blalm.eval.suite import RESULTS_FILE, evaluate_model
 from blalm.run.checkpoint import list_checkpoints, verify_checkpoint
-from blalm.run.layout import LOCK_FILE, checkpoints_dir  # noqa: F401  (LOCK_FILE: JSON {"pid", "host", "since"})
+from blalm.run.layout import checkpoints_dir
 
 SUMMARY_FILE = "summary.json"
 Verified = dict[str, tuple[tuple, list[str]]]    # checkpoint folder -> (its files' stat, what is wrong)
@@ -124,20 +124,16 @@ def cached_report(folder: Path, cfg: EvalConfig) -> dict[str, Any] | None:
 def training_alive(run_dir: Path, pid: int | None = None) -> bool | None:
     """Whether the training process still runs: ``pid`` when given, else the holder that the run
     folder's lock file names (on this host); None when neither says (no pid, no lock record)."""
+    from blalm.lock import pid_alive, read_holder
+
     if pid is None:
-        holder = read_json(Path(run_dir) / LOCK_FILE)
+        holder = read_holder(run_dir)
         if not isinstance(holder, dict) or "pid" not in holder:
             return None
         if holder.get("host") not in (None, socket.gethostname()):
             return None     # another machine's process: no way to ask it from here
         pid = int(holder["pid"])
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid_alive(pid)
 
 
 def follow_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, pid: int | None = None,
