@@ -15,6 +15,15 @@ from typing import Any, Iterator
 from blalm.faults import fault_point
 
 
+def fsync_path(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _fallback_umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

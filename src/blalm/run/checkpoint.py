@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from blalm.atomic import file_mode, write_safetensors
+from blalm.atomic import file_mode, fsync_path, write_safetensors
 from blalm.errors import InputError
 from blalm.faults import fault_point
 from blalm.model.checkpoint import FORMAT_METADATA, load_model
@@ -81,14 +81,6 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(1 << 22):
             h.update(chunk)
     return h.hexdigest()
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -44,6 +44,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from blalm.atomic import fsync_path
 from blalm.errors import BlalmError, InputError
 from blalm.faults import fault_point
 from blalm.run.checkpoint import json_digest, sha256_file
@@ -198,7 +199,7 @@ def build_cache(corpus_dir: Path, tokenizer_dir: Path, folder: Path, key: str, h
         meta[META_CHECKSUM] = json_digest(meta, META_CHECKSUM)
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
         for name in os.listdir(tmp):
-            _fsync_file(tmp / name)
+            fsync_path(tmp / name)
         fault_point("token_cache_written")
         try:
             os.replace(tmp, folder)
@@ -241,12 +242,6 @@ def token_byte_lengths(tokenizer, vocab_size: int) -> np.ndarray:
     return table
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ----------------------------------------------------------------------------------------------
