@@ -79,12 +79,14 @@ def test_layer_compiled_training_matches_eager(train_data, tmp_path):
 
     corpus, tokenizer = train_data
     losses = {}
-    for name, extra in (("eager", {}), ("layer", {"compile": True})):
+    for name, extra in (("eager", {}), ("layer", {"compile": True}),
+                        ("graphs", {"compile": True, "compile_mode": "reduce-overhead"})):   # no CUDA graphs on a CPU
         train(tiny_config(corpus, tokenizer, epochs=1, max_steps=4, **extra), tmp_path / name)
         losses[name] = [m["loss"] for m in read_metrics(tmp_path / name, "train")]
         state = load_model_state(read_latest(tmp_path / name / "checkpoints"))
         assert not any("_orig_mod" in k for k in state)
     assert losses["layer"] == pytest.approx(losses["eager"], rel=1e-4)
+    assert losses["graphs"] == pytest.approx(losses["eager"], rel=1e-4)
 
 
 def test_weight_average_follows_the_formula_with_its_warm_up():

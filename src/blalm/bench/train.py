@@ -22,7 +22,8 @@ from blalm.bench import device_fields
 from blalm.train.config import TrainConfig
 from blalm.train.optim import build_optimizers
 from blalm.run.device import Dist, precision_context, resolve_precision, seed_everything
-from blalm.run.parallel import Parallel, parallelize
+from blalm.run.parallel import Parallel
+from blalm.train.trainer import wrap_for_training
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
@@ -103,8 +104,7 @@ def blalm_step(cfg: TrainConfig, device: torch.device, dist: Dist | None = None
     seed_everything(cfg.seed)
     model = build_model(cfg.model, device)
     model.train()
-    parallel = parallelize(model, cfg.parallelism, dist, device, bucket_cap_mb=cfg.ddp_bucket_cap_mb,
-                           compile_model=cfg.compile)
+    parallel = wrap_for_training(model, cfg, dist, device)     # as blalm train runs it
     optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
     step = make_step(model, list(optimizers.values()), cfg, device,
                      lambda ids: parallel.module(ids, labels=ids).loss, dist.world_size, parallel)

@@ -108,16 +108,17 @@ def _fsdp_no_sync(module: nn.Module):
 
 
 def parallelize(model: nn.Module, parallelism: Parallelism, dist: Dist, device: torch.device,
-                bucket_cap_mb: float | None = None, compile_model: bool = False) -> Parallel:
+                bucket_cap_mb: float | None = None, compile_model: bool = False,
+                compile_mode: str | None = None) -> Parallel:
     """``model`` as the step drives it: in one process itself (``torch.compile``-d when
     ``compile_model``), under ``torchrun`` wrapped in DDP or sharded in place with FSDP2 (the
     optimizers must then be built on ``model``'s parameters after this call)."""
     if not dist.enabled:
-        return Parallel(torch.compile(model) if compile_model else model)
+        return Parallel(torch.compile(model, mode=compile_mode) if compile_model else model)
     if parallelism == "fsdp":
         replicated = shard_model(model, device)
-        return Parallel(torch.compile(model) if compile_model else model, "fsdp", replicated)
-    module = torch.compile(model) if compile_model else model
+        return Parallel(torch.compile(model, mode=compile_mode) if compile_model else model, "fsdp", replicated)
+    module = torch.compile(model, mode=compile_mode) if compile_model else model
     ddp = nn.parallel.DistributedDataParallel(
         module, device_ids=[device.index] if device.type == "cuda" else None, gradient_as_bucket_view=True,
         **({"bucket_cap_mb": bucket_cap_mb} if bucket_cap_mb is not None else {}))

@@ -45,7 +45,7 @@ TRACK_MAX_EPOCHS = 10
 # device, precision and compile setting). Everything else must match (``blalm.run.resume``).
 RESUME_FREE_KEYS = frozenset({
     "corpus_dir", "tokenizer_dir", "model_config",  # paths; the data is compared by content hash
-    "micro_batch", "device", "precision", "compile", "compile_scope",
+    "micro_batch", "device", "precision", "compile", "compile_scope", "compile_mode",
     "progress", "log_every", "eval_max_blocks", "eval_batch", "keep_optimizer_state",
     "max_nonfinite_steps", "token_cache", "score_suite", "score_data", "score_set",
     "parallelism", "ddp_bucket_cap_mb",             # how the processes share a step; the checkpoints are full
@@ -109,6 +109,9 @@ class TrainConfig:
     compile_scope: Literal["layer", "model"] = "layer"  # "layer": each decoder layer compiled on its own
     #                                    (one graph for all layers: ~11 s instead of ~170 s for the 24-layer
     #                                    BLaLM on an H200, 3% slower steps); "model": the whole model in one graph
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
+    #                                    torch.compile's mode; "reduce-overhead" replays CUDA graphs (for small,
+    #                                    launch-bound models: not measured yet)
     token_cache: Literal["corpus", "run"] = "corpus"  # where the tokenized corpus is cached (corpus
     #                                    folder, else the run folder when the corpus folder is read-only)
 

@@ -365,7 +365,7 @@ class TrainLoop:
         if model_hook is not None:
             model_hook(model)
         counts = count_parameters(model)
-        parallel = _wrap_for_training(model, cfg, dist, device)    # FSDP shards model's parameters
+        parallel = wrap_for_training(model, cfg, dist, device)    # FSDP shards model's parameters
         optimizers, split = build_optimizers(model, cfg, fused=device.type == "cuda")
         names = {name: param_names(opt, model) for name, opt in optimizers.items()}
         precision = resolve_precision(cfg.precision, device, cpu_autocast=True)
@@ -538,14 +538,15 @@ class TrainLoop:
         self.dist.barrier()
 
 
-def _wrap_for_training(model: nn.Module, cfg: TrainConfig, dist: Dist, device: torch.device) -> Parallel:
+def wrap_for_training(model: nn.Module, cfg: TrainConfig, dist: Dist, device: torch.device) -> Parallel:
     """What the training step calls: ``model`` with each decoder layer compiled in place
     (``compile_scope = "layer"``: the layers share one graph, so compile time does not grow with
     depth) or ``torch.compile(model)`` (``"model"``), then under torchrun wrapped in DDP or sharded
     in place with FSDP2 (``cfg.parallelism``, :func:`blalm.run.parallel.parallelize`); the weights
     stay ``model``'s either way (build the optimizers after this call)."""
+    mode = None if cfg.compile_mode == "default" else cfg.compile_mode
     if cfg.compile and cfg.compile_scope == "layer":
         for layer in model.layers:
-            layer.compile()
+            layer.compile(mode=mode)
     return parallelize(model, cfg.parallelism, dist, device, bucket_cap_mb=cfg.ddp_bucket_cap_mb,
-                       compile_model=cfg.compile and cfg.compile_scope == "model")
+                       compile_model=cfg.compile and cfg.compile_scope == "model", compile_mode=mode)
