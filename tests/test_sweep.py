@@ -260,3 +260,16 @@ def test_jobs_run_the_grid_in_parallel_processes_with_the_same_results(tiny_swee
     sequential = tiny_sweep["first"]["runs"]
     assert [r["run_id"] for r in parallel] == [r["run_id"] for r in sequential]
     assert [r["best"] for r in parallel] == [r["best"] for r in sequential]
+
+
+@pytest.mark.parametrize("path", sorted(p for p in EXPERIMENTS.glob("*.toml") if p.name != "scales.toml"),
+                         ids=lambda p: p.stem)
+def test_every_shipped_experiment_loads_and_its_runs_validate(path):
+    """Every experiment config (the paper's and ours, e.g. recipe_search, data_mix): each run's
+    training config loads and passes its checks."""
+    exp = load_experiment(path)
+    grid = expand_grid(exp)
+    assert grid and len({r.run_id for r in grid}) == len(grid)
+    for run in grid:
+        cfg = load_run_config(exp, run, run_overrides(exp, run, Path("corpus"), Path("tokenizer")))
+        assert cfg.seed == run.seed and cfg.track == run.track
