@@ -89,3 +89,15 @@ def test_a_killed_run_with_eval_scores_the_rest_on_resume_and_nothing_twice(trai
 def _follow_log(run: Path) -> str:
     path = run / "eval" / "follow.log"
     return path.read_text(errors="replace") if path.is_file() else ""
+
+
+def test_a_missing_evaluation_folder_is_refused_before_training(train_data, tmp_path):
+    from blalm.errors import InputError
+    from blalm.train.trainer import train
+    from test_train_helpers import tiny_config
+
+    corpus, tokenizer = train_data
+    cfg = tiny_config(corpus, tokenizer, score_suite="fast", score_data=str(tmp_path / "nowhere"))
+    with pytest.raises(InputError, match="nowhere: evaluation data folder not found for --eval fast"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()

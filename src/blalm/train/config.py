@@ -169,6 +169,9 @@ class TrainConfig:
         check(0 <= self.warmup_fraction < 1, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         check(0 < self.decay_fraction <= 1, f"decay_fraction must be in (0, 1], got {self.decay_fraction}")
         check(0 <= self.min_lr_fraction <= 1, f"min_lr_fraction must be in [0, 1], got {self.min_lr_fraction}")
+        for item in self.score_set:
+            check("=" in item, f"score_set item {item!r}: expected KEY=VALUE of 'blalm eval' (e.g. "
+                               f"\"entity_fast_per_group=20\")")
         check(0 <= self.ema_decay < 1, f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
         check(self.milestone_scale > 0, f"milestone_scale must be > 0, got {self.milestone_scale}")

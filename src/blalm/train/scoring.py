@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from blalm.errors import BlalmError
+from blalm.data.config import default_data_dir
+from blalm.errors import BlalmError, InputError
 from blalm.faults import FAULT_ENV, FAULT_LOG_ENV
 from blalm.run.layout import EVAL_DIR
 from blalm.train.config import TrainConfig
@@ -54,6 +55,11 @@ def scoring_beside(cfg: TrainConfig, run_dir: Path, device_type: str, is_main: b
     if cfg.score_suite == "none" or not is_main:
         yield result
         return
+    data = Path(cfg.score_data).expanduser() if cfg.score_data else default_data_dir() / "eval"
+    if not data.is_dir():      # found out now, not after the training
+        raise InputError(f"{data}: evaluation data folder not found for --eval {cfg.score_suite} "
+                         f"({'score_data' if cfg.score_data else 'the default'}); give --eval-data DIR (the folder "
+                         f"holding fast_eval/ and full_eval/), or set BLALM_DATA_DIR")
     folder = Path(run_dir) / EVAL_DIR
     folder.mkdir(parents=True, exist_ok=True)
     log_path = folder / FOLLOW_LOG
