@@ -61,20 +61,7 @@ TINY_TRAIN = {"model.hidden_size": 32, "model.intermediate_size": 64, "model.num
               "model.chunk_size": 16, "model.swa_window": 8, "context_length": 32, "global_batch": 8,
               "micro_batch": 4, "epochs": 1, "max_steps": 24, "lr": 3e-3, "milestone_scale": 0.0005,
               "eval_max_blocks": 8, "log_every": 1, "progress": False, "device": "cpu", "seed": 1}
-CORPUS_TOML = """budget_words = 6000
-dev_words = 900
-seed = 0
-on_error = "fail"
-workers = 1
-[sources.onestop]
-kind = "plain"
-paths = ["{data}/train/onestop-*.jsonl.xz"]
-share = 0.5
-[sources.childes]
-kind = "childes"
-paths = ["{data}/train/childes-*.jsonl.xz"]
-share = 0.5
-"""
+TINY_CORPUS = REPO_ROOT / "configs" / "corpus" / "tiny.toml"   # 6k words, seconds to build
 VOLATILE = ("seconds", "task_seconds", "run_info", "time_utc", "command")   # keys that differ run to run
 
 
@@ -389,8 +376,7 @@ class SubmitStage(Stage):
 def build_inputs(work: Path, data_dir: Path) -> dict[str, Path]:
     """The corpus, tokenizer, a model checkpoint and an experiment config the stages run on."""
     inputs = {"data": data_dir, "glue": data_dir / "eval" / "full_eval" / "glue_filtered"}
-    inputs["corpus_toml"] = work / "corpus.toml"
-    inputs["corpus_toml"].write_text(CORPUS_TOML)
+    inputs["corpus_toml"] = TINY_CORPUS
     inputs["corpus"], inputs["tokenizer"] = work / "inputs" / "corpus", work / "inputs" / "tokenizer"
     for argv in (CorpusStage(work, inputs).argv(inputs["corpus"]), TokenizerStage(work, inputs).argv(inputs["tokenizer"])):
         done = run_blalm(argv)

@@ -21,20 +21,7 @@ import pytest
 from blalm.atomic import remove_stale_temp
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CORPUS_TOML = """budget_words = 6000
-dev_words = 900
-seed = 0
-on_error = "fail"
-workers = 1
-[sources.onestop]
-kind = "plain"
-paths = ["{data}/train/onestop-*.jsonl.xz"]
-share = 0.5
-[sources.childes]
-kind = "childes"
-paths = ["{data}/train/childes-*.jsonl.xz"]
-share = 0.5
-"""
+TINY_CORPUS = REPO_ROOT / "configs" / "corpus" / "tiny.toml"   # 6k words, seconds to build
 CORPUS_FILES = ("train.txt", "dev.txt", "manifest.json")   # manifest.json: its "sources" (no times)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -67,8 +54,7 @@ def _files(folder: Path, names) -> dict[str, object]:
 def inputs(data_dir, tmp_path_factory) -> dict[str, Path]:
     """The corpus config, and a corpus and tokenizer built from it uninterrupted (the references)."""
     work = tmp_path_factory.mktemp("locks")
-    inputs = {"data": data_dir, "config": work / "corpus.toml", "corpus": work / "corpus", "tokenizer": work / "tok"}
-    inputs["config"].write_text(CORPUS_TOML)
+    inputs = {"data": data_dir, "config": TINY_CORPUS, "corpus": work / "corpus", "tokenizer": work / "tok"}
     for verb in ("corpus", "tokenizer"):
         done = _blalm(_argv(verb, inputs, inputs[verb]))
         assert done.returncode == 0, done.stderr[-2000:]

@@ -15,13 +15,7 @@ EXTRA=${EXTRA:-}
 PY=${PY:-python3}
 ONE="$PY -m blalm.cli bench train $CFG --steps 10 --warmup 3 $FAST $EXTRA"
 TWO="$PY -m torch.distributed.run --standalone --nproc_per_node 2 -m blalm.cli bench train $CFG --steps 10 --warmup 3 $FAST $EXTRA"
-run() {   # run NAME CMD...: one benchmark; its JSON lines tagged with NAME
-  echo "== $1 $(date +%T)" >> "$L"
-  local name=$1; shift
-  "$@" 2>> "$L" | while read -r line; do
-    case "$line" in \{*) echo "{\"run\": \"$name\", ${line#\{}" >> "$J";; *) echo "$line" >> "$L";; esac
-  done
-}
+. "$(dirname "$0")/lease_lib.sh"     # run NAME CMD...: one benchmark, its JSON lines tagged NAME
 run one_gpu_m64     $ONE --set micro_batch=64
 run one_gpu_m32     $ONE --set micro_batch=32
 run ddp_m32         $TWO --set micro_batch=32

@@ -13,13 +13,7 @@ TF="--set model_config=configs/model/transformer_250m.toml --set model.short_con
 V="python3 docs/results/scripts/train_variants.py"
 SMALL="--set model.num_layers=12 --set model.num_heads=6 --set model.hidden_size=384 --set model.intermediate_size=1024"
 MID="--set model.num_layers=12 --set model.num_heads=12 --set model.hidden_size=768 --set model.intermediate_size=2048"
-run() {   # run NAME CMD...: one benchmark; its JSON lines tagged with NAME
-  echo "== $1 $(date +%T)" >> "$L"
-  local name=$1; shift
-  "$@" 2>> "$L" | while read -r line; do
-    case "$line" in \{*) echo "{\"run\": \"$name\", ${line#\{}" >> "$J";; *) echo "$line" >> "$L";; esac
-  done
-}
+. "$(dirname "$0")/lease_lib.sh"     # run NAME CMD...: one benchmark, its JSON lines tagged NAME
 run blalm_ref        $B $FAST --reference
 run transformer_ref  $B $FAST $TF --reference
 run mixer            python3 -m blalm.cli bench mixer --kernels triton,parallel_compiled --compile --peers all
