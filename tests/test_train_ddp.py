@@ -4,7 +4,6 @@ single process with the same global batch."""
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 
@@ -13,13 +12,13 @@ from blalm.run.metrics import read_metrics
 from blalm.train.trainer import train
 from test_train_helpers import (  # noqa: F401
     DEMO_TRAIN_CONFIG,
+    TORCHRUN,
     run_train_subprocess,
     tiny_config,
     tiny_overrides,
     train_data,
 )
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 
 # AdamW: float-rounding differences of the gradient sums (2 x 2 micro-batches + all-reduce vs 4

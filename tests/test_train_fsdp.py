@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,13 @@ from blalm.train.config import load_train_config
 from blalm.train.trainer import train
 from test_train_helpers import (  # noqa: F401
     DEMO_TRAIN_CONFIG,
+    TORCHRUN,
     run_train_subprocess,
     tiny_config,
     tiny_overrides,
     train_data,
 )
 
-TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 
 # The shapes that make FSDP's work visible: DynMod's 0-D alpha (FSDP2 cannot shard it: it stays
 # whole on both ranks, its gradient all-reduced by hand), an FFN width of 63 (rows split 32 / 31:

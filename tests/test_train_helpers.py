@@ -21,6 +21,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_TRAIN_CONFIG = REPO_ROOT / "configs" / "train" / "demo.toml"
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]   # 2 gloo ranks
 TRAIN_WORDS = 2400      # words of train.txt in the slice: ~3.7k tokens -> 14 steps of 8 x 32 tokens per epoch
 DEV_WORDS = 700
 
