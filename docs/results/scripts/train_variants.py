@@ -19,7 +19,7 @@ import json
 
 import torch
 
-from blalm.bench.train import make_step, result_row, time_steps
+from blalm.bench.train import make_step, result_row, timed
 from blalm.model.decoder import build_model, count_parameters
 from blalm.train.config import load_train_config
 from blalm.train.execution import resolve_for
@@ -73,13 +73,9 @@ def main() -> None:
     model = build_model(cfg.model, device).train()
     optimizers, _ = build_optimizers(model, cfg, fused=device.type == "cuda")
     step = make_step(model, list(optimizers.values()), cfg, device, loss_function(args.variant, model))
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    first: list[float] = []
-    times = time_steps(step, args.steps, args.warmup, device, first)
+    times, first = timed(step, args.steps, args.warmup, device)
     row = result_row(f"blalm-{cfg.model.mixer}-{cfg.model.num_layers}L", count_parameters(model)["total"], times,
-                     cfg, device, {"variant": args.variant, "optimizer": cfg.optimizer,
-                                   "first_step_s": round(first[0], 2)})
+                     cfg, device, {"variant": args.variant, "optimizer": cfg.optimizer, "first_step_s": first})
     row.pop("versions", None)
     print(json.dumps(row), flush=True)
 

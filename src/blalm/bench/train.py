@@ -54,6 +54,16 @@ def time_steps(step: Callable[[], None], steps: int, warmup: int, device: torch.
     return times
 
 
+def timed(step: Callable[[], None], steps: int, warmup: int, device: torch.device) -> tuple[list[float], float | None]:
+    """``(times, first)``: :func:`time_steps` with the GPU's peak memory counted from here, and the
+    first warm-up step's seconds (compilation included)."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    first: list[float] = []
+    times = time_steps(step, steps, warmup, device, first)
+    return times, round(first[0], 2) if first else None
+
+
 def make_step(model: torch.nn.Module, optimizers: list[torch.optim.Optimizer], cfg: TrainConfig,
               device: torch.device, loss_of: Callable[[torch.Tensor], torch.Tensor],
               world_size: int = 1, parallel: Parallel | None = None) -> Callable[[], None]:
@@ -117,16 +127,13 @@ def bench_blalm(cfg: TrainConfig, device: torch.device, steps: int, warmup: int,
     ranks (``cfg.parallelism``), the global batch split between them, tokens/s counted over all of them."""
     world = dist.world_size if dist is not None else 1
     model, parallel, step = blalm_step(cfg, device, dist)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    first: list[float] = []
-    times = time_steps(step, steps, warmup, device, first)
+    times, first = timed(step, steps, warmup, device)
     name = f"blalm-{cfg.model.mixer}-{cfg.model.num_layers}L"
     row = result_row(name, count_parameters(model)["total"], times, cfg, device,
                      {"optimizer": cfg.optimizer, "compile": cfg.compile, "mlstm_kernel": cfg.model.mlstm_kernel,
                       "mechanisms": cfg.model.mechanisms(), "world_size": world, "parallelism": parallel.kind,
                       "ddp_bucket_cap_mb": cfg.ddp_bucket_cap_mb if parallel.kind == "ddp" else None,
-                      "first_step_s": round(first[0], 2) if first else None})
+                      "first_step_s": first})
     if "mfu" in row:
         row["mfu"] = round(row["mfu"] / world, 4)   # per GPU
     return row
@@ -155,11 +162,10 @@ def bench_peer(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) 
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     step = make_step(model, [opt], cfg, device, lambda ids: model(input_ids=ids, labels=ids).loss)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    times = time_steps(step, steps, warmup, device)
+    times, first = timed(step, steps, warmup, device)
     params = sum(p.numel() for p in model.parameters())
-    return result_row(name, params, times, cfg, device, {"optimizer": "adamw (fused)", "compile": False})
+    return result_row(name, params, times, cfg, device, {"optimizer": "adamw (fused)", "compile": False,
+                                                         "first_step_s": first})
 
 
 def bench_reference(cfg: TrainConfig, device: torch.device, steps: int, warmup: int) -> dict[str, Any]:
@@ -167,19 +173,16 @@ def bench_reference(cfg: TrainConfig, device: torch.device, steps: int, warmup: 
     compiled when the config compiles, timed exactly as the blalm model is."""
     from blalm.bench.reference import PlainDecoder
 
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     model = PlainDecoder(cfg.model).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, fused=device.type == "cuda")
     forward = torch.compile(model) if cfg.compile else model
     step = make_step(model, [opt], cfg, device, forward)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    first: list[float] = []
-    times = time_steps(step, steps, warmup, device, first)
+    times, first = timed(step, steps, warmup, device)
     name = "plain-naive-mlstm" if cfg.model.mixer == "mlstm" else "plain-sdpa"
     params = sum(p.numel() for p in model.parameters())
     return result_row(name, params, times, cfg, device, {"optimizer": "adamw (fused)", "compile": cfg.compile,
-                                                         "first_step_s": round(first[0], 2) if first else None})
+                                                         "first_step_s": first})
 
 
 def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup: int = 3,
