@@ -63,3 +63,15 @@ def test_a_cpu_run_records_what_was_chosen(train_data, tmp_path):
     train(tiny_config(corpus, tokenizer, micro_batch=0, max_steps=2, epochs=1), tmp_path / "run")
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["micro_batch"] == 8 and saved["compile"] is False
+
+
+def test_a_global_batch_the_processes_do_not_divide_is_refused_before_choosing(train_data, tmp_path):
+    """micro_batch = 0 with 3 processes and global batch 8: no micro-batch can keep 8 blocks a step."""
+    from blalm.errors import BlalmError
+    from blalm.train.trainer import check_inputs
+
+    corpus, tokenizer = train_data
+    cfg = tiny_config(corpus, tokenizer, micro_batch=0)
+    assert check_inputs(cfg, world_size=2) is not None                 # 8 = 4 a process: fine
+    with pytest.raises(BlalmError, match="global_batch \\(8\\) must be a multiple of micro_batch x processes"):
+        check_inputs(cfg, world_size=3)

@@ -195,7 +195,7 @@ def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup
 
     from blalm.train.execution import resolve_for
 
-    _, _, step = blalm_step(resolve_for(cfg, device), device, dist)
+    _, _, step = blalm_step(resolve_for(cfg, device, dist.world_size if dist is not None else 1), device, dist)
     time_steps(step, 0, warmup, device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     with profile(activities=activities) as prof:

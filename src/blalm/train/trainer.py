@@ -118,11 +118,12 @@ def check_track(cfg: TrainConfig, manifest: dict[str, Any] | None, counted_words
                              f"or set track = \"none\"")
 
 
-def check_inputs(cfg: TrainConfig, dist: Dist) -> dict[str, Any] | None:
+def check_inputs(cfg: TrainConfig, world_size: int = 1) -> dict[str, Any] | None:
     """The checks that need no tokens (before the run folder is touched); the corpus manifest."""
-    if cfg.micro_batch and cfg.global_batch % (cfg.micro_batch * dist.world_size):
+    if cfg.global_batch % ((cfg.micro_batch or 1) * world_size):   # micro_batch 0: chosen as a divisor later
         raise BlalmError(f"global_batch ({cfg.global_batch}) must be a multiple of micro_batch x processes "
-                         f"({cfg.micro_batch} x {dist.world_size}); change micro_batch")
+                         f"({cfg.micro_batch or 'chosen'} x {world_size}); change "
+                         f"{'micro_batch' if cfg.micro_batch else 'global_batch or the number of processes'}")
     corpus_dir = Path(cfg.corpus_dir)
     if not corpus_dir.is_dir():
         raise InputError(f"corpus_dir {corpus_dir}: not found; build it with 'blalm corpus CONFIG --out {corpus_dir}'")
@@ -289,7 +290,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, model_hook: Callable[[nn.Module], 
     if not dist.is_main:
         say = lambda _msg: None  # noqa: E731
     try:
-        manifest = check_inputs(cfg, dist)
+        manifest = check_inputs(cfg, dist.world_size)
         with hold_lock(run_dir, dist, "training run", say):
             with scoring_beside(cfg, run_dir, device.type, dist.is_main, say) as scored:
                 summary = _train(cfg, run_dir, device, dist, manifest, model_hook, say)
