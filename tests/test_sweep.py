@@ -245,17 +245,27 @@ def test_table_7_has_a_glue_column_from_the_runs_fine_tuning(tiny_sweep, data_di
 
 
 def test_jobs_run_the_grid_in_parallel_processes_with_the_same_results(tiny_sweep, tmp_path):
-    """``--jobs 2``: one child process per run (its seeds in turn), logs per run, then one pass that
+    """``--jobs 2``: one child process per run and seed, a log each; a child that dies is recorded as
+    failed and not trained again by the parent; the re-run resumes each child's run, then one pass
     writes sweep.json; on the CPU every run ends exactly as in the sequential sweep."""
     out = tmp_path / "parallel"
+    cmd = [sys.executable, "-m", "blalm.cli", "sweep", str(tiny_sweep["config"]), "--out", str(out), "--jobs", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "blalm.cli", "sweep", str(tiny_sweep["config"]), "--out", str(out),
-                           "--jobs", "2"], env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    # 1. every child killed once its run is trained (before scoring): the parent trains nothing itself
+    killed = subprocess.run(cmd, env={**env, "BLALM_FAULT": "sweep_run_trained"}, capture_output=True, text=True,
+                            timeout=600, cwd=REPO_ROOT)
+    assert killed.returncode == 1, killed.stderr[-3000:]
+    assert "training in" not in killed.stderr and killed.stderr.count("FAILED (exit -9)") == 3
+    runs = json.loads((out / SWEEP_FILE).read_text())["runs"]
+    assert [r["status"] for r in runs] == ["failed"] * 3 and "its --jobs child failed" in runs[0]["error"]
+    # 2. the re-run: each child resumes its trained run, scores it; the closing pass trains nothing
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert sorted(p.name for p in (out / "logs").iterdir()) == ["strict-adamw.log", "strict-muon.log"]
-    assert done.stderr.count("finished before, skipped") == 3        # the closing pass trains nothing
+    assert sorted(p.name for p in (out / "logs").iterdir()) == [
+        "strict-adamw-seed0.log", "strict-adamw-seed1.log", "strict-muon-seed0.log"]
+    assert done.stderr.count("finished before, skipped") == 3
     logs = "".join(p.read_text() for p in (out / "logs").iterdir())
-    assert "[1/2] strict/adamw/seed0: done" in logs and "deprecated" not in logs   # the cache by its current name
+    assert "[1/1] strict/adamw/seed1: done" in logs and "deprecated" not in logs   # the cache by its current name
     parallel = json.loads((out / SWEEP_FILE).read_text())["runs"]
     sequential = tiny_sweep["first"]["runs"]
     assert [r["run_id"] for r in parallel] == [r["run_id"] for r in sequential]

@@ -66,10 +66,10 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
                     tracks=args.tracks, runs=args.runs, train_overrides=args.train_overrides,
                     data_dir=args.data_dir, progress=args.progress,
                     log=(lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
-    failed = [r for r in summary["runs"] if r.get("status") == "failed"]
+    failed = summary["failed"]          # in this pass (sweep.json may hold older records of other runs)
     if args.as_child:
         return 1 if failed else 0
-    print(f"wrote {args.out / SWEEP_FILE}: {len(summary['runs']) - len(failed)} run(s) done, {len(failed)} failed; "
+    print(f"wrote {args.out / SWEEP_FILE}: {len(grid) - failed} run(s) done, {failed} failed; "
           f"next: blalm report {args.out} --out {args.out / 'report'}")
     return 1 if failed else 0
 

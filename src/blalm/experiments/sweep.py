@@ -158,15 +158,19 @@ def sweep(exp: ExperimentConfig, out_dir: Path, *, tracks: Sequence[str] = (), r
         return _sweep(exp, out_dir, grid, train_overrides, data_dir, progress, log, write=False)
     with RunLock(out_dir, what="sweep", log=log):
         remove_stale_temp(out_dir)          # what a killed write of sweep.json left
+        failed: list[str] = []
         if jobs > 1:
             failed = sweep_in_parallel(exp, grid, out_dir, jobs, child_args, data_dir, log)
             if failed:
                 log(f"{len(failed)} job(s) failed: {', '.join(failed)} (see {out_dir / 'logs'})")
-        return _sweep(exp, out_dir, grid, train_overrides, data_dir, progress, log)
+        return _sweep(exp, out_dir, grid, train_overrides, data_dir, progress, log, failed_children=failed)
 
 
 def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_overrides: Sequence[str],
-           data_dir: Path | None, progress: bool, log: Callable[[str], None], write: bool = True) -> dict[str, Any]:
+           data_dir: Path | None, progress: bool, log: Callable[[str], None], write: bool = True,
+           failed_children: Sequence[str] = ()) -> dict[str, Any]:
+    """The sequential pass: train and score each run of ``grid`` not finished yet. A run in
+    ``failed_children`` (its ``--jobs`` child failed) is recorded as failed, not trained here."""
     from blalm.eval.runs import evaluate_run
     from blalm.train.trainer import train
 
@@ -190,6 +194,9 @@ def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_o
                                   "seed": run.seed, "corpus": run.corpus, "paper_key": run.paper_key,
                                   "dir": str(run_dir.relative_to(out_dir)), "overrides": list(run.overrides)}
         try:
+            if run.run_id in failed_children:
+                raise BlalmError(f"its --jobs child failed (log: {out_dir / 'logs' / child_log_name(run)}); "
+                                 f"not trained again in this pass: fix the cause, then re-run the sweep")
             if (run.track, run.corpus) not in corpora:
                 corpora[(run.track, run.corpus)] = prepare_corpus(exp, run.track, run.corpus, out_dir, data_dir, log)
             corpus_dir, tokenizer_dir = corpora[(run.track, run.corpus)]
@@ -230,37 +237,42 @@ def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_o
     return summary
 
 
+def child_log_name(run: PlannedRun) -> str:
+    return f"{run.track}-{run.name}-seed{run.seed}.log"
+
+
 def sweep_in_parallel(exp: ExperimentConfig, grid: Sequence[PlannedRun], out_dir: Path, jobs: int,
                       child_args: Sequence[str], data_dir: Path | None,
                       log: Callable[[str], None] = print) -> list[str]:
-    """Train and score the grid's runs in up to ``jobs`` ``blalm sweep --run NAME --track T`` child
-    processes at once (every seed of a run in one child), after building the corpora here so that
-    no two children build one. Returns the ``track/run`` of every child that failed; the caller
-    (:func:`sweep`, holding the sweep folder's lock) then finds every finished run skipped and
-    writes ``sweep.json``."""
+    """Train and score the grid's runs in up to ``jobs`` child processes at once, one per run and
+    seed (``blalm sweep --run NAME --track T --set runs.NAME.seeds=[SEED]``), after building the
+    corpora here so that no two children build one. Returns the run ids (``track/run/seedN``) of
+    the children that failed; the caller (:func:`sweep`, holding the sweep folder's lock) then finds
+    every finished run skipped, records the failed ones as failed and writes ``sweep.json``."""
     import subprocess
     import sys
 
     for track, corpus in dict.fromkeys((run.track, run.corpus) for run in grid):
         prepare_corpus(exp, track, corpus, Path(out_dir), data_dir, log)
-    pending = list(dict.fromkeys((run.track, run.name) for run in grid))
+    pending = list(grid)
     logs = Path(out_dir) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    running: dict[tuple[str, str], subprocess.Popen] = {}
+    running: dict[str, subprocess.Popen] = {}
     failed: list[str] = []
     while pending or running:
         while pending and len(running) < jobs:
-            track, name = pending.pop(0)
-            cmd = [sys.executable, "-m", "blalm.cli", "sweep", *child_args, "--track", track, "--run", name,
-                   "--as-child"]
-            with open(logs / f"{track}-{name}.log", "ab") as fh:
-                running[(track, name)] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-            log(f"started {track}/{name} (log {logs / f'{track}-{name}.log'})")
+            run = pending.pop(0)
+            cmd = [sys.executable, "-m", "blalm.cli", "sweep", *child_args, "--track", run.track, "--run", run.name,
+                   "--set", f"runs.{run.name}.seeds=[{run.seed}]", "--as-child"]
+            path = logs / child_log_name(run)
+            with open(path, "ab") as fh:
+                running[run.run_id] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
+            log(f"started {run.run_id} (log {path})")
         time.sleep(1.0)
-        for key, proc in list(running.items()):
+        for run_id, proc in list(running.items()):
             if proc.poll() is not None:
-                del running[key]
-                log(f"{key[0]}/{key[1]}: {'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'}")
+                del running[run_id]
+                log(f"{run_id}: {'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'}")
                 if proc.returncode != 0:
-                    failed.append(f"{key[0]}/{key[1]}")
+                    failed.append(run_id)
     return failed
