@@ -41,9 +41,10 @@ def register(subparsers) -> None:
                         "default: $BLALM_DATA_DIR, else ../shared/data")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="train and score up to N runs of the grid at once, each in a process of its own on the "
-                        "same device (small models leave most of a GPU idle); each run's log goes to "
-                        "DIR/logs/TRACK-RUN.log, then one pass writes DIR/sweep.json (default 1: one run after "
-                        "another in this process)")
+                        "same device (small models leave most of a GPU idle), one per run and seed, logging to "
+                        "DIR/logs/TRACK-RUN-seedN.log; a run whose process fails is recorded as failed (not "
+                        "retrained); then one pass writes DIR/sweep.json (default 1: one run after another in "
+                        "this process)")
     p.add_argument("--as-child", action="store_true", help=argparse.SUPPRESS)   # a --jobs child (see sweep())
     p.add_argument("--dry-run", action="store_true", help="print the grid (run folders and overrides) and stop")
     p.add_argument("--progress", action="store_true", help="show the training and scoring progress bars")
