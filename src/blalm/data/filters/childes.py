@@ -275,8 +275,13 @@ def fingerprint_overlap(a: np.ndarray, b: np.ndarray) -> bool:
     for a different transcript, 0.5-1.0 for the same one, none in between; docs/results/data.md.)"""
     if not len(a) or not len(b):
         return False
-    shared = len(np.intersect1d(a, b, assume_unique=True))
-    return shared >= OVERLAP_MIN_SHARED and shared >= OVERLAP_MIN_CONTAINMENT * min(len(a), len(b))
+    return bool(_same_transcript(len(np.intersect1d(a, b, assume_unique=True)), min(len(a), len(b))))
+
+
+def _same_transcript(shared, smaller):
+    """The overlap rule on counts (numbers or arrays): ``shared`` utterances of the smaller
+    fingerprint's ``smaller``."""
+    return (shared >= OVERLAP_MIN_SHARED) & (shared >= OVERLAP_MIN_CONTAINMENT * smaller)
 
 
 class FingerprintIndex:
@@ -311,5 +316,5 @@ class FingerprintIndex:
         if not len(owners):
             return []
         sizes = np.array([len(self.fingerprints[j]) for j in owners])
-        same = (shared >= OVERLAP_MIN_SHARED) & (shared >= OVERLAP_MIN_CONTAINMENT * np.minimum(sizes, len(fp)))
+        same = _same_transcript(shared, np.minimum(sizes, len(fp)))
         return [int(j) for j in owners[same]]
