@@ -356,8 +356,8 @@ class SourceProcessor:
             if domain_marker(text) is not None:
                 return Processed([], "domain_specific")
 
-        if "â€" in text:
-            doc = dataclasses.replace(doc, text=fix_mojibake(text))
+        if (repaired := fix_mojibake(text)) is not text:
+            doc = dataclasses.replace(doc, text=repaired)
         read = self._read(doc)
         extras = {"labels": read.labels, "fingerprint": read.fingerprint, "events": read.events}
         if read.drop:
