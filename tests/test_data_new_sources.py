@@ -176,6 +176,21 @@ def test_tinystories_lowercased_text_restored_on_real_paragraphs(tiny_rows):
     assert score["accuracy"] >= 0.99 and score["wrongly_capitalised"] < 0.005
 
 
+def test_tinystories_restore_case_touches_only_sentence_leads_i_and_names(tiny_rows):
+    """A name before a curly apostrophe is a name (``jimmy’s mom``); a sentence start capitalises
+    only the word that leads its token (``3-year-old`` keeps its case). Real lines of the data."""
+    cased = [text.fix_mojibake(r["text"]) for r in tiny_rows if not r["meta"]["lowercased"]]
+    lowered = [text.fix_mojibake(r["text"]) for r in tiny_rows if r["meta"]["lowercased"]]
+    lexicon = tinystories.learn_case_lexicon(cased, lowered)
+    lines = [ln for t in lowered for ln in t.split("\n")]
+    jimmy = next(ln for ln in lines if "it was jimmy’s mom." in ln)
+    assert "It was Jimmy’s mom. She had come" in tinystories.restore_case(jimmy, lexicon)
+    boy = next(ln for ln in lines if "a small 3-year-old boy" in ln)
+    lead = boy[boy.index("3-year-old"):]                     # the line cut to start at the number
+    restored = tinystories.restore_case(lead, lexicon)
+    assert restored.startswith("3-year-old boy saw the smelly dog. He had") and restored.lower() == lead
+
+
 def test_tinystories_kind_restores_drops_or_keeps_the_lowercased_slice(tiny_rows):
     rows = [r for r in tiny_rows if r["meta"]["lowercased"]][:3] + [r for r in tiny_rows if not r["meta"]["lowercased"]][:3]
     docs = [as_doc(r) for r in rows]

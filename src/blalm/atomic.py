@@ -10,7 +10,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from blalm.faults import fault_point
 
@@ -160,18 +160,28 @@ def remove_stale_temp(folder: Path, name: str | None = None) -> list[str]:
 
 
 @contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Build a folder in a temporary sibling and move it onto ``target`` only if the block succeeds::
+def atomic_dir(target: Path, keep: Iterable[str] = (), tag: str = "tmp") -> Iterator[Path]:
+    """Build a folder in a temporary sibling (``.NAME.<tag>-*``) and move it onto ``target`` only if
+    the block succeeds; the entries named in ``keep`` that ``target`` holds (and the new folder
+    lacks) move into the new folder first, and back if the swap fails::
 
         with atomic_dir(out_dir) as tmp:
             write files into tmp
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = new_sibling_dir(target, "tmp")
+    tmp = new_sibling_dir(target, tag)
+    moved: list[str] = []
     try:
         yield tmp
         fault_point("atomic_dir_built")
+        for name in keep:
+            if (target / name).exists() and not (tmp / name).exists():
+                os.replace(target / name, tmp / name)
+                moved.append(name)
         replace_dir(tmp, target)
     except BaseException:
+        for name in moved:
+            if not (target / name).exists():
+                os.replace(tmp / name, target / name)
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from blalm.atomic import new_sibling_dir, remove_stale_temp, replace_dir, write_json_atomic
+from blalm.atomic import atomic_dir, remove_stale_temp, write_json_atomic
 from blalm.config import to_dict
 from blalm.data import budget
 from blalm.data.config import CorpusConfig, SourceConfig, resolve_data_dir
@@ -91,19 +91,8 @@ def build_corpus(cfg: CorpusConfig, out_dir: Path, progress: bool = True) -> dic
     One build at a time into ``out_dir``: hold its lock (``blalm corpus`` does, see the module docstring)."""
     out_dir = Path(out_dir)
     check_out_dir(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = new_sibling_dir(out_dir, "staging")
-    try:
+    with atomic_dir(out_dir, keep=sorted(KEPT_ENTRIES), tag="staging") as staging:
         manifest = _build_into(cfg, staging, progress)
-        _move_kept_entries(out_dir, staging)
-        try:
-            replace_dir(staging, out_dir)
-        except BaseException:
-            _move_kept_entries(staging, out_dir)
-            raise
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -76,8 +76,7 @@ import numpy as np
 
 from blalm.data.config import FilterConfig
 from blalm.data.documents import Document, count_words
-from blalm.data.filters.childes import (age_band, chat_participants, clean_chat, is_chat_header,
-                                        is_target_child, split_speaker, target_child_age,
+from blalm.data.filters.childes import (age_band, clean_chat, is_target_child, parse_chat, target_child_age,
                                         utterance_keys)
 from blalm.data.filters.cosmopedia import cosmopedia_paragraphs, domain_marker, is_k12
 from blalm.data.filters.edu import make_edu_scorer
@@ -196,16 +195,8 @@ class SourceProcessor:
 
     # -- readers: document -> units ---------------------------------------------------------
     def _childes(self, doc: Document) -> _Read:
-        participants = chat_participants(doc.text) if "@ID" in doc.text else {}
-        raw: list[tuple[str | None, str]] = []
-        for line in normalise_whitespace(doc.text).split("\n"):
-            if not line.strip() or is_chat_header(line):
-                continue
-            if line[:1] == " " and raw and not line.lstrip().startswith("*"):
-                speaker, utt = raw[-1]
-                raw[-1] = (speaker, utt + " " + line.strip())   # CHAT continuation line
-                continue
-            raw.append(split_speaker(line))
+        transcript = parse_chat(doc.text)
+        participants, raw = transcript.participants, transcript.utterances
         read = _Read([], roles=[], labels=_childes_labels(doc, participants))
         if self.fingerprints:
             read.fingerprint = utterance_keys(utt for _, utt in raw)
@@ -365,8 +356,8 @@ class SourceProcessor:
             if domain_marker(text) is not None:
                 return Processed([], "domain_specific")
 
-        if "â€" in text:
-            doc = dataclasses.replace(doc, text=fix_mojibake(text))
+        if (repaired := fix_mojibake(text)) is not text:
+            doc = dataclasses.replace(doc, text=repaired)
         read = self._read(doc)
         extras = {"labels": read.labels, "fingerprint": read.fingerprint, "events": read.events}
         if read.drop:

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from blalm.config import check
-from blalm.tokenizer.train import MIN_VOCAB_SIZE
+from blalm.tokenizer.train import DEFAULT_MIN_FREQUENCY, DEFAULT_VOCAB_SIZE, MIN_VOCAB_SIZE
 
 
 @dataclass
 class TokenizerConfig:
-    vocab_size: int = 15000       # vocabulary incl. the 256 byte symbols and 3 special tokens (the paper: 15K)
-    min_frequency: int = 2        # merge only pairs seen at least this often in train.txt
+    vocab_size: int = DEFAULT_VOCAB_SIZE          # incl. the 256 byte symbols and 3 special tokens (the paper: 15K)
+    min_frequency: int = DEFAULT_MIN_FREQUENCY    # merge only pairs seen at least this often in train.txt
     progress: bool = True         # the trainer's progress bars
 
     def validate(self) -> None:

@@ -48,6 +48,8 @@ EOS_TOKEN = "<|eos|>"
 PAD_TOKEN = "<|pad|>"
 SPECIAL_TOKENS = (BOS_TOKEN, EOS_TOKEN, PAD_TOKEN)  # ids 0, 1, 2 in this order
 MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)          # the byte alphabet plus the special tokens
+DEFAULT_VOCAB_SIZE = 15000     # vocabulary incl. the 256 byte symbols and 3 special tokens (the paper: 15K)
+DEFAULT_MIN_FREQUENCY = 2     # merge only pairs seen at least this often in train.txt
 
 TRAIN_FILE = "train.txt"
 DEV_FILE = "dev.txt"
@@ -61,7 +63,8 @@ MAX_LISTED_FAILURES = 10      # round-trip failures listed (by line number) in t
 MANIFEST_KEYS = ("budget_words", "train_words", "dev_words", "seed")
 
 
-def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = 15000, min_frequency: int = 2,
+def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = DEFAULT_VOCAB_SIZE,
+                    min_frequency: int = DEFAULT_MIN_FREQUENCY,
                     show_progress: bool = True) -> dict[str, Any]:
     """Train byte-level BPE on ``corpus_dir/train.txt`` and save it as a HF fast tokenizer in ``out_dir``.
 

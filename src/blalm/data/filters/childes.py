@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from blalm.data.filters.text import collapse_spaces, word_count
+from blalm.data.filters.text import collapse_spaces, normalise_whitespace, word_count
 
 __all__ = [
     "SPEAKER_TAG", "CHILD_SPEAKERS", "split_speaker", "has_speaker_tag", "is_child",
@@ -160,19 +160,44 @@ def parse_chat_age(age: str) -> float | None:
     return 12 * years + months + days / 30.4375
 
 
+def _id_participant(line: str) -> Participant | None:
+    """The :class:`Participant` of one ``@ID`` line (``None`` when it names no speaker code)."""
+    m = _ID_LINE.match(line.strip())
+    fields = (m.group(1) if m else "").split("|")
+    if len(fields) < 8 or not fields[2].strip():
+        return None
+    return Participant(fields[2].strip(), fields[7].strip(), parse_chat_age(fields[3]))
+
+
+@dataclass(frozen=True)
+class ChatTranscript:
+    participants: dict[str, Participant]          # speaker code -> participant, from the @ID lines
+    utterances: list[tuple[str | None, str]]      # (speaker, utterance) of the main tiers in order
+
+
+def parse_chat(text: str) -> ChatTranscript:
+    """A CHAT transcript read once: its ``@ID`` participants and its main-tier utterances (other
+    headers, dependent tiers and blank lines skipped; a continuation line joined to its utterance)."""
+    participants: dict[str, Participant] = {}
+    utterances: list[tuple[str | None, str]] = []
+    for line in normalise_whitespace(text).split("\n"):
+        if line.startswith("@ID"):
+            if (p := _id_participant(line)) is not None:
+                participants[p.code] = p
+            continue
+        if not line.strip() or is_chat_header(line):
+            continue
+        if line[:1] == " " and utterances and not line.lstrip().startswith("*"):
+            speaker, utt = utterances[-1]
+            utterances[-1] = (speaker, utt + " " + line.strip())   # CHAT continuation line
+            continue
+        utterances.append(split_speaker(line))
+    return ChatTranscript(participants, utterances)
+
+
 def chat_participants(text: str) -> dict[str, Participant]:
     """Speaker code -> :class:`Participant` from the ``@ID`` lines of a CHAT transcript."""
-    out: dict[str, Participant] = {}
-    for line in text.split("\n"):
-        if not line.startswith("@ID"):
-            continue
-        m = _ID_LINE.match(line.strip())
-        fields = (m.group(1) if m else "").split("|")
-        if len(fields) < 8 or not fields[2].strip():
-            continue
-        code = fields[2].strip()
-        out[code] = Participant(code, fields[7].strip(), parse_chat_age(fields[3]))
-    return out
+    return parse_chat(text).participants
 
 
 def is_target_child(speaker: str | None, participants: dict[str, Participant]) -> bool:
@@ -200,7 +225,7 @@ def age_band(age_months: float | None) -> str:
 def target_child_age(participants: dict[str, Participant]) -> float | None:
     """The target child's age in months from the ``@ID`` lines (``None`` when not given)."""
     for p in participants.values():
-        if p.code == "CHI" or p.role == "Target_Child":
+        if is_target_child(p.code, participants):
             if p.age_months is not None:
                 return p.age_months
     return None
@@ -250,8 +275,13 @@ def fingerprint_overlap(a: np.ndarray, b: np.ndarray) -> bool:
     for a different transcript, 0.5-1.0 for the same one, none in between; docs/results/data.md.)"""
     if not len(a) or not len(b):
         return False
-    shared = len(np.intersect1d(a, b, assume_unique=True))
-    return shared >= OVERLAP_MIN_SHARED and shared >= OVERLAP_MIN_CONTAINMENT * min(len(a), len(b))
+    return bool(_same_transcript(len(np.intersect1d(a, b, assume_unique=True)), min(len(a), len(b))))
+
+
+def _same_transcript(shared, smaller):
+    """The overlap rule on counts (numbers or arrays): ``shared`` utterances of the smaller
+    fingerprint's ``smaller``."""
+    return (shared >= OVERLAP_MIN_SHARED) & (shared >= OVERLAP_MIN_CONTAINMENT * smaller)
 
 
 class FingerprintIndex:
@@ -286,5 +316,5 @@ class FingerprintIndex:
         if not len(owners):
             return []
         sizes = np.array([len(self.fingerprints[j]) for j in owners])
-        same = (shared >= OVERLAP_MIN_SHARED) & (shared >= OVERLAP_MIN_CONTAINMENT * np.minimum(sizes, len(fp)))
+        same = _same_transcript(shared, np.minimum(sizes, len(fp)))
         return [int(j) for j in owners[same]]

@@ -33,6 +33,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from blalm.data.filters.text import collapse_spaces
 from blalm.errors import BlalmError
 
 __all__ = [
@@ -59,7 +60,7 @@ def _one_terminal(m: re.Match) -> str:
 
 def offline_normalise(text: str) -> str:
     """Form fixes for one utterance; see the module docstring. ``""`` stays ``""``."""
-    s = " ".join(text.split())
+    s = collapse_spaces(text)
     if not s:
         return ""
     s = _CLITIC.sub(r"\1", s)
@@ -245,7 +246,7 @@ class LanguageToolClient:
 
 
 def _no_change(texts: Sequence[str]) -> list[str]:
-    return [" ".join(t.split()) for t in texts]
+    return [collapse_spaces(t) for t in texts]
 
 
 def make_grammar_normaliser(mode: str, languagetool_url: str = "") -> GrammarNormaliser:

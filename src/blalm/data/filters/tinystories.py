@@ -54,9 +54,9 @@ def remove_template_opening(story: str,
 # Part of the TinyStories data we have was lower-cased by its publisher (``meta.lowercased``).
 # ``restore_case(text, names)`` capitalises what English capitalises that can be told from the
 # text alone: a sentence's first word (at the start, after ``.``/``!``/``?``, and at an opening
-# quote, where speech starts), the pronoun ``i`` (``i'm``, ``i'll``, ...), and the words of
-# ``names``: words seen capitalised in the middle of sentences elsewhere in the source (the cased
-# slice), as learnt by ``learn_case_lexicon``. After a quote that ends with ``!``/``?``/``.``, the
+# quote, where speech starts; only a word that leads its token: ``3-year-old`` stays), the pronoun
+# ``i`` (``i'm``, ``i'll``, ...), and the words of ``names`` (``lily's``, ``lily’s`` too): words seen
+# capitalised in the middle of sentences elsewhere in the source (the cased slice), as learnt by ``learn_case_lexicon``. After a quote that ends with ``!``/``?``/``.``, the
 # next word starts a sentence unless the cased text mostly writes it in lower case there
 # (``"Wow!" said Tom``): the lexicon learns those words too (``after_quote_lower``).
 # ``casing_accuracy`` measures the restoration against cased originals (docs/results/data.md).
@@ -64,6 +64,8 @@ def remove_template_opening(story: str,
 _WORD = re.compile(r"[A-Za-z]+(?:['’][A-Za-z]+)*")
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*$")
 _QUOTE_END = re.compile(r"[.!?,…][\"”’']$")
+_STEM = re.compile(r"['’]")                      # "lily’s": the name before the apostrophe
+_ALNUM = re.compile(r"[0-9A-Za-z]")
 _OPENERS = "\"“‘'("
 _PRONOUN_I = frozenset({"i", "i'm", "i'll", "i've", "i'd", "i’m", "i’ll", "i’ve", "i’d"})
 
@@ -133,7 +135,8 @@ def restore_case(text: str, lexicon: CaseLexicon) -> str:
             w = word.group(0).lower()
             if after_quote and not starts:
                 starts = w not in lexicon.after_quote_lower
-            if starts or w in _PRONOUN_I or w in lexicon.names or w.split("'")[0] in lexicon.names:
+            leads = not _ALNUM.search(tok[:word.start()])   # "3-year-old": "year" does not lead
+            if (starts and leads) or w in _PRONOUN_I or _STEM.split(w)[0] in lexicon.names:
                 tok = _capitalise(tok, word)
         out.append(text[last:m.start()] + tok)
         last = m.end()
