@@ -410,6 +410,25 @@ def test_bad_input_is_refused_with_the_fix(submit_run, submit_eval, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
+def test_a_damaged_checkpoint_is_refused_by_name(submit_run, submit_eval, tmp_path, capsys):
+    """A checkpoint whose weights changed after they were written (one byte) is neither exported nor
+    scored: submit stops before writing anything, naming the checkpoint and the file."""
+    from blalm.run.checkpoint import DamagedCheckpoint, list_checkpoints
+
+    run = tmp_path / "run"
+    shutil.copytree(submit_run, run)
+    ckpt = Path(list_checkpoints(run / "checkpoints")[0]["path"])
+    weights = ckpt / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DamagedCheckpoint, match=f"{ckpt}: damaged checkpoint .*model.safetensors: SHA-256 differs"):
+        build_submission(run, tmp_path / "out", submit_config(submit_eval))
+    assert not (tmp_path / "out").exists()
+    assert cli.main(["submit", str(run), "--out", str(tmp_path / "out"), "--eval-data", str(submit_eval)]) == 2
+    assert f"{ckpt}: damaged checkpoint" in capsys.readouterr().err
+
+
 def test_scores_of_another_precision_are_not_reused(tmp_path):
     """A task scored in bf16 (on a GPU) is scored again for an fp32 request, and the other way round;
     on the CPU every precision resolves to fp32, so a request there reuses fp32 scores only."""
