@@ -100,6 +100,28 @@ def test_batch_plans_respect_the_budget_and_cover_every_sequence():
     assert plans == [(3, [0])]
 
 
+def test_fixed_shapes_are_planned_for_the_inputs_fed(repo_root):
+    """A sequence of n tokens feeds n - 1 inputs (the last token is only a target): the plan sizes its
+    batches by that width, so each fixed (compiled) shape holds real rows, not filler ones. The fixed
+    shapes run here through the eager model (the shape logic is the same; compiling is not needed)."""
+    from blalm.model.cli import load_model_config
+    from blalm.model.decoder import build_model
+
+    torch.manual_seed(0)
+    model = build_model(load_model_config(repo_root / "configs/model/tiny_blalm.toml", ["vocab_size=100"])).eval()
+    shapes = []
+    model.register_forward_pre_hook(lambda m, args, kw: shapes.append(tuple(kw["input_ids"].shape)),
+                                    with_kwargs=True)
+    seqs = [Encoded(ids=tuple((7 * i + 3 * j) % 100 for j in range(33)), scored=tuple(range(20, 33)))
+            for i in range(64)]                    # 32 inputs each: exactly a ladder width
+    eager = sequence_logprobs(model, seqs, batching=Batching(shared_prefix_min=0))
+    shapes.clear()
+    fixed = Batching(token_budget=1024, shared_prefix_min=0, widths=(16, 32, 64))
+    got = sequence_logprobs(model, seqs, batching=fixed, compiled=model)
+    assert shapes == [(32, 32), (32, 32)]          # 1024 tokens each, every row a real one
+    assert got == pytest.approx(eager, abs=TOL)
+
+
 def test_session_reuses_data_tokens_and_the_model_and_scores_the_same(checkpoints, data_dir, tmp_path, repo_root):  # noqa: F811
     mini = make_mini_eval(data_dir / "eval", tmp_path / "mini")
     cfg = from_dict(EvalConfig, {"data_dir": str(mini), "device": "cpu", "progress": False,

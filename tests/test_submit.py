@@ -410,6 +410,46 @@ def test_bad_input_is_refused_with_the_fix(submit_run, submit_eval, tmp_path, ca
     assert not (tmp_path / "out").exists()
 
 
+def test_a_damaged_checkpoint_is_refused_by_name(submit_run, submit_eval, tmp_path, capsys):
+    """A checkpoint whose weights changed after they were written (one byte) is neither exported nor
+    scored: submit stops before writing anything, naming the checkpoint and the file."""
+    from blalm.run.checkpoint import DamagedCheckpoint, list_checkpoints
+
+    run = tmp_path / "run"
+    shutil.copytree(submit_run, run)
+    ckpt = Path(list_checkpoints(run / "checkpoints")[0]["path"])
+    weights = ckpt / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(DamagedCheckpoint, match=f"{ckpt}: damaged checkpoint .*model.safetensors: SHA-256 differs"):
+        build_submission(run, tmp_path / "out", submit_config(submit_eval))
+    assert not (tmp_path / "out").exists()
+    assert cli.main(["submit", str(run), "--out", str(tmp_path / "out"), "--eval-data", str(submit_eval)]) == 2
+    assert f"{ckpt}: damaged checkpoint" in capsys.readouterr().err
+
+
+def test_scores_of_another_precision_are_not_reused(tmp_path):
+    """A task scored in bf16 (on a GPU) is scored again for an fp32 request, and the other way round;
+    on the CPU every precision resolves to fp32, so a request there reuses fp32 scores only."""
+    from blalm.submit.pieces import done_score, scoring_precision, sidecar_path, write_official_json, zero_shot_key
+    from blalm.submit.plan import Plan
+
+    def plan(precision: str) -> Plan:
+        return Plan(run_dir=tmp_path / "run", out_dir=tmp_path / "sub", cfg=submit_config(tmp_path, precision=precision),
+                    track="strict-small", name=NAME, eval_dir=tmp_path / "eval", glue_dir=tmp_path / "glue",
+                    aoa_words=None, run_config={}, run_info={}, milestones=[], main={}, git_date="0 +0000")
+
+    task = next(t for t in FULL_TASKS if t.name == "blimp")
+    ckpt = {"name": "epoch_01", "step": 40}
+    bf16 = zero_shot_key(plan("bf16"), ckpt, task, "full", "bf16")
+    write_official_json(predictions_path(plan("bf16").results, NAME, "main", task, "full"), {})
+    write_official_json(sidecar_path(plan("bf16"), "main", task.name), {"key": bf16, "result": {}})
+    assert done_score(plan("bf16"), "main", task, "full", bf16) is not None
+    assert done_score(plan("fp32"), "main", task, "full", zero_shot_key(plan("fp32"), ckpt, task, "full", "fp32")) is None
+    assert {scoring_precision(plan(p)) for p in ("fp32", "tf32", "bf16")} == {"fp32"}
+
+
 def test_a_relative_out_resumes_and_a_second_writer_is_refused(submission, submit_run, submit_eval, tmp_path,
                                                                monkeypatch):
     """``--out`` relative to the current folder works (git runs with absolute paths), a re-run of a

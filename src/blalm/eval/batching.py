@@ -55,7 +55,8 @@ class Batching:
 
 def plan_batches(lengths: Sequence[int], batching: Batching) -> list[list[int]]:
     """Indices grouped into forward passes, longest first: each batch holds at most
-    ``rows_for(padded width of its longest row)`` rows."""
+    ``rows_for(padded width of its longest row)`` rows. ``lengths`` are the widths fed to the model
+    (for next-token scoring, a sequence's length less one)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
     batches: list[list[int]] = []
     k = 0

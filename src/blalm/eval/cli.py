@@ -125,11 +125,7 @@ def run_eval_cli(args: argparse.Namespace) -> int:
     from blalm.eval.runs import SUMMARY_FILE, evaluate_run, follow_run, format_run_table
     from blalm.run.layout import is_run_dir
 
-    if args.follow:
-        if not args.model.is_dir() and args.follow_pid is None:
-            from blalm.errors import InputError
-            raise InputError(f"{args.model}: no such run folder; --follow needs the --out folder of a "
-                             f"'blalm train' that has started (or --follow-pid to wait for it)")
+    if args.follow:     # check_model_arg has refused a MODEL that is not a folder
         summary = follow_run(args.model, cfg, out_dir=args.out, pid=args.follow_pid, poll_seconds=args.follow_poll,
                              idle_seconds=args.follow_idle, log=log)
         if summary is None:

@@ -29,7 +29,8 @@ COMPS (``{prefix_acceptable, prefix_unacceptable, property_phrase}`` records in 
 
 The ``*_metric`` functions compute what ``collate_preds.py`` puts in ``fast_eval_results``: the
 share of items whose prediction (stripped) equals the correct candidate's completion, per uid
-(entity tracking likewise, over the regular split); Spearman's rho between ``prob`` and the human
+(entity tracking likewise, over the regular split; COMPS: the correct whole sentence, as the
+official ``calculate_results_from_pred.py`` scores it); Spearman's rho between ``prob`` and the human
 ratio (WUG); and the reading ΔR² ratios ``{"spr", "rt"}`` (not ×100).
 """
 
@@ -93,11 +94,13 @@ def _rows_by_uid(predictions: dict[str, Any]) -> dict[str, list[dict[str, Any]]]
 
 
 def target_accuracy_metric(predictions: dict[str, Any], items: Sequence[RankingItem],
-                           uid: str | None = None) -> dict[str, float]:
-    """Per uid, the share of items whose stripped prediction is the correct candidate's completion."""
+                           uid: str | None = None, whole_sentence: bool = False) -> dict[str, float]:
+    """Per uid, the share of items whose stripped prediction is the correct candidate's completion
+    (``whole_sentence``: the correct sentence, as the official pipeline scores COMPS)."""
     gold: dict[str, list[str]] = {}
     for item in items:
-        gold.setdefault(uid or item.group, []).append(item.completions[0].strip())
+        text = item.sentences[0] if whole_sentence else item.completions[0]
+        gold.setdefault(uid or item.group, []).append(text.strip())
     out = {}
     for key, rows in _rows_by_uid(predictions).items():
         pairs = list(zip(rows, gold.get(key, [])))

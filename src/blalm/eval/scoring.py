@@ -305,8 +305,9 @@ def sequence_logprobs(model: Any, seqs: Sequence[Encoded], batch_size: int = 64,
         lengths = [len(s.ids) for s in todo]
         work = [("shared", prefix, [groups[g] for g in batch])
                 for prefix, batch in plan_shared_batches(groups, lengths, batching)]
+        # a plain pass feeds each sequence but its last token (the inputs of _plain_sums)
         work += [("plain", 0, [alone[i] for i in batch])
-                 for batch in plan_batches([lengths[i] for i in alone], batching)]
+                 for batch in plan_batches([lengths[i] - 1 for i in alone], batching)]
         order, sums = [], []
         with torch.inference_mode():
             for kind, prefix, batch in tqdm(work, desc=desc, unit="batch", disable=not progress, leave=False):

@@ -5,8 +5,9 @@ what is missing:
   commit message names the same checkpoint);
 * :func:`score_revision` — every zero-shot task of one revision (``predictions.json`` in the
   official layout, then ``work/scores/<revision>/<task>.json`` with blalm's score and the collated
-  metric, whose ``key`` names the checkpoint, the suite and the data; a task is done when both
-  files are there with the same key), and the revision's AoA surprisals (``work/aoa/<revision>.json``);
+  metric, whose ``key`` names the checkpoint, the suite, the data and the scoring precision; a task
+  is done when both files are there with the same key), and the revision's AoA surprisals
+  (``work/aoa/<revision>.json``);
 * :func:`glue` — the (Super)GLUE predictions of ``main`` (``blalm finetune``, which resumes itself;
   an earlier ``blalm finetune`` of the same checkpoint with the same settings is reused).
 
@@ -68,6 +69,21 @@ def score_key(ckpt: dict[str, Any], suite: str, data: str) -> dict[str, Any]:
     return {"checkpoint": ckpt["name"], "step": ckpt["step"], "suite": suite, "data": data}
 
 
+def scoring_precision(plan: Plan) -> str:
+    """The precision the zero-shot tasks are scored in (``--precision`` as it resolves on ``--device``)."""
+    from blalm.run.device import resolve_device, resolve_precision
+
+    return resolve_precision(plan.cfg.precision, resolve_device(plan.cfg.device))
+
+
+def zero_shot_key(plan: Plan, ckpt: dict[str, Any], task: ZeroShotTask, suite: str, precision: str) -> dict[str, Any]:
+    """What a task's scores depend on: the checkpoint, the suite, the data and the precision (bf16
+    scores are never reused for an fp32 request, nor the other way round)."""
+    from blalm.submit.scoring import task_data_path
+
+    return {**score_key(ckpt, suite, str(task_data_path(plan.eval_dir, task, suite))), "precision": precision}
+
+
 def sidecar_path(plan: Plan, revision: str, task: str) -> Path:
     return plan.work / "scores" / revision / f"{task}.json"
 
@@ -97,18 +113,18 @@ class LazyModel:
 def score_revision(plan: Plan, revision: str, ckpt: dict[str, Any], suite: str, tasks: tuple[ZeroShotTask, ...],
                    model: LazyModel, log: Log) -> dict[str, dict[str, Any]]:
     """Every task of one revision: ``{task: {"status": "ok", ...sidecar} | {"status": "missing", "reason"}}``."""
-    from blalm.run.device import precision_context, resolve_precision
-    from blalm.submit.scoring import score_task, task_data_path
+    from blalm.run.device import precision_context
+    from blalm.submit.scoring import score_task
 
+    precision = scoring_precision(plan)
     out: dict[str, dict[str, Any]] = {}
     for task in tasks:
-        key = score_key(ckpt, suite, str(task_data_path(plan.eval_dir, task, suite)))
+        key = zero_shot_key(plan, ckpt, task, suite, precision)
         side = done_score(plan, revision, task, suite, key)
         if side is None:
             lm, tok = model.get()
-            device = next(lm.parameters()).device
             try:
-                with precision_context(device, resolve_precision(plan.cfg.precision, device)):
+                with precision_context(next(lm.parameters()).device, precision):
                     res = score_task(lm, tok, task, suite, plan.eval_dir, plan.cfg.batch_size, plan.cfg.progress)
             except TaskUnavailable as exc:      # an earlier run's files of this task are not kept
                 predictions_path(plan.results, plan.name, revision, task, suite).unlink(missing_ok=True)

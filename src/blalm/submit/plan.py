@@ -1,6 +1,7 @@
 """What a submission of one training run consists of: :func:`make_plan` reads the run folder
 (``config.json``, ``run_info.json``, ``checkpoints/*/state.json``) and resolves the track, the name,
-the data folders, the milestone checkpoints of every official revision and the ``main`` checkpoint."""
+the data folders, the milestone checkpoints of every official revision and the ``main`` checkpoint,
+each verified (:func:`check_checkpoints`)."""
 
 from __future__ import annotations
 
@@ -118,8 +119,25 @@ def make_plan(run_dir: Path, out_dir: Path, cfg: SubmitConfig) -> Plan:
     if Path(name).stem != name:
         raise BlalmError(f"{run_dir}: the folder's name {name!r} has a suffix, and the official pipeline keys "
                          f"results by the model's file stem; give --name (e.g. --name {Path(name).stem}-model)")
-    return Plan(run_dir=run_dir, out_dir=out_dir, cfg=cfg, track=track, name=name,
+    plan = Plan(run_dir=run_dir, out_dir=out_dir, cfg=cfg, track=track, name=name,
                 eval_dir=eval_dir, glue_dir=Path(cfg.glue_data).expanduser() if cfg.glue_data else eval_dir / GLUE_DATA,
                 aoa_words=aoa, run_config=run_config, run_info=run_info,
                 milestones=map_milestones(checkpoints, track, float(run_config.get("milestone_scale", 1.0))),
                 main=_select_main(run_dir, checkpoints, cfg.main), git_date=git_date(run_info))
+    check_checkpoints(plan)
+    return plan
+
+
+def check_checkpoints(plan: Plan) -> None:
+    """Every checkpoint the submission exports or scores, verified against its state.json (each file's
+    size and SHA-256, ``blalm.run.checkpoint.verify_checkpoint``); a damaged one is refused, by name."""
+    from blalm.run.checkpoint import DamagedCheckpoint, verify_checkpoint
+
+    used = {m.checkpoint["path"]: m.revision for m in plan.present()}
+    used.setdefault(plan.main["path"], "main")
+    for path, revision in used.items():
+        problems = verify_checkpoint(Path(path))
+        if problems:
+            raise DamagedCheckpoint(f"{path}: damaged checkpoint ({revision}): {'; '.join(problems)}. Restore "
+                                    f"the folder from a copy, or move it out of checkpoints/ (its revision is then "
+                                    f"listed as missing)")

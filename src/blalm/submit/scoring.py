@@ -67,10 +67,11 @@ def score_task(model: Any, tokenizer: Any, task: ZeroShotTask, suite: str, eval_
         predictions = p.wug_predictions(items, scores, task.name)
         return {"predictions": predictions, "result": wug_result(items, scores),
                 "metric": p.wug_metric(predictions, items), "data": str(path), "n_items": len(items)}
-    predictions = p.ranking_predictions(items, scores, whole_sentence=task.name == "comps")
+    whole_sentence = task.name == "comps"
+    predictions = p.ranking_predictions(items, scores, whole_sentence=whole_sentence)
     if task.name == "entity_tracking":
         result = entity_tracking_result(items, scores, ENTITY_SPLITS)
     else:
         result = accuracy_result(items, scores, "per_group")
-    return {"predictions": predictions, "result": result, "metric": p.target_accuracy_metric(predictions, items),
-            "data": str(path), "n_items": len(items)}
+    metric = p.target_accuracy_metric(predictions, items, whole_sentence=whole_sentence)
+    return {"predictions": predictions, "result": result, "metric": metric, "data": str(path), "n_items": len(items)}
