@@ -165,15 +165,14 @@ class RunSession:
             (self.root / ckpt.LATEST_FILE).unlink(missing_ok=True)   # a pointer without checkpoints
             return ResumePoint()
         check_same_settings(spec.run_dir, spec.settings, spec.free_keys, spec.what)
-        point = choose_checkpoint(self.root, (OPTIMIZER_FILE,), log=self.say)
-        state = point.state
-        if state is not None:
+
+        def check(path: Path, state: dict[str, Any]) -> None:   # before a damaged checkpoint is moved
             if state.get("steps_per_epoch", self.steps_per_epoch) != self.steps_per_epoch:
-                raise BlalmError(f"{point.path}: saved with {state['steps_per_epoch']} steps per epoch, now "
+                raise BlalmError(f"{path}: saved with {state['steps_per_epoch']} steps per epoch, now "
                                  f"{self.steps_per_epoch}; the data or batch size changed. Choose a new --out")
             if check_state is not None:
-                check_state(point.path, state)
-        return point
+                check_state(path, state)
+        return choose_checkpoint(self.root, (OPTIMIZER_FILE,), log=self.say, check=check)
 
     def _write_start_files(self, start_files: Callable[[], None] | None) -> None:
         spec, run_dir = self.spec, self.spec.run_dir
