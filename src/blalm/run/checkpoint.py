@@ -30,7 +30,7 @@ at all before the first one); leftover ``.tmp-*`` folders are removed at the nex
 **Verification.** :func:`verify_checkpoint` re-hashes every file against ``state.json`` (a file
 cut short, changed or missing is named with what is wrong); :func:`load_tensors` checks the
 file's hash before it reads it; a resume takes the newest checkpoint that verifies
-(:mod:`blalm.run.resume`). Checkpoints written before checksums were recorded are checked for a
+(:mod:`blalm.run.resume`) and reads its files without hashing them again. Checkpoints written before checksums were recorded are checked for a
 readable safetensors header and size instead.
 
 **In the background.** Training and fine-tuning save through a :class:`BackgroundSaver`: it takes
@@ -363,15 +363,18 @@ def verify_checkpoint(folder: Path, required: Iterable[str] = ()) -> list[str]:
     return problems
 
 
-def load_tensors(folder: Path, file_name: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_tensors(folder: Path, file_name: str, device: str | torch.device = "cpu",
+                 verified: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of ``folder/file_name`` after checking the file against the checkpoint's
-    state.json (:class:`DamagedCheckpoint` naming the file otherwise). No pickle: safetensors."""
+    state.json (:class:`DamagedCheckpoint` naming the file otherwise). No pickle: safetensors.
+    ``verified``: :func:`verify_checkpoint` has just passed the folder (a resume's choice, under
+    the run's lock), so the file is not hashed a second time."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
     recorded = read_state(folder).get("files")
-    problem = _file_problem(folder, file_name, recorded.get(file_name) if recorded else None)
+    problem = None if verified else _file_problem(folder, file_name, recorded.get(file_name) if recorded else None)
     if recorded is not None and file_name not in recorded and problem is None:
         problem = f"{file_name} is not one of the files the checkpoint recorded"
     if problem:

@@ -28,11 +28,13 @@ from blalm.run.layout import CONFIG_FILE, LATEST_FILE, OPTIMIZER_FILE, RUN_INFO_
 @dataclass
 class ResumePoint:
     """Where a run resumes: ``path``/``state`` of the checkpoint (None: a fresh start), the
-    checkpoints ``skipped`` (name, reason, where it was set aside)."""
+    checkpoints ``skipped`` (name, reason, where it was set aside), and whether this process has
+    ``verified`` every file of ``path`` (then loading need not hash them again)."""
 
     path: Path | None = None
     state: dict[str, Any] | None = None
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    verified: bool = False
 
     @property
     def name(self) -> str | None:
@@ -88,7 +90,7 @@ def _resume_from(root: Path, folder: Path, state: dict[str, Any], reasons: list[
     named = pointer.read_text(encoding="utf-8", errors="replace").strip() if pointer.is_file() else None
     if named != folder.name:
         ckpt.write_latest(root, folder.name)
-    return ResumePoint(path=folder, state=state, skipped=skipped)
+    return ResumePoint(path=folder, state=state, skipped=skipped, verified=True)
 
 
 def has_checkpoints(root: Path) -> bool:

@@ -197,15 +197,16 @@ class RunSession:
     def restore(self, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                 names: dict[str, list[list[str]]], device: torch.device | str) -> None:
         """Load the chosen checkpoint (each verified file into its module, the optimizer state, the
-        RNG states) and continue at its step; nothing on a fresh start."""
-        path, state = self.point.path, self.point.state
+        RNG states) and continue at its step; nothing on a fresh start. Files that
+        :meth:`start` verified on this rank are not hashed again."""
+        path, state, verified = self.point.path, self.point.state, self.point.verified
         if path is None:
             return
         for file_name, module in modules.items():   # a sharded (FSDP) module takes its shard of the full weights
-            module.load_state_dict(shard_state(module, ckpt.load_tensors(path, file_name, device)))
+            module.load_state_dict(shard_state(module, ckpt.load_tensors(path, file_name, device, verified)))
         # read on the CPU: load_state_dict moves the moments to their parameters' device (and keeps
         # AdamW's 'step' counters where a fresh AdamW keeps them)
-        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(path, OPTIMIZER_FILE, "cpu"),
+        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(path, OPTIMIZER_FILE, "cpu", verified),
                                   state["optimizer_scalars"])
         set_rng_state(state["rng"])
         self.step = state["step"]
