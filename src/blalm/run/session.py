@@ -176,8 +176,8 @@ class RunSession:
 
     def _write_start_files(self, start_files: Callable[[], None] | None) -> None:
         spec, run_dir = self.spec, self.spec.run_dir
-        ckpt.cleanup_stale(self.root)
-        remove_stale_temp(run_dir)          # a killed write's temporary files (we hold the lock)
+        for folder in (self.root, run_dir):   # a killed write's temporary files (we hold the lock)
+            remove_stale_temp(folder)
         info = {**run_info(spec.settings, spec.seed), **spec.info, "resumed_from": self.point.name}
         if self.point.path is None:
             (run_dir / METRICS_FILE).unlink(missing_ok=True)
