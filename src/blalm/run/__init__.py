@@ -17,7 +17,7 @@ Train, finetune, eval, sweep, report and bench import these modules (never each 
 - ``parallel``    ``parallelize``: a model as a step drives it over torchrun's processes (DDP, or FSDP2
                   with full checkpoints: ``full_tensors`` / ``shard_like``), its gradient sync and clipping;
 - ``session``     ``RunSession``: the plain steps of a training loop (start or resume, restore, one
-                  step's bookkeeping, save), with ``after_step`` / ``after_save`` hooks.
+                  step's bookkeeping, save), with ``after_step`` hooks.
 
 The fault points that tests and ``scripts/fault_injection.py`` kill at are in :mod:`blalm.faults`.
 """

@@ -19,9 +19,8 @@ A stage trains in a run folder like this (``blalm.train.trainer`` and ``blalm.fi
 Extension points (for an EMA of the weights, a side-process evaluation, ...):
 
 - ``session.after_step``: callables ``fn(session)`` run after every optimizer step (in
-  :meth:`RunSession.advance`, on the training thread, ``session.step`` already counts the step);
-- ``session.after_save``: callables ``fn(session, path)`` run once a checkpoint is in place and
-  ``latest`` names it (on the saver thread, after the pruning of older checkpoints);
+  :meth:`RunSession.advance`, on the training thread, ``session.step`` already counts the step;
+  the training's weight average updates here);
 - ``RunSession.save(..., extra_tensors={FILE: tensors})`` adds tensor files to a checkpoint, and
   ``restore({FILE: module}, ...)`` reads them back (fine-tuning's head does so);
 - :func:`blalm.run.schedule.lr_factor` is the one learning-rate schedule.
@@ -113,7 +112,6 @@ class RunSession:
         self.bar = None
         self.saved: list[str] = []
         self.after_step: list[Callable[[RunSession], None]] = []
-        self.after_save: list[Callable[[RunSession, Path], None]] = []
 
     @property
     def total_steps(self) -> int:
@@ -296,13 +294,12 @@ class RunSession:
                 "optimizer_scalars": opt_scalars, "optimizer_param_names": names, **state}
         log = {METRICS_FILE: self.metrics.snapshot()} if self.metrics is not None else None
         self.saver.save(self.root, name, model_state, opt_tensors, full, model_config, tokenizer_files,
-                        extra_tensors=extra_tensors, extra_files=log, then=self._after_save)
+                        extra_tensors=extra_tensors, extra_files=log, then=self._prune)
         self.saved.append(name)
 
-    def _after_save(self, path: Path) -> None:
+    def _prune(self, path: Path) -> None:
+        """Once checkpoint ``path`` is in place (on the saver thread): prune the older ones."""
         ckpt.prune_checkpoints(self.root, self.spec.keep_optimizer, self.spec.keep_folders)
-        for hook in self.after_save:
-            hook(self, path)
 
     def __enter__(self) -> "RunSession":
         return self
