@@ -70,9 +70,8 @@ def save_model(model: nn.Module, out_dir: str | Path, tokenizer_dir: str | Path 
     out_dir = Path(out_dir).expanduser()
     tokenizer_files = _tokenizer_files(Path(tokenizer_dir).expanduser()) if tokenizer_dir is not None else []
     _check_replaceable(out_dir, "checkpoint", is_model_checkpoint)
-    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    with atomic_dir(out_dir) as tmp:
-        write_safetensors(tmp / WEIGHTS_FILE, state, metadata=dict(FORMAT_METADATA))
+    with atomic_dir(out_dir) as tmp:   # write_safetensors takes the CPU, contiguous copy (once)
+        write_safetensors(tmp / WEIGHTS_FILE, model.state_dict(), metadata=dict(FORMAT_METADATA))
         write_json_atomic(tmp / CONFIG_FILE, to_dict(model.config))
         for source in tokenizer_files:
             shutil.copyfile(source, tmp / source.name)
