@@ -603,7 +603,7 @@ def test_a_second_finetune_into_the_same_out_is_refused_naming_the_holder(model_
     import socket
 
     out = tmp_path / "ft"
-    hold = ("import sys, time; from blalm.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+    hold = ("import sys, time; from blalm.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
             "print('held', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", hold, str(out / "rte")], stdout=subprocess.PIPE, text=True,
                               cwd=REPO_ROOT)

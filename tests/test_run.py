@@ -24,12 +24,12 @@ from blalm.run import checkpoint as ckpt
 from blalm.run.device import (precision_context, resolve_device, resolve_precision, rng_state, seed_everything,
                               set_rng_state)
 from blalm.run.layout import LOCK_FILE, OPTIMIZER_FILE, check_run_dir
-from blalm.run.lock import RunLock, RunLocked
+from blalm.lock import RunLock, RunLocked
 from blalm.run.metrics import METRICS_FILE, read_metrics, truncate_metrics
 from blalm.run.resume import check_same_settings, choose_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HOLD_LOCK = ("import sys, time; from blalm.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+HOLD_LOCK = ("import sys, time; from blalm.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
              "print('held', flush=True); time.sleep(120)")
 
 

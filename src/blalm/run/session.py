@@ -44,7 +44,7 @@ from blalm.run import checkpoint as ckpt
 from blalm.run.device import Dist, rng_state, set_rng_state
 from blalm.run.layout import (CONFIG_FILE, METRICS_FILE, OPTIMIZER_FILE, RUN_INFO_FILE, check_run_dir,
                               checkpoints_dir, resume_info_file)
-from blalm.run.lock import RunLock
+from blalm.lock import RunLock
 from blalm.run.metrics import MetricsLogger, restore_metrics, truncate_metrics
 from blalm.run.parallel import full_tensors, shard_state
 from blalm.run.resume import ResumePoint, check_same_settings, choose_checkpoint, has_checkpoints
@@ -55,7 +55,7 @@ from blalm.runinfo import run_info
 @contextlib.contextmanager
 def hold_lock(folder: Path, dist: Dist | None = None, what: str = "run",
               log: Callable[[str], None] = print, check_folder: bool = True) -> Iterator[None]:
-    """Hold ``folder``'s :class:`~blalm.run.lock.RunLock` for the block (rank 0 takes it; every
+    """Hold ``folder``'s :class:`~blalm.lock.RunLock` for the block (rank 0 takes it; every
     rank stops when it is refused). ``check_folder``: first refuse a folder that is not a run."""
     dist = dist or Dist()
     lock = RunLock(folder, what=what, log=log)
