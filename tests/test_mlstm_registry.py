@@ -148,7 +148,9 @@ def test_a_checkpoint_of_a_gpu_kernel_loads_with_auto_where_that_kernel_cannot_r
     model = tiny(repo_root, "mlstm_kernel=chunkwise")
     path = save_model(model, tmp_path / "ckpt")
     config = json.loads((path / CONFIG_FILE).read_text())
-    config["mlstm_kernel"] = "triton" if "triton" not in available_mlstm_kernels() else "test_not_registered_here"
+    if "triton" in available_mlstm_kernels():   # a kernel registered but not installed here stands for it
+        register_mlstm_kernel("test_missing_here", None, missing="its package is not installed")
+    config["mlstm_kernel"] = "triton" if "triton" not in available_mlstm_kernels() else "test_missing_here"
     (path / CONFIG_FILE).write_text(json.dumps(config))
     loaded = load_model(path)
     assert loaded.config.mlstm_kernel == "auto"
@@ -156,3 +158,25 @@ def test_a_checkpoint_of_a_gpu_kernel_loads_with_auto_where_that_kernel_cannot_r
     with torch.no_grad():
         assert torch.equal(loaded(ids).logits, model.eval()(ids).logits)
     assert width_multiple(loaded) == 4            # auto runs the chunked kernel here: widths round to chunks
+
+
+def test_a_checkpoint_naming_an_unknown_kernel_is_refused_not_run_with_auto(repo_root, tmp_path):
+    path = save_model(tiny(repo_root, "mlstm_kernel=chunkwise"), tmp_path / "ckpt")
+    config = json.loads((path / CONFIG_FILE).read_text())
+    config["mlstm_kernel"] = "chunkwse"                   # a typo, registered nowhere
+    (path / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ConfigError) as info:
+        load_model(path)
+    message = str(info.value)
+    assert str(path / CONFIG_FILE) in message and "model.mlstm_kernel = 'chunkwse'" in message
+    assert "'auto'" in message and "'chunkwise'" in message
+
+
+def test_a_kernel_without_backward_runs_inference_but_refuses_training(repo_root):
+    register_mlstm_kernel("test_no_backward", mlstm_parallel, training=False)
+    model = tiny(repo_root, "mlstm_kernel=test_no_backward")
+    ids = torch.randint(0, VOCAB, (1, 9), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.isfinite(model(ids).logits).all()
+    with pytest.raises(ConfigError, match="'test_no_backward' has no backward.*'chunkwise'"):
+        model(ids, labels=ids)

@@ -24,12 +24,12 @@ from blalm.run import checkpoint as ckpt
 from blalm.run.device import (precision_context, resolve_device, resolve_precision, rng_state, seed_everything,
                               set_rng_state)
 from blalm.run.layout import LOCK_FILE, OPTIMIZER_FILE, check_run_dir
-from blalm.run.lock import RunLock, RunLocked
+from blalm.lock import RunLock, RunLocked
 from blalm.run.metrics import METRICS_FILE, read_metrics, truncate_metrics
 from blalm.run.resume import check_same_settings, choose_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HOLD_LOCK = ("import sys, time; from blalm.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+HOLD_LOCK = ("import sys, time; from blalm.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
              "print('held', flush=True); time.sleep(120)")
 
 
@@ -155,6 +155,33 @@ def test_resume_takes_the_newest_checkpoint_that_verifies_and_sets_the_others_as
                                          r"(.|\n)*c1: optimizer.safetensors is missing"):
         choose_checkpoint(tmp_path, log=messages.append)
     assert (tmp_path / "c2").is_dir() and len(messages) == 1
+
+
+def test_a_resume_the_stage_refuses_moves_no_damaged_checkpoint(tmp_path):
+    from blalm.run.session import RunPlan, RunSession, RunSpec
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "config.json").write_text(json.dumps({"lr": 0.1}))
+    for step in (1, 2):
+        _save(run_dir / "checkpoints", f"c{step}", step)
+    _truncate(run_dir / "checkpoints" / "c2" / "model.safetensors")
+
+    def refuse(path, state):
+        raise BlalmError(f"{path}: saved under another tokenizer")
+
+    messages = []
+    spec = RunSpec(run_dir, {"lr": 0.1}, RunPlan(10, 5), progress=False, tensorboard=False)
+    with RunSession(spec, log=messages.append) as session:
+        with pytest.raises(BlalmError, match="c1: saved under another tokenizer"):
+            session.start(check_state=refuse)
+    names = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
+    assert names == ["c1", "c2", "latest"] and (run_dir / "checkpoints" / "latest").read_text().strip() == "c2"
+    assert messages == []
+    with RunSession(spec, log=messages.append) as session:
+        point = session.start()                              # accepted: only now is c2 set aside
+    assert point.name == "c1" and point.skipped[0][0] == "c2"
+    assert not (run_dir / "checkpoints" / "c2").exists()
 
 
 def test_a_resume_under_other_settings_or_a_damaged_config_is_refused(tmp_path):

@@ -31,7 +31,7 @@ from test_train_helpers import (  # noqa: F401
 )
 
 UMASK = 0o027
-HOLD_LOCK = ("import sys, time; from blalm.run.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
+HOLD_LOCK = ("import sys, time; from blalm.lock import RunLock; RunLock(sys.argv[1]).acquire(); "
              "print('held', flush=True); time.sleep(120)")
 
 

@@ -30,7 +30,7 @@ FAULT_LOG_ENV = "BLALM_FAULT_LOG"
 POINTS = {
     "atomic_file_written": "a file written and fsynced beside its target, not yet renamed onto it",
     "atomic_dir_built": "a folder built beside its target, not yet moved into place",
-    "checkpoint_written": "a checkpoint's files written in checkpoints/.tmp-*, folder not yet renamed",
+    "checkpoint_written": "a checkpoint's files written in checkpoints/.NAME.tmp-*, folder not yet renamed",
     "checkpoint_renamed": "a checkpoint folder in place, the 'latest' pointer not yet moved to it",
     "checkpoint_done": "'latest' names the new checkpoint; older optimizer state / folders not yet pruned",
     "step_backward": "a micro-batch's backward done, the optimizer step not yet taken",

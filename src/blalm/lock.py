@@ -1,5 +1,5 @@
 """An exclusive lock on an output folder, held while a process writes it: a run folder (``blalm
-train``, ``finetune``, ``sweep``: :mod:`blalm.run.lock`), a corpus, a tokenizer.
+train``, ``finetune``, ``sweep``: ``RUN_DIR/.lock``), a corpus, a tokenizer.
 
 ``FOLDER/.lock`` is locked with ``flock(LOCK_EX | LOCK_NB)`` and, once held, holds one JSON line:
 the holder's pid, host and start time. A second writer finds the lock taken and is refused with a

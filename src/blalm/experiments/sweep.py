@@ -31,7 +31,7 @@ from blalm.config import to_dict
 from blalm.errors import BlalmError, ConfigError
 from blalm.experiments.config import ExperimentConfig, PlannedRun, expand_grid, resolve_path
 from blalm.faults import fault_point
-from blalm.run.lock import RunLock
+from blalm.lock import RunLock
 from blalm.run.metrics import checkpoint_val_ppl, read_metrics
 from blalm.runinfo import run_info
 

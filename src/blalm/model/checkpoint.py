@@ -26,7 +26,8 @@ from blalm.config import from_dict, to_dict
 from blalm.errors import BlalmError, ConfigError, InputError
 from blalm.model.config import ModelConfig
 from blalm.model.decoder import BlalmForCausalLM
-from blalm.model.mlstm_layer import kernel_problem
+from blalm.model.mlstm_layer import kernel_head_dims
+from blalm.model.ops.mlstm import AUTO_KERNEL, known_kernel_names, mlstm_kernel_spec
 from blalm.atomic import atomic_dir, write_json_atomic, write_safetensors
 
 WEIGHTS_FILE = "model.safetensors"
@@ -69,9 +70,8 @@ def save_model(model: nn.Module, out_dir: str | Path, tokenizer_dir: str | Path 
     out_dir = Path(out_dir).expanduser()
     tokenizer_files = _tokenizer_files(Path(tokenizer_dir).expanduser()) if tokenizer_dir is not None else []
     _check_replaceable(out_dir, "checkpoint", is_model_checkpoint)
-    state = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
-    with atomic_dir(out_dir) as tmp:
-        write_safetensors(tmp / WEIGHTS_FILE, state, metadata=dict(FORMAT_METADATA))
+    with atomic_dir(out_dir) as tmp:   # write_safetensors takes the CPU, contiguous copy (once)
+        write_safetensors(tmp / WEIGHTS_FILE, model.state_dict(), metadata=dict(FORMAT_METADATA))
         write_json_atomic(tmp / CONFIG_FILE, to_dict(model.config))
         for source in tokenizer_files:
             shutil.copyfile(source, tmp / source.name)
@@ -91,18 +91,21 @@ def load_model_config_file(path: str | Path) -> ModelConfig:
     return from_dict(ModelConfig, data, where=str(config_path))
 
 
-def runnable_here(config: ModelConfig) -> ModelConfig:
-    """``config`` with ``mlstm_kernel = "auto"`` when its kernel cannot run on this machine (a model
-    trained with the GPU kernel, loaded on a CPU) or is not registered in this process. The kernel
-    is how the weights were trained fast, not part of them: every kernel computes the same function,
-    so the weights run unchanged with a kernel that can. A training config gets no such help."""
-    if config.mixer != "mlstm":
+def runnable_here(config: ModelConfig, where: str | Path = CONFIG_FILE) -> ModelConfig:
+    """``config`` with ``mlstm_kernel = "auto"`` when its kernel is registered but cannot run on this
+    machine (a model trained with the GPU kernel, loaded on a CPU). The kernel is how the weights
+    were trained fast, not part of them: every kernel computes the same function, so the weights run
+    unchanged with a kernel that can. A name not registered in this process is a ConfigError naming
+    ``where`` (a typo is never silently replaced). A training config gets no such help."""
+    if config.mixer != "mlstm" or config.mlstm_kernel == AUTO_KERNEL:
         return config
     try:
-        problem = kernel_problem(config)
-    except ConfigError as exc:           # a kernel registered by another process
-        problem = str(exc)
-    return dataclasses.replace(config, mlstm_kernel="auto") if problem else config
+        spec = mlstm_kernel_spec(config.mlstm_kernel)
+    except ConfigError:
+        raise ConfigError(f"{where}: model.mlstm_kernel = {config.mlstm_kernel!r} is not a registered mLSTM "
+                          f"kernel (known here: {known_kernel_names()}); set it to one of them, or register "
+                          f"the kernel (register_mlstm_kernel) before loading") from None
+    return dataclasses.replace(config, mlstm_kernel=AUTO_KERNEL) if spec.unfit_here(*kernel_head_dims(config)) else config
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu",
@@ -121,7 +124,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     missing_files = [name for name in (WEIGHTS_FILE, CONFIG_FILE) if not (path / name).is_file()]
     if missing_files:
         raise InputError(_not_a_checkpoint(path, missing_files))
-    config = runnable_here(load_model_config_file(path))
+    config = runnable_here(load_model_config_file(path), path / CONFIG_FILE)
     try:
         tensors = load_file(str(path / WEIGHTS_FILE), device="cpu")
     except (SafetensorError, OSError) as exc:

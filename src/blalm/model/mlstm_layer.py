@@ -133,14 +133,19 @@ class MLSTMMixer(nn.Module):
                     table[device_type, float64] = str(exc)
         return table
 
-    def kernel_for(self, device_type: str, float64: bool = False) -> MLSTMKernel:
-        """The kernel this layer runs (without a decoding cache) on ``device_type``; ConfigError
-        when the configured kernel cannot run there (never another kernel in its place)."""
+    def kernel_for(self, device_type: str, float64: bool = False, backward: bool = False) -> MLSTMKernel:
+        """The kernel this layer runs (without a decoding cache) on ``device_type``, ``backward``
+        when gradients must flow through it; ConfigError when the configured kernel cannot run there
+        (never another kernel in its place)."""
         entry = self._kernels.get((device_type, float64))
         if entry is None:
             raise ConfigError(f"mlstm_kernel = {self.kernel_name!r}: no kernel for {device_type} tensors")
         if isinstance(entry, str):
             raise ConfigError(entry)
+        if backward and not entry.training:
+            raise ConfigError(f"mlstm_kernel = {self.kernel_name!r}: the kernel {entry.name!r} has no backward "
+                              f"(it declares training=False), so the model cannot train with it; use "
+                              f"mlstm_kernel = 'auto' or 'chunkwise' for training")
         return entry
 
     def hidden_matrices(self) -> list[nn.Parameter]:
@@ -205,7 +210,8 @@ class MLSTMMixer(nn.Module):
         if self.hedgehog_q is not None:
             q_mix, k_mix = self.hedgehog_q(q), self.hedgehog_k(k)
         if cache is None:
-            kernel = self.kernel_for(q_mix.device.type, q_mix.dtype == torch.float64)
+            kernel = self.kernel_for(q_mix.device.type, q_mix.dtype == torch.float64,
+                                     backward=torch.is_grad_enabled() and q_mix.requires_grad)
             options = {"chunk_size": self.chunk_size} if kernel.chunk_size else {}
             h = kernel.fn(q_mix, k_mix, v, i_pre, f_pre, eps=self.mlstm_eps, **options)
         elif x.shape[1] == 1:

@@ -4,8 +4,6 @@ Train, finetune, eval, sweep, report and bench import these modules (never each 
 
 - ``layout``      the folder's files (``CONFIG_FILE``, ``CHECKPOINTS``, ``METRICS_FILE``, ``LATEST_FILE``,
                   ``LOCK_FILE``, ...), ``is_run_dir``, ``check_run_dir``;
-- ``lock``        ``RunLock``: one writer per run folder (flock; the holder's pid and host in the
-                  refusal; a dead holder's lock is taken over);
 - ``checkpoint``  atomic checkpoints (safetensors + JSON, a SHA-256 of every file, verified on load,
                   never pickle), ``BackgroundSaver``, ``list_checkpoints``, ``verify_checkpoint``;
 - ``resume``      ``choose_checkpoint`` (the newest that verifies; the others named and set aside),
@@ -17,7 +15,8 @@ Train, finetune, eval, sweep, report and bench import these modules (never each 
 - ``parallel``    ``parallelize``: a model as a step drives it over torchrun's processes (DDP, or FSDP2
                   with full checkpoints: ``full_tensors`` / ``shard_like``), its gradient sync and clipping;
 - ``session``     ``RunSession``: the plain steps of a training loop (start or resume, restore, one
-                  step's bookkeeping, save), with ``after_step`` / ``after_save`` hooks.
+                  step's bookkeeping, save), with ``after_step`` hooks.
 
-The fault points that tests and ``scripts/fault_injection.py`` kill at are in :mod:`blalm.faults`.
+One writer per run folder: :class:`blalm.lock.RunLock` on ``RUN_DIR/.lock``, held by
+``session.hold_lock``. The fault points that tests and ``scripts/fault_injection.py`` kill at are in :mod:`blalm.faults`.
 """

@@ -21,16 +21,18 @@ The weights, config and tokenizer files are the model stage's checkpoint format
 (``blalm.model.checkpoint``): ``load_model(folder)``, ``blalm export`` and the evaluation read a
 training checkpoint directly.
 
-**Atomicity.** A checkpoint is written into ``checkpoints/.tmp-NAME-<id>/``, every file and the
-folder are fsynced, the folder is renamed to ``NAME`` and the parent fsynced; only then is the
-pointer file ``checkpoints/latest`` (one line: the folder name) replaced atomically the same way.
-A crash at any moment therefore leaves ``latest`` naming a complete checkpoint (or no ``latest``
-at all before the first one); leftover ``.tmp-*`` folders are removed at the next start.
+**Atomicity.** A checkpoint is written into ``checkpoints/.NAME.tmp-<id>/``
+(:func:`blalm.atomic.atomic_dir`), every file and the folder are fsynced, the folder is renamed to
+``NAME`` and the parent fsynced; only then is the pointer file ``checkpoints/latest`` (one line:
+the folder name) replaced atomically (:func:`blalm.atomic.write_text_atomic`) and the parent
+fsynced. A crash at any moment therefore leaves ``latest`` naming a complete checkpoint (or no
+``latest`` at all before the first one); leftover temporaries are removed at the next start
+(:func:`blalm.atomic.remove_stale_temp`, under the run's lock).
 
 **Verification.** :func:`verify_checkpoint` re-hashes every file against ``state.json`` (a file
 cut short, changed or missing is named with what is wrong); :func:`load_tensors` checks the
 file's hash before it reads it; a resume takes the newest checkpoint that verifies
-(:mod:`blalm.run.resume`). Checkpoints written before checksums were recorded are checked for a
+(:mod:`blalm.run.resume`) and reads its files without hashing them again. Checkpoints written before checksums were recorded are checked for a
 readable safetensors header and size instead.
 
 **In the background.** Training and fine-tuning save through a :class:`BackgroundSaver`: it takes
@@ -54,7 +56,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
-from blalm.atomic import file_mode, fsync_path, write_safetensors
+from blalm.atomic import atomic_dir, file_mode, fsync_path, write_safetensors, write_text_atomic
 from blalm.errors import InputError
 from blalm.faults import fault_point
 from blalm.model.checkpoint import FORMAT_METADATA, load_model
@@ -96,17 +98,6 @@ def json_digest(data: dict[str, Any], skip: str = STATE_CHECKSUM) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def cleanup_stale(root: Path) -> list[str]:
-    """Remove temporary folders left by a crash during a save (``.tmp-*``, ``.old-*``, ``.latest.*``)."""
-    removed = []
-    if root.is_dir():
-        for entry in root.iterdir():
-            if entry.name.startswith((".tmp-", ".old-", f".{LATEST_FILE}.")):
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-                removed.append(entry.name)
-    return removed
-
-
 # ----------------------------------------------------------------------------------------------
 # writing
 
@@ -139,16 +130,16 @@ def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
     ``extra_tensors``: more safetensors files written in the same atomic folder, ``{file name: tensors}``
     (fine-tuning keeps its classification head in ``head.safetensors`` this way); ``extra_files``:
     other files, ``{file name: bytes}`` (the run's metrics.jsonl)."""
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / name
-    tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
     tensor_files = {MODEL_FILE: (model_state, dict(FORMAT_METADATA))}
     if optimizer_state is not None:
         tensor_files[OPTIMIZER_FILE] = (optimizer_state, {"format": "pt"})
     for file_name, tensors in (extra_tensors or {}).items():
         tensor_files[file_name] = (tensors, {"format": "pt"})
-    try:
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / name
+    # an existing target is an orphan of a crash between rename and 'latest' (never the latest
+    # itself): atomic_dir replaces it only once the new folder is in place
+    with atomic_dir(target) as tmp:
         files = _write_files(tmp, tensor_files, model_config, tokenizer_files, extra_files or {})
         full_state = {**state, "name": name, "files": files}
         full_state[STATE_CHECKSUM] = json_digest(full_state)
@@ -158,17 +149,7 @@ def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
             fsync_path(entry)
         fsync_path(tmp)
         fault_point("checkpoint_written")
-        if target.exists():   # an orphan of a crash between rename and 'latest' (never the latest itself)
-            old = root / f".old-{name}-{uuid.uuid4().hex[:12]}"
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-        fsync_path(root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    fsync_path(root)
     fault_point("checkpoint_renamed")
     write_latest(root, name)
     fault_point("checkpoint_done")
@@ -176,12 +157,8 @@ def save_checkpoint(root: Path, name: str, model_state: dict[str, torch.Tensor],
 
 
 def write_latest(root: Path, name: str) -> None:
-    tmp = root / f".{LATEST_FILE}.{uuid.uuid4().hex[:12]}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(name + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, root / LATEST_FILE)
+    """Point ``root/latest`` at the checkpoint folder ``name``, atomically and durably."""
+    write_text_atomic(root / LATEST_FILE, name + "\n")
     fsync_path(root)
 
 
@@ -363,15 +340,18 @@ def verify_checkpoint(folder: Path, required: Iterable[str] = ()) -> list[str]:
     return problems
 
 
-def load_tensors(folder: Path, file_name: str, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+def load_tensors(folder: Path, file_name: str, device: str | torch.device = "cpu",
+                 verified: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of ``folder/file_name`` after checking the file against the checkpoint's
-    state.json (:class:`DamagedCheckpoint` naming the file otherwise). No pickle: safetensors."""
+    state.json (:class:`DamagedCheckpoint` naming the file otherwise). No pickle: safetensors.
+    ``verified``: :func:`verify_checkpoint` has just passed the folder (a resume's choice, under
+    the run's lock), so the file is not hashed a second time."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
     recorded = read_state(folder).get("files")
-    problem = _file_problem(folder, file_name, recorded.get(file_name) if recorded else None)
+    problem = None if verified else _file_problem(folder, file_name, recorded.get(file_name) if recorded else None)
     if recorded is not None and file_name not in recorded and problem is None:
         problem = f"{file_name} is not one of the files the checkpoint recorded"
     if problem:

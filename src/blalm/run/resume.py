@@ -5,8 +5,9 @@ cannot be read counting as the newest) and takes the first one that verifies
 (:func:`blalm.run.checkpoint.verify_checkpoint`) and holds the files a resume needs (the optimizer
 state). Each newer one is skipped with the reason, and set aside as ``.damaged-NAME-<id>`` (kept,
 never read again; the resumed run writes that checkpoint anew); ``latest`` is pointed at the one
-chosen. When checkpoints exist but none can be resumed from, the run is refused (nothing is moved
-or overwritten) with every reason. A run whose chosen checkpoint is its final one is complete only
+chosen, once the stage's own checks of it have passed. When checkpoints exist but none can be
+resumed from, or the stage refuses the one chosen, the run is refused (nothing is moved or
+overwritten) with every reason. A run whose chosen checkpoint is its final one is complete only
 because that checkpoint verified.
 
 :func:`check_same_settings` refuses to resume under settings that change the computation.
@@ -27,11 +28,13 @@ from blalm.run.layout import CONFIG_FILE, LATEST_FILE, OPTIMIZER_FILE, RUN_INFO_
 @dataclass
 class ResumePoint:
     """Where a run resumes: ``path``/``state`` of the checkpoint (None: a fresh start), the
-    checkpoints ``skipped`` (name, reason, where it was set aside)."""
+    checkpoints ``skipped`` (name, reason, where it was set aside), and whether this process has
+    ``verified`` every file of ``path`` (then loading need not hash them again)."""
 
     path: Path | None = None
     state: dict[str, Any] | None = None
     skipped: list[tuple[str, str, str]] = field(default_factory=list)
+    verified: bool = False
 
     @property
     def name(self) -> str | None:
@@ -50,8 +53,13 @@ def _newest_first(root: Path) -> list[Path]:
 
 
 def choose_checkpoint(root: Path, required: Iterable[str] = (OPTIMIZER_FILE,),
-                      log: Callable[[str], None] = print) -> ResumePoint:
-    """The newest checkpoint under ``root`` that verifies (see the module docstring)."""
+                      log: Callable[[str], None] = print,
+                      check: Callable[[Path, dict[str, Any]], None] | None = None) -> ResumePoint:
+    """The newest checkpoint under ``root`` that verifies (see the module docstring).
+
+    ``check(path, state)``: the stage's own checks of the chosen checkpoint; an error it raises
+    refuses the resume with nothing moved. The newer damaged checkpoints are set aside, and
+    ``latest`` pointed at the chosen one, only once it has passed."""
     root = Path(root)
     required = tuple(required)
     folders = _newest_first(root)
@@ -59,7 +67,10 @@ def choose_checkpoint(root: Path, required: Iterable[str] = (OPTIMIZER_FILE,),
     for folder in folders:
         problems = ckpt.verify_checkpoint(folder, required)
         if not problems:
-            return _resume_from(root, folder, reasons, log)
+            state = ckpt.read_state(folder)
+            if check is not None:
+                check(folder, state)
+            return _resume_from(root, folder, state, reasons, log)
         reasons.append((folder, "; ".join(problems)))
     if reasons:
         lines = "\n".join(f"  {folder.name}: {why}" for folder, why in reasons)
@@ -68,7 +79,7 @@ def choose_checkpoint(root: Path, required: Iterable[str] = (OPTIMIZER_FILE,),
     return ResumePoint()
 
 
-def _resume_from(root: Path, folder: Path, reasons: list[tuple[Path, str]],
+def _resume_from(root: Path, folder: Path, state: dict[str, Any], reasons: list[tuple[Path, str]],
                  log: Callable[[str], None]) -> ResumePoint:
     skipped = []
     for bad, why in reasons:
@@ -79,7 +90,7 @@ def _resume_from(root: Path, folder: Path, reasons: list[tuple[Path, str]],
     named = pointer.read_text(encoding="utf-8", errors="replace").strip() if pointer.is_file() else None
     if named != folder.name:
         ckpt.write_latest(root, folder.name)
-    return ResumePoint(path=folder, state=ckpt.read_state(folder), skipped=skipped)
+    return ResumePoint(path=folder, state=state, skipped=skipped, verified=True)
 
 
 def has_checkpoints(root: Path) -> bool:

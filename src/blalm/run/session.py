@@ -19,9 +19,8 @@ A stage trains in a run folder like this (``blalm.train.trainer`` and ``blalm.fi
 Extension points (for an EMA of the weights, a side-process evaluation, ...):
 
 - ``session.after_step``: callables ``fn(session)`` run after every optimizer step (in
-  :meth:`RunSession.advance`, on the training thread, ``session.step`` already counts the step);
-- ``session.after_save``: callables ``fn(session, path)`` run once a checkpoint is in place and
-  ``latest`` names it (on the saver thread, after the pruning of older checkpoints);
+  :meth:`RunSession.advance`, on the training thread, ``session.step`` already counts the step;
+  the training's weight average updates here);
 - ``RunSession.save(..., extra_tensors={FILE: tensors})`` adds tensor files to a checkpoint, and
   ``restore({FILE: module}, ...)`` reads them back (fine-tuning's head does so);
 - :func:`blalm.run.schedule.lr_factor` is the one learning-rate schedule.
@@ -45,7 +44,7 @@ from blalm.run import checkpoint as ckpt
 from blalm.run.device import Dist, rng_state, set_rng_state
 from blalm.run.layout import (CONFIG_FILE, METRICS_FILE, OPTIMIZER_FILE, RUN_INFO_FILE, check_run_dir,
                               checkpoints_dir, resume_info_file)
-from blalm.run.lock import RunLock
+from blalm.lock import RunLock
 from blalm.run.metrics import MetricsLogger, restore_metrics, truncate_metrics
 from blalm.run.parallel import full_tensors, shard_state
 from blalm.run.resume import ResumePoint, check_same_settings, choose_checkpoint, has_checkpoints
@@ -56,7 +55,7 @@ from blalm.runinfo import run_info
 @contextlib.contextmanager
 def hold_lock(folder: Path, dist: Dist | None = None, what: str = "run",
               log: Callable[[str], None] = print, check_folder: bool = True) -> Iterator[None]:
-    """Hold ``folder``'s :class:`~blalm.run.lock.RunLock` for the block (rank 0 takes it; every
+    """Hold ``folder``'s :class:`~blalm.lock.RunLock` for the block (rank 0 takes it; every
     rank stops when it is refused). ``check_folder``: first refuse a folder that is not a run."""
     dist = dist or Dist()
     lock = RunLock(folder, what=what, log=log)
@@ -113,7 +112,6 @@ class RunSession:
         self.bar = None
         self.saved: list[str] = []
         self.after_step: list[Callable[[RunSession], None]] = []
-        self.after_save: list[Callable[[RunSession, Path], None]] = []
 
     @property
     def total_steps(self) -> int:
@@ -165,20 +163,19 @@ class RunSession:
             (self.root / ckpt.LATEST_FILE).unlink(missing_ok=True)   # a pointer without checkpoints
             return ResumePoint()
         check_same_settings(spec.run_dir, spec.settings, spec.free_keys, spec.what)
-        point = choose_checkpoint(self.root, (OPTIMIZER_FILE,), log=self.say)
-        state = point.state
-        if state is not None:
+
+        def check(path: Path, state: dict[str, Any]) -> None:   # before a damaged checkpoint is moved
             if state.get("steps_per_epoch", self.steps_per_epoch) != self.steps_per_epoch:
-                raise BlalmError(f"{point.path}: saved with {state['steps_per_epoch']} steps per epoch, now "
+                raise BlalmError(f"{path}: saved with {state['steps_per_epoch']} steps per epoch, now "
                                  f"{self.steps_per_epoch}; the data or batch size changed. Choose a new --out")
             if check_state is not None:
-                check_state(point.path, state)
-        return point
+                check_state(path, state)
+        return choose_checkpoint(self.root, (OPTIMIZER_FILE,), log=self.say, check=check)
 
     def _write_start_files(self, start_files: Callable[[], None] | None) -> None:
         spec, run_dir = self.spec, self.spec.run_dir
-        ckpt.cleanup_stale(self.root)
-        remove_stale_temp(run_dir)          # a killed write's temporary files (we hold the lock)
+        for folder in (self.root, run_dir):   # a killed write's temporary files (we hold the lock)
+            remove_stale_temp(folder)
         info = {**run_info(spec.settings, spec.seed), **spec.info, "resumed_from": self.point.name}
         if self.point.path is None:
             (run_dir / METRICS_FILE).unlink(missing_ok=True)
@@ -198,15 +195,16 @@ class RunSession:
     def restore(self, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
                 names: dict[str, list[list[str]]], device: torch.device | str) -> None:
         """Load the chosen checkpoint (each verified file into its module, the optimizer state, the
-        RNG states) and continue at its step; nothing on a fresh start."""
-        path, state = self.point.path, self.point.state
+        RNG states) and continue at its step; nothing on a fresh start. Files that
+        :meth:`start` verified on this rank are not hashed again."""
+        path, state, verified = self.point.path, self.point.state, self.point.verified
         if path is None:
             return
         for file_name, module in modules.items():   # a sharded (FSDP) module takes its shard of the full weights
-            module.load_state_dict(shard_state(module, ckpt.load_tensors(path, file_name, device)))
+            module.load_state_dict(shard_state(module, ckpt.load_tensors(path, file_name, device, verified)))
         # read on the CPU: load_state_dict moves the moments to their parameters' device (and keeps
         # AdamW's 'step' counters where a fresh AdamW keeps them)
-        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(path, OPTIMIZER_FILE, "cpu"),
+        ckpt.load_optimizer_state(optimizers, names, ckpt.load_tensors(path, OPTIMIZER_FILE, "cpu", verified),
                                   state["optimizer_scalars"])
         set_rng_state(state["rng"])
         self.step = state["step"]
@@ -296,13 +294,12 @@ class RunSession:
                 "optimizer_scalars": opt_scalars, "optimizer_param_names": names, **state}
         log = {METRICS_FILE: self.metrics.snapshot()} if self.metrics is not None else None
         self.saver.save(self.root, name, model_state, opt_tensors, full, model_config, tokenizer_files,
-                        extra_tensors=extra_tensors, extra_files=log, then=self._after_save)
+                        extra_tensors=extra_tensors, extra_files=log, then=self._prune)
         self.saved.append(name)
 
-    def _after_save(self, path: Path) -> None:
+    def _prune(self, path: Path) -> None:
+        """Once checkpoint ``path`` is in place (on the saver thread): prune the older ones."""
         ckpt.prune_checkpoints(self.root, self.spec.keep_optimizer, self.spec.keep_folders)
-        for hook in self.after_save:
-            hook(self, path)
 
     def __enter__(self) -> "RunSession":
         return self

@@ -23,7 +23,7 @@ What a run does, in order:
 
 The loop is made of plain steps: :func:`plan_run` (tokens, blocks, steps, milestones), the run
 room's :class:`~blalm.run.session.RunSession` (start or resume, restore, progress, save, with its
-``after_step`` / ``after_save`` hooks), and :class:`TrainLoop` (build, one optimizer step, its
+``after_step`` hooks: the EMA update), and :class:`TrainLoop` (build, one optimizer step, its
 record, validate and checkpoint); fine-tuning uses the same session.
 
 Determinism: on CPU with the same config, a run that is killed at any point and re-run with the

@@ -102,8 +102,13 @@ def mlstm_kernel_spec(name: str) -> MLSTMKernel:
     try:
         return _KERNELS[name]
     except (KeyError, TypeError):
-        known = ", ".join(repr(n) for n in [AUTO_KERNEL, *_KERNELS])
-        raise ConfigError(f"unknown mLSTM kernel {name!r}: set the kernel to one of {known}") from None
+        raise ConfigError(f"unknown mLSTM kernel {name!r}: set model.mlstm_kernel to one of "
+                          f"{known_kernel_names()}") from None
+
+
+def known_kernel_names() -> str:
+    """The names ``model.mlstm_kernel`` takes in this process, quoted: ``'auto', 'parallel', ...``."""
+    return ", ".join(repr(n) for n in [AUTO_KERNEL, *_KERNELS])
 
 
 def get_mlstm_kernel(name: str) -> Callable:
