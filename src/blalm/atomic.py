@@ -10,8 +10,9 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
+from blalm.errors import BlalmError
 from blalm.faults import fault_point
 
 
@@ -157,6 +158,32 @@ def remove_stale_temp(folder: Path, name: str | None = None) -> list[str]:
             shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
             removed.append(entry.name)
     return removed
+
+
+def clear_killed_write(out_dir: Path, what: str, log: Callable[[str], None] = lambda msg: None) -> list[str]:
+    """Clear away what a killed writer of the folder ``out_dir`` left beside it (:func:`remove_stale_temp`
+    of its name) and log it, naming the writer (``what``: "build", "run"). Only while holding
+    ``out_dir``'s lock. Returns what was removed."""
+    out_dir = Path(os.path.abspath(Path(out_dir).expanduser()))
+    removed = remove_stale_temp(out_dir.parent, out_dir.name)
+    if removed:
+        log(f"{out_dir}: cleared away what a killed {what} left beside it: {', '.join(removed)}")
+    return removed
+
+
+def check_replaceable_dir(out_dir: Path, allowed: Iterable[str], holds: str) -> None:
+    """Refuse an ``--out`` that is a file, or a folder holding entries other than ``allowed`` (what
+    a rebuild replaces: ``holds`` names it, e.g. "a corpus's")."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BlalmError(f"--out {out_dir} exists and is not a folder; give a folder path")
+    if out_dir.is_dir():
+        allowed = set(allowed)
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in allowed)
+        if others:
+            raise BlalmError(f"--out {out_dir}: the folder holds files other than {holds} "
+                             f"({', '.join(others[:5])}), which a rebuild would replace; choose an empty "
+                             f"or new folder, or the folder of an earlier one")
 
 
 @contextlib.contextmanager

@@ -46,7 +46,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from blalm.atomic import atomic_dir, remove_stale_temp, write_json_atomic
+from blalm.atomic import atomic_dir, check_replaceable_dir, clear_killed_write, write_json_atomic
 from blalm.config import to_dict
 from blalm.data import budget
 from blalm.data.config import CorpusConfig, SourceConfig, resolve_data_dir
@@ -378,16 +378,7 @@ def _count_labels(counts: dict[str, Counter], words: list[int], roles: list[str]
 
 def check_out_dir(out_dir: Path) -> None:
     """Refuse an ``--out`` that is a file, or a folder holding things other than a corpus's."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BlalmError(f"--out {out_dir} exists and is not a folder; give a folder path")
-    if out_dir.is_dir():
-        others = sorted(p.name for p in out_dir.iterdir()
-                        if p.name not in CORPUS_FILES | KEPT_ENTRIES | STALE_ENTRIES)
-        if others:
-            raise BlalmError(f"--out {out_dir}: the folder holds files other than a corpus's "
-                             f"({', '.join(others[:5])}), which a rebuild would replace; choose an empty "
-                             f"or new folder, or the folder of an earlier corpus")
+    check_replaceable_dir(out_dir, CORPUS_FILES | KEPT_ENTRIES | STALE_ENTRIES, "a corpus's")
 
 
 def remove_killed_build(out_dir: Path, log: Callable[[str], None] = lambda msg: None) -> list[str]:
@@ -399,10 +390,7 @@ def remove_killed_build(out_dir: Path, log: Callable[[str], None] = lambda msg: 
     if out_dir.is_dir():
         for staging in out_dir.parent.glob(f".{glob.escape(out_dir.name)}.staging-*"):
             _move_kept_entries(staging, out_dir)
-    removed = remove_stale_temp(out_dir.parent, out_dir.name)
-    if removed:
-        log(f"{out_dir}: cleared away what a killed build left beside it: {', '.join(removed)}")
-    return removed
+    return clear_killed_write(out_dir, "build", log)
 
 
 def _move_kept_entries(source: Path, target: Path) -> None:

@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from blalm.errors import BlalmError, InputError
-from blalm.atomic import atomic_dir, remove_stale_temp, write_json_atomic
+from blalm.atomic import atomic_dir, check_replaceable_dir, clear_killed_write, write_json_atomic
 from blalm.runinfo import run_info
 
 BOS_TOKEN = "<|bos|>"
@@ -141,13 +140,8 @@ def train_tokenizer(corpus_dir: Path, out_dir: Path, vocab_size: int = DEFAULT_V
 
 def remove_killed_build(out_dir: Path, log: Callable[[str], None] = lambda msg: None) -> list[str]:
     """Clear away what a killed :func:`train_tokenizer` left beside ``out_dir`` (the folder it was
-    building, the old tokenizer a swap was moving away). Only while holding ``out_dir``'s lock:
-    another writer's folder looks the same. Returns (and logs) what was removed."""
-    out_dir = Path(os.path.abspath(Path(out_dir).expanduser()))
-    removed = remove_stale_temp(out_dir.parent, out_dir.name)
-    if removed:
-        log(f"{out_dir}: cleared away what a killed run left beside it: {', '.join(removed)}")
-    return removed
+    building, the old tokenizer a swap was moving away). Only while holding ``out_dir``'s lock."""
+    return clear_killed_write(out_dir, "run", log)
 
 
 def load_tokenizer(path: Path):
@@ -317,13 +311,7 @@ def _check_out_dir(out_dir: Path, corpus_dir: Path) -> None:
     if out_res == corpus_res or out_res in corpus_res.parents:
         raise BlalmError(f"{out_dir}: the output folder would replace the corpus folder {corpus_dir}; "
                          f"choose another --out (e.g. {corpus_dir.parent / 'tokenizer'})")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BlalmError(f"{out_dir}: exists and is not a folder; choose another --out")
-    if out_dir.is_dir():
-        others = sorted(p.name for p in out_dir.iterdir() if p.name not in TOKENIZER_FILES)
-        if others:
-            raise BlalmError(f"{out_dir}: folder exists and holds files other than a tokenizer's "
-                             f"({', '.join(others[:5])}); it is not replaced. Choose an empty or new --out")
+    check_replaceable_dir(out_dir, TOKENIZER_FILES, "a tokenizer's")
 
 
 def _save_hf(tokenizer, folder: Path) -> None:
