@@ -19,8 +19,9 @@ For each stage (tiny CPU settings on a slice of ../shared/data, built here with 
   that the two overlap whatever the machine's speed.
 
 ``submit`` (``blalm submit`` of the tiny run, on the test suite's small evaluation folder in the
-official layout, ``tests/submit_fixtures.py``) has kill cases at its ``submit_piece`` point and timed
-kills only: it holds no lock, and damage to what it reads is the run's (the train stage's cases).
+official layout, ``tests/submit_fixtures.py``) has kill cases at its ``submit_piece`` point, timed
+kills and two writers (it locks its --out); no damage cases: what it reads is the run's (the train
+stage's cases), and it verifies every checkpoint it reads.
 
 Outcome of each case: **resumed identical** (the re-run succeeded and its outputs equal the
 reference's: checkpoints bit for bit, metrics, results, corpus and tokenizer files),
@@ -346,7 +347,7 @@ def git_refs(repo: Path) -> str:
 
 class SubmitStage(Stage):
     name = "submit"
-    kinds = frozenset({"kill", "timed"})          # no lock (no writers case); what it reads is the run's
+    kinds = frozenset({"kill", "timed", "writers"})   # no damage cases: what it reads is the run's
     kill_points = frozenset({"submit_piece"})
 
     def prepare(self) -> None:
