@@ -467,3 +467,25 @@ def test_a_relative_out_resumes_and_a_second_writer_is_refused(submission, submi
     with RunLock(tmp_path / "copy", what="submission"):
         with pytest.raises(RunLocked, match=f"pid {os.getpid()}"):
             build_submission(submit_run, Path("copy"), submit_config(submit_eval))
+
+
+def test_aoa_scores_carry_their_precision_and_are_not_reused_across_precisions(submission, submit_run, submit_eval,
+                                                                               tmp_path):
+    """AoA runs under the requested scoring precision like the zero-shot tasks, and its cached
+    surprisals are keyed by it: a piece scored in another precision is scored again, giving (on the
+    CPU, where every precision is fp32) the same surprisals under this run's key."""
+    import shutil
+
+    from blalm.submit import pieces as pc
+    from blalm.submit.plan import make_plan
+
+    out, _ = submission
+    shutil.copytree(out, tmp_path / "copy", symlinks=True)
+    plan = make_plan(submit_run, tmp_path / "copy", submit_config(submit_eval))
+    m = plan.present()[0]
+    path = plan.work / "aoa" / f"{m.revision}.json"
+    piece = json.loads(path.read_text())
+    assert piece["key"]["precision"] == "fp32" and piece["bos_only"]
+    path.write_text(json.dumps({**piece, "key": {**piece["key"], "precision": "bf16"}, "bos_only": {}}))
+    again = pc.score_aoa(plan, m.revision, m.checkpoint, pc.LazyModel(plan, m.checkpoint["path"]))
+    assert again["key"] == piece["key"] and again["bos_only"] == piece["bos_only"]

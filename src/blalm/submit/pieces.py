@@ -151,23 +151,27 @@ def score_aoa(plan: Plan, revision: str, ckpt: dict[str, Any], model: LazyModel)
     from blalm.eval.aoa import aoa_word_surprisals, aoa_words
     from blalm.eval.data import load_cdi
     from blalm.eval.predictions import aoa_context_surprisals, load_aoa_word_file
+    from blalm.run.device import precision_context
 
     path = plan.work / "aoa" / f"{revision}.json"
-    key = {**score_key(ckpt, "aoa", str(plan.eval_dir / CDI_FILE)), "word_file": str(plan.aoa_words or "")}
+    precision = scoring_precision(plan)
+    key = {**score_key(ckpt, "aoa", str(plan.eval_dir / CDI_FILE)), "word_file": str(plan.aoa_words or ""),
+           "precision": precision}
     piece = read_json(path)
     if piece and piece.get("key") == key:
         return piece
     lm, tok = model.get()
     piece = {"key": key, "bos_only": None, "contexts": None}
-    try:
-        piece["bos_only"] = aoa_word_surprisals(lm, tok, aoa_words(load_cdi(plan.eval_dir / CDI_FILE)),
-                                                plan.cfg.batch_size)
-    except TaskUnavailable as exc:
-        piece["bos_only_reason"] = str(exc)
-    if plan.aoa_words is not None:
-        words = load_aoa_word_file(plan.aoa_words)
-        surprisals = aoa_context_surprisals(lm, tok, words, plan.cfg.batch_size)
-        piece["contexts"] = [{"word": w, "contexts": c, "surprisals": s} for (w, c), s in zip(words, surprisals)]
+    with precision_context(next(lm.parameters()).device, precision):   # as the zero-shot tasks
+        try:
+            piece["bos_only"] = aoa_word_surprisals(lm, tok, aoa_words(load_cdi(plan.eval_dir / CDI_FILE)),
+                                                    plan.cfg.batch_size)
+        except TaskUnavailable as exc:
+            piece["bos_only_reason"] = str(exc)
+        if plan.aoa_words is not None:
+            words = load_aoa_word_file(plan.aoa_words)
+            surprisals = aoa_context_surprisals(lm, tok, words, plan.cfg.batch_size)
+            piece["contexts"] = [{"word": w, "contexts": c, "surprisals": s} for (w, c), s in zip(words, surprisals)]
     write_json_atomic(path, piece)
     return piece
 
