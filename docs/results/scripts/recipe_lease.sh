@@ -1,30 +1,43 @@
 #!/usr/bin/env bash
-# Issue 18's recipe rounds on one lent GPU: `start` unpacks the carried strict-small corpus and the
-# evaluation data (.carry/ss.tar.xz, .carry/eval.tar.xz), then starts the sweep detached, its runs
-# side by side (--jobs), each checkpoint scored on the fast suite while it trains (score_suite);
-# `poll S` waits up to S seconds (less when the sweep ends) and packs what the runs have written
-# (configs, metrics, scores, logs) into $OUT/recipe.tar.gz. RUNS names the grid's runs (--run).
-#   bash docs/results/scripts/recipe_lease.sh start 's384_nodrop_ctx128 s384_nodrop t384_nodrop_ctx128'
+# Sweeps on one lent GPU (issue 18's recipe rounds, issue 17's data-mix comparison): `start EXP RUNS`
+# unpacks the carried corpora and tokenizers (.carry/ss.tar.xz -> out/ss, .carry/mix2.tar.xz ->
+# out/mix2) and the evaluation data (.carry/eval.tar.xz), then starts the sweep of EXP detached, its
+# runs side by side (--jobs), each checkpoint scored on the fast suite while it trains (score_suite);
+# `poll S` waits up to S seconds (less when every sweep has ended) and packs what the runs have
+# written (configs, metrics, scores, logs) into $OUT/<EXP>.tar.gz. Two sweeps may run at once.
+#   bash docs/results/scripts/recipe_lease.sh start recipe_search 's384_nodrop_ctx128 s384_nodrop t384_nodrop_ctx128'
+#   bash docs/results/scripts/recipe_lease.sh start data_mix 'current mix2'
 #   bash docs/results/scripts/recipe_lease.sh poll 540
+# The carried tarballs are made here: `tar cJf .carry/ss.tar.xz -C out ss` (a corpus folder with its
+# tokenizer/ inside; mix2 likewise), `tar cJf .carry/eval.tar.xz -C ../shared/data eval/fast_eval eval/aoa`.
 set -u
 OUT=${OUT:-out/lease}; mkdir -p "$OUT"
-W=/tmp/recipe; mkdir -p "$W"
-export PYTHONPATH=$PWD/src BLALM_DATA_DIR=$W/data PYTHONUNBUFFERED=1
+L=/tmp/lease; mkdir -p "$L/data"
+export PYTHONPATH=$PWD/src BLALM_DATA_DIR=$L/data PYTHONUNBUFFERED=1
+corpus() { echo "tracks.strict-small.corpora.$1={dir=\"out/$2\", tokenizer_dir=\"out/$2/tokenizer\"}"; }
 case "$1" in
 start)
-  mkdir -p out "$W/data"
-  tar xJf .carry/ss.tar.xz -C out && tar xJf .carry/eval.tar.xz -C "$W/data" || exit 1
-  sel=""; for r in $2; do sel="$sel --run $r"; done
-  setsid nohup python3 -m blalm.cli sweep configs/experiments/recipe_search.toml --out "$W/sweep" $sel \
-    --jobs "${JOBS:-5}" --set eval.enabled=false \
-    --set 'tracks.strict-small.corpora.curated={dir="out/ss", tokenizer_dir="out/ss/tokenizer"}' \
-    --train-set compile=true --train-set 'model.mlstm_kernel="triton"' \
-    --train-set 'score_suite="fast"' --train-set milestone_scale=1000 > "$W/sweep.log" 2>&1 &
-  sleep "${3:-60}" ;;
+  mkdir -p out
+  [ -d "$L/data/eval" ] || tar xJf .carry/eval.tar.xz -C "$L/data" || exit 1
+  for t in ss mix2; do [ -d out/$t ] || [ ! -f .carry/$t.tar.xz ] || tar xJf .carry/$t.tar.xz -C out || exit 1; done
+  case "$2" in
+  recipe_search) args=(--set "$(corpus curated ss)" --train-set milestone_scale=1000) ;;
+  data_mix) args=(--scale medium --set "$(corpus current ss)" --set "$(corpus mix2 mix2)") ;;
+  *) echo "unknown experiment $2"; exit 1 ;;
+  esac
+  sel=(); for r in $3; do sel+=(--run "$r"); done
+  setsid nohup python3 -m blalm.cli sweep "configs/experiments/$2.toml" --out "$L/$2" "${sel[@]}" \
+    --jobs "${JOBS:-5}" --set eval.enabled=false "${args[@]}" \
+    --train-set compile=true --train-set 'model.mlstm_kernel="triton"' --train-set 'score_suite="fast"' \
+    > "$L/$2.log" 2>&1 &
+  sleep "${4:-60}" ;;
 poll)
   for _ in $(seq 1 "$2"); do pgrep -f "blalm.cli sweep" > /dev/null || break; sleep 1; done ;;
 esac
-nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$W/nvidia-smi.txt" 2>&1
-(cd "$W" && tar czf "$OUT/recipe.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='tokens*' \
-  --exclude='corpora' --exclude='checkpoints' sweep.log nvidia-smi.txt sweep 2>/dev/null)
-tail -3 "$W/sweep.log"; for f in "$W"/sweep/logs/*.log; do echo "== $f"; tail -2 "$f"; done
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$L/nvidia-smi.txt" 2>&1
+for s in "$L"/*.log; do
+  e=$(basename "$s" .log)
+  (cd "$L" && tar czf "$OUT/$e.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='.tokens' \
+    --exclude='corpora' --exclude='checkpoints' --exclude='tensorboard' "$e.log" nvidia-smi.txt "$e" 2>/dev/null)
+  tail -2 "$s"; for f in "$L/$e"/logs/*.log; do [ -f "$f" ] && { echo "== $f"; tail -2 "$f"; }; done
+done
