@@ -180,3 +180,19 @@ def test_eval_quiet_still_says_where_scoring_is(tmp_path, data_dir, capfd):
     err = capfd.readouterr().err
     assert "blimp: ok" in err and "wug_adj: ok" in err
     assert "it/s" not in err and "%|" not in err                    # no tqdm bar
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, repo_root):
+    """'blalm sweep --dry-run | head -1': the closed pipe ends the command with exit 141 and no
+    traceback (the grid's listing, 300 seeds, is far larger than a pipe's buffer)."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "blalm.cli", "sweep", "configs/experiments/recipe_search.toml", "--out",
+           str(tmp_path / "sweep"), "--dry-run", "--set", f"seeds={list(range(300))}"]
+    proc = subprocess.Popen(cmd, cwd=repo_root, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert first.startswith(b"recipe_search") and "Traceback" not in err

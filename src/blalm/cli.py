@@ -142,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"blalm {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:          # the reader went away ('blalm ... | head'): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no second error at exit
+        return 141
 
 
 if __name__ == "__main__":
