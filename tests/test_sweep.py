@@ -298,3 +298,23 @@ def test_the_shipped_recipe_config_is_the_recipe_search_run_it_reports():
     shipped = to_dict(load_train_config(EXPERIMENTS.parent / "train" / "strict_small_s384.toml"))
     differing = {k for k in searched if searched[k] != shipped[k]}
     assert differing == {"corpus_dir", "tokenizer_dir", "micro_batch"}, differing
+
+
+def test_runs_scored_while_training_are_not_scored_again_by_the_sweep(tiny_sweep, tmp_path):
+    """``--train-set score_suite="fast"``: each run's checkpoints are scored by its side process as
+    they are written; the sweep takes the best from the run's own summary (sweep.json names it) and
+    scores nothing itself, whatever its [eval] table says."""
+    eval_dir = tiny_sweep["eval_dir"]
+    score_set = ["entity_fast_per_group=2", 'tasks=["blimp", "blimp_supplement", "ewok", "entity_tracking", '
+                                            '"eye_tracking", "self_paced_reading"]']
+    logs: list[str] = []
+    summary = sweep(load_experiment(tiny_sweep["config"]), tmp_path / "out", runs=["muon"], log=logs.append,
+                    train_overrides=['score_suite="fast"', f"score_data={json.dumps(str(eval_dir))}",
+                                     f"score_set={json.dumps(score_set)}"])
+    run_dir = tmp_path / "out" / summary["runs"][0]["dir"]
+    own = json.loads((run_dir / "eval" / "summary.json").read_text())
+    written = sorted(p.name for p in (run_dir / "checkpoints").iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert sorted(c["checkpoint"] for c in own["checkpoints"]) == written
+    assert own["best"] is not None and own["best"] == summary["runs"][0]["best"]
+    assert any("scored while training" in line for line in logs)
+    assert not any("scoring checkpoints" in line for line in logs)

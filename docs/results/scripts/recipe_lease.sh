@@ -27,7 +27,7 @@ start)
   esac
   sel=(); for r in $3; do sel+=(--run "$r"); done
   setsid nohup python3 -m blalm.cli sweep "configs/experiments/$2.toml" --out "$L/$2" "${sel[@]}" \
-    --jobs "${JOBS:-5}" --set eval.enabled=false "${args[@]}" \
+    --jobs "${JOBS:-5}" "${args[@]}" \
     --train-set compile=true --train-set 'model.mlstm_kernel="triton"' --train-set 'score_suite="fast"' \
     > "$L/$2.log" 2>&1 &
   sleep "${4:-60}" ;;

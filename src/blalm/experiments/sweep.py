@@ -171,7 +171,7 @@ def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_o
            failed_children: Sequence[str] = ()) -> dict[str, Any]:
     """The sequential pass: train and score each run of ``grid`` not finished yet. A run in
     ``failed_children`` (its ``--jobs`` child failed) is recorded as failed, not trained here."""
-    from blalm.eval.runs import evaluate_run
+    from blalm.eval.runs import SUMMARY_FILE, evaluate_run
     from blalm.train.trainer import train
 
     ecfg = eval_config(exp, data_dir, progress=progress)
@@ -214,7 +214,11 @@ def _sweep(exp: ExperimentConfig, out_dir: Path, grid: list[PlannedRun], train_o
                 result = train(cfg, run_dir, log=log)
                 fault_point("sweep_run_trained")
                 best = None
-                if exp.eval.enabled:
+                if cfg.score_suite != "none":      # scored while it trained: the run's own summary
+                    best = (read_json(run_dir / "eval" / SUMMARY_FILE) or {}).get("best")
+                    log(f"{head}: every checkpoint scored while training ({cfg.score_suite} suite); "
+                        f"the sweep's [eval] is not applied")
+                elif exp.eval.enabled:
                     log(f"{head}: scoring checkpoints ({ecfg.suite} suite)")
                     best = evaluate_run(run_dir, ecfg, last=exp.eval.last, log=lambda s: None)["best"]
                 fault_point("sweep_run_scored")
