@@ -4,13 +4,12 @@ predictions (``calculate_results_from_pred.py``, run here in a subprocess on the
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from blalm.bench.eval import default_pipeline_dir
+from child_process import run_child
 from blalm.eval.predictions import load_comps, ranking_predictions, target_accuracy_metric
 
 # the file names calculate_results_from_pred.py opens for the four subsets
@@ -20,9 +19,7 @@ COMPS_ROWS = [("A robin", "A stone", "can fly."), ("A knife", "A pillow", "can c
               ("A fish", "A chair", "can swim."), ("An oven", "A spoon", "gets hot.")]
 
 OFFICIAL_COMPS_CHILD = r'''
-import json, pathlib, sys
-args = json.loads(sys.argv[1])
-sys.path[:0] = args["paths"]
+import pathlib
 import calculate_results_from_pred as c
 preds = json.loads(pathlib.Path(args["predictions"]).read_text())
 print(json.dumps(c._calculate_comps_results(preds, pathlib.Path(args["data"]))))
@@ -46,12 +43,10 @@ def test_comps_metric_is_the_official_one(official_deps, tmp_path):
     ours = target_accuracy_metric(predictions, items, whole_sentence=True)
     assert len(set(ours.values())) > 1 and 0 < min(ours.values())
 
-    (tmp_path / "child.py").write_text(OFFICIAL_COMPS_CHILD)
     pipeline = Path(default_pipeline_dir()) / "evaluation_pipeline"
     args = {"paths": [str(pipeline), str(official_deps)], "predictions": str(tmp_path / "predictions.json"),
             "data": str(data)}
-    proc = subprocess.run([sys.executable, str(tmp_path / "child.py"), json.dumps(args)], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_child(OFFICIAL_COMPS_CHILD, args, tmp_path)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     official = json.loads(proc.stdout.strip().splitlines()[-1])
     assert 100 * sum(ours.values()) / len(ours) == pytest.approx(official, abs=1e-9)

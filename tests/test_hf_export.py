@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import sysconfig
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import torch
 from safetensors.torch import load_file
 
 from blalm import cli
+from child_process import run_child
 from conftest import jsonl_text_lines, pinned_packages
 from blalm.errors import BlalmError, InputError
 from blalm.model.checkpoint import CONFIG_FILE, WEIGHTS_FILE, is_model_checkpoint, load_model, save_model
@@ -294,14 +292,6 @@ def transformers_451() -> Path:
 
 
 CHILD = r'''
-import json, sys
-args = json.loads(sys.argv[1])
-sys.path[:0] = args["paths"]
-try:
-    import blalm  # noqa: F401
-    blalm_importable = True
-except ImportError:
-    blalm_importable = False
 import torch, transformers
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -347,12 +337,9 @@ def test_export_loads_without_blalm(version, checkpoints, exports, tmp_path, req
     tokenizer = load_tokenizer(checkpoints["blalm"])
     rows = [encode(tokenizer, text) for text in TEXTS]
     prompt = rows[2][:7]
-    (tmp_path / "child.py").write_text(CHILD)
     args = {"paths": paths, "model": str(exports["blalm"]), "texts": TEXTS, "prompt": prompt,
             "new_tokens": NEW_TOKENS, "out": str(tmp_path)}
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "child.py"), json.dumps(args)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_child(CHILD, args, tmp_path, isolated=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     tensors = load_file(str(tmp_path / "result.safetensors"))

@@ -28,6 +28,7 @@ from blalm.submit.config import SubmitConfig
 from blalm.submit.layout import (FAST_TASKS, FULL_TASKS, GLUE_TASKS, TRACK_REVISIONS, map_milestones,
                                  predictions_path, revision_words)
 from submit_fixtures import SCALE, make_submit_eval, official_fast_dir, train_submit_run
+from child_process import run_child
 from test_train_helpers import train_data  # noqa: F401  (fixture)
 
 NAME = "tiny"
@@ -105,14 +106,6 @@ def test_submission_has_every_revision_task_and_branch(submission, submit_run):
 
 
 CHILD = r'''
-import json, sys
-args = json.loads(sys.argv[1])
-sys.path[:0] = args["paths"]
-try:
-    import blalm  # noqa: F401
-    blalm_importable = True
-except ImportError:
-    blalm_importable = False
 import torch
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
@@ -141,11 +134,8 @@ def test_two_branches_load_in_transformers_without_blalm(submission, submit_run,
         subprocess.run(["git", "clone", "--quiet", "--branch", branch, str(out / "model"), str(clone)], check=True)
         models[branch] = str(clone)
     ids = [5, 17, 42, 99, 3, 250, 7]
-    (tmp_path / "child.py").write_text(CHILD)
     args = {"paths": [sysconfig.get_paths()["purelib"]], "models": models, "ids": ids, "out": str(tmp_path)}
-    env = {**os.environ, "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-I", "-S", str(tmp_path / "child.py"), json.dumps(args)],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    proc = run_child(CHILD, args, tmp_path, isolated=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not json.loads((tmp_path / "result.json").read_text())["blalm_importable"]
     logits = load_file(str(tmp_path / "logits.safetensors"))
@@ -235,9 +225,7 @@ def plaintext_fast_dir(repo_root: Path, eval_dir: Path):
 
 
 COLLATE_CHILD = r'''
-import argparse, json, pathlib, sys
-args = json.loads(sys.argv[1])
-sys.path[:0] = args["paths"]
+import argparse, pathlib
 from evaluation_pipeline import collate_preds as c
 # the only change: the expected sizes are those of the test's data slices (the official ones are the full sets')
 s = args["sizes"]
@@ -310,11 +298,9 @@ def test_official_collate_accepts_the_results_and_writes_our_submission(submissi
     out, _ = submission
     ours = json.loads((out / "submission.json").read_text())
     with plaintext_fast_dir(repo_root, submit_eval) as fast_dir:
-        (tmp_path / "child.py").write_text(COLLATE_CHILD)
         args = {"paths": [str(pipeline_dir), str(official_deps)], "name": NAME, "results": str(out / "results"),
                 "fast_eval_dir": str(fast_dir), "sizes": _sizes(submit_eval, ours)}
-        proc = subprocess.run([sys.executable, str(tmp_path / "child.py"), json.dumps(args)], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=600)
+        proc = run_child(COLLATE_CHILD, args, tmp_path, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     theirs = json.loads((out / "results" / NAME / "all_full_preds_and_fast_scores_causal.json").read_text())
     (out / "results" / NAME / "all_full_preds_and_fast_scores_causal.json").unlink()
