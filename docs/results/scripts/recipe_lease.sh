@@ -14,12 +14,12 @@ set -u
 OUT=${OUT:-out/lease}; mkdir -p "$OUT"
 L=/tmp/lease; mkdir -p "$L/data"
 export PYTHONPATH=$PWD/src BLALM_DATA_DIR=$L/data PYTHONUNBUFFERED=1
+. "$(dirname "$0")/lease_lib.sh"     # unpack, wait_while
 corpus() { echo "tracks.strict-small.corpora.$1={dir=\"out/$2\", tokenizer_dir=\"out/$2/tokenizer\"}"; }
 case "$1" in
 start)
   mkdir -p out
-  [ -d "$L/data/eval" ] || tar xJf .carry/eval.tar.xz -C "$L/data" || exit 1
-  for t in ss mix2; do [ -d out/$t ] || [ ! -f .carry/$t.tar.xz ] || tar xJf .carry/$t.tar.xz -C out || exit 1; done
+  unpack .carry/eval.tar.xz "$L/data" && unpack .carry/ss.tar.xz out && unpack .carry/mix2.tar.xz out || exit 1
   case "$2" in
   recipe_search) args=(--set "$(corpus curated ss)" --train-set milestone_scale=1000) ;;
   data_mix) args=(--scale medium --set "$(corpus current ss)" --set "$(corpus mix2 mix2)") ;;
@@ -32,7 +32,7 @@ start)
     > "$L/$2.log" 2>&1 &
   sleep "${4:-60}" ;;
 poll)
-  for _ in $(seq 1 "$2"); do pgrep -f "blalm.cli sweep" > /dev/null || break; sleep 1; done ;;
+  wait_while "blalm.cli sweep" "$2" ;;
 esac
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$L/nvidia-smi.txt" 2>&1
 for s in "$L"/*.log; do

@@ -12,16 +12,17 @@ OUT=${OUT:-out/lease}; mkdir -p "$OUT"
 W=/tmp/submit; mkdir -p "$W"
 export PYTHONPATH=$PWD/src BLALM_DATA_DIR=$W/data PYTHONUNBUFFERED=1
 B="python3 -m blalm.cli"
+. "$(dirname "$0")/lease_lib.sh"     # unpack, wait_while
 case "$1" in
 start)
   mkdir -p out "$W/data"
-  tar xJf .carry/ss.tar.xz -C out && tar xJf .carry/eval_full.tar.xz -C "$W/data" || exit 1
+  unpack .carry/ss.tar.xz out && unpack .carry/eval_full.tar.xz "$W/data" || exit 1
   setsid nohup bash -c "$B train ${CONFIG:-configs/train/strict_small_s384.toml} --out $W/run --eval fast \
       --set corpus_dir=out/ss --set tokenizer_dir=out/ss/tokenizer --set progress=false \
     && $B submit $W/run --out $W/sub --main best --name blalm-s384 --quiet" > "$W/chain.log" 2>&1 &
   sleep "${2:-60}" ;;
 poll)
-  for _ in $(seq 1 "$2"); do pgrep -f "blalm.cli (train|submit)" > /dev/null || break; sleep 1; done ;;
+  wait_while "blalm.cli (train|submit)" "$2" ;;
 esac
 (cd "$W" && tar czf "$OUT/submit.tar.gz" --exclude='*.safetensors' --exclude='*.pt' --exclude='.git' \
   --exclude='checkpoints' --exclude='.tokens' chain.log run/metrics.jsonl run/config.json run/eval \
