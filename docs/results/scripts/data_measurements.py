@@ -1,10 +1,13 @@
 """The measurements behind docs/results/data.md (issue 17), on ../shared/data.
 
     PYTHONPATH=src BLALM_DATA_DIR=../shared/data python docs/results/scripts/data_measurements.py [casing|readability|overlap]
+    PYTHONPATH=src BLALM_DATA_DIR=../shared/data python docs/results/scripts/data_measurements.py case_change REV
 
 - casing: TinyStories' cased slice lower-cased and restored (blalm.data.filters.tinystories), two
   folds: the case lexicon learnt from one half of the cased paragraphs (plus the names the
   lower-cased half itself introduces with "named X"), scored on the other half.
+- case_change REV: how many lower-cased TinyStories lines the current restore_case restores
+  differently from the one at git revision REV (the lexicon learnt as the corpus build learns it).
 - readability: Wikipedia paragraphs kept by the wikipedia kind (15-word minimum) on a seeded 5% of
   the articles, with the readability filter (filters.max_grade) off and at several grades: words
   kept, mean sentence length, Flesch-Kincaid grade and Flesch reading ease (word-weighted).
@@ -47,6 +50,27 @@ def casing() -> None:
         print(json.dumps({"fold": k, "names": len(lexicon.names), **{key: round(v, 5) for key, v in result.items()}}))
 
 
+def case_change(rev: str) -> None:
+    import subprocess
+    import types
+
+    from blalm.data.filters import tinystories
+
+    old = types.ModuleType("tinystories_old")
+    source = subprocess.run(["git", "show", f"{rev}:src/blalm/data/filters/tinystories.py"], check=True,
+                            capture_output=True, text=True).stdout
+    sys.modules[old.__name__] = old       # its dataclasses look their module up
+    exec(compile(source, f"{rev}:tinystories.py", "exec"), old.__dict__)
+    records = [r for _, _, r in rows("tinystories")]
+    cased = [r["text"] for r in records if not r["meta"]["lowercased"]]
+    lowered = [r["text"] for r in records if r["meta"]["lowercased"]]
+    lines = [ln for text in lowered for ln in text.splitlines() if ln.strip()]
+    new_lex = tinystories.learn_case_lexicon(cased, lowered)
+    old_lex = old.learn_case_lexicon(cased, lowered)
+    changed = [ln for ln in lines if tinystories.restore_case(ln, new_lex) != old.restore_case(ln, old_lex)]
+    print(json.dumps({"rev": rev, "lines": len(lines), "changed": len(changed), "examples": changed[:3]}))
+
+
 def readability_stats(paragraphs: list[str]) -> dict[str, float]:
     words = sentences = 0.0
     grade = ease = 0.0
@@ -86,6 +110,9 @@ def overlap() -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["case_change"]:
+        case_change(sys.argv[2])
+        sys.exit()
     wanted = sys.argv[1:] or ["casing", "readability", "overlap"]
     for what in wanted:
         {"casing": casing, "readability": readability_filter, "overlap": overlap}[what]()
