@@ -131,3 +131,47 @@ def test_follow_ends_when_the_training_process_is_gone(followed, tmp_path):
     (run / LOCK_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n")
     assert training_alive(run) is True
     assert training_alive(run, pid=dead_pid) is False
+
+
+def test_a_follower_out_of_gpu_memory_waits_for_the_training_and_tries_again(followed, tmp_path, monkeypatch):
+    """Nine trainers and their scorers on one GPU (recipe round 3, docs/results/sample_efficiency.md):
+    a scorer's allocation fails while the trainers hold the memory. The follower must not die: it
+    frees what it holds, halves its token budget and scores the same checkpoints on the next look.
+    (There is no GPU here: the first scoring raises the error torch raises there.)"""
+    import torch
+
+    import blalm.eval.runs as runs
+    from blalm.eval.batching import DEFAULT_TOKEN_BUDGET
+
+    run = tmp_path / "run"
+    shutil.copytree(followed["run"], run, ignore=shutil.ignore_patterns("eval"))
+    real, budgets = runs.evaluate_run, []
+
+    def first_out_of_memory(run_dir, cfg, **kw):
+        budgets.append(cfg.token_budget)
+        if len(budgets) == 1:
+            raise torch.AcceleratorError("CUDA error: out of memory")
+        return real(run_dir, cfg, **kw)
+
+    monkeypatch.setattr(runs, "evaluate_run", first_out_of_memory)
+    monkeypatch.setattr(runs, "OOM_WAIT_SECONDS", 0.0)
+    monkeypatch.setattr(runs, "training_alive", lambda run_dir, pid=None: True)   # the trainer still runs
+    log: list[str] = []
+    summary = follow_run(run, eval_config(followed["mini"]), pid=None, poll_seconds=0.01, log=log.append)
+    # the same scores (the reading regressions to float rounding: other batches, other sums)
+    for got, want in zip(summary["checkpoints"], followed["summary"]["checkpoints"], strict=True):
+        assert got["checkpoint"] == want["checkpoint"]
+        assert {k: v for k, v in got.items() if k != "checkpoint"} == pytest.approx(
+            {k: v for k, v in want.items() if k != "checkpoint"}, rel=1e-6)
+    assert budgets[0] == 0 and budgets[1] == DEFAULT_TOKEN_BUDGET["cuda"] // 2
+    assert any("out of GPU memory" in line and "trying again" in line for line in log)
+
+    # with the training gone the memory is not the trainer's: the error is raised, not waited out
+    monkeypatch.setattr(runs, "training_alive", lambda run_dir, pid=None: False)
+    budgets.clear()
+    shutil.rmtree(run / "eval")
+    with pytest.raises(torch.AcceleratorError):
+        follow_run(run, eval_config(followed["mini"]), pid=None, poll_seconds=0.01, log=log.append)
+    # another error is never taken for a lack of memory
+    assert not runs.is_device_oom(RuntimeError("CUDA error: device-side assert triggered"))
+    assert runs.is_device_oom(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 936.00 MiB"))

@@ -4,9 +4,14 @@
 # out/mix2) and the evaluation data (.carry/eval.tar.xz), then starts the sweep of EXP detached, its
 # runs side by side (--jobs), each checkpoint scored on the fast suite while it trains (score_suite);
 # `poll S` waits up to S seconds (less when every sweep has ended) and packs what the runs have
-# written (configs, metrics, scores, logs) into $OUT/<EXP>.tar.gz. Two sweeps may run at once.
+# written (configs, metrics, scores, logs) into $OUT/<EXP>.tar.gz. Two sweeps may run at once, but
+# mind the memory: a 12 x 384 trainer holds ~14 GB of the H200's 140 and its scorer ~5 GB, so nine
+# trainers left no room for their scorers (round 3; a scorer out of memory now waits and retries).
+# Exit status 0 unless the carried tarballs could not be unpacked (chain two starts with ';').
 #   bash docs/results/scripts/recipe_lease.sh start recipe_search 's384_nodrop_ctx128 s384_nodrop t384_nodrop_ctx128'
 #   bash docs/results/scripts/recipe_lease.sh start data_mix 'current mix2'
+#   SWEEP_SET='runs.s384_ctx128_ema.seeds=[1, 2]' bash docs/results/scripts/recipe_lease.sh start recipe_search \
+#     's384_ctx128_ema s384_nodrop_ctx128_ema t384_ctx128_ema'      # SWEEP_SET: one more --set of the sweep
 #   bash docs/results/scripts/recipe_lease.sh poll 540
 # The carried tarballs are made here: `tar cJf .carry/ss.tar.xz -C out ss` (a corpus folder with its
 # tokenizer/ inside; mix2 likewise), `tar cJf .carry/eval.tar.xz -C ../shared/data eval/fast_eval eval/aoa`.
@@ -27,7 +32,7 @@ start)
   esac
   sel=(); for r in $3; do sel+=(--run "$r"); done
   setsid nohup python3 -m blalm.cli sweep "configs/experiments/$2.toml" --out "$L/$2" "${sel[@]}" \
-    --jobs "${JOBS:-5}" "${args[@]}" \
+    --jobs "${JOBS:-5}" "${args[@]}" ${SWEEP_SET:+--set "$SWEEP_SET"} \
     --train-set compile=true --train-set 'model.mlstm_kernel="triton"' --train-set 'score_suite="fast"' \
     > "$L/$2.log" 2>&1 &
   sleep "${4:-60}" ;;
@@ -41,3 +46,4 @@ for s in "$L"/*.log; do
     --exclude='corpora' --exclude='checkpoints' --exclude='tensorboard' "$e.log" nvidia-smi.txt "$e" 2>/dev/null)
   tail -2 "$s"; for f in "$L/$e"/logs/*.log; do [ -f "$f" ] && { echo "== $f"; tail -2 "$f"; }; done
 done
+exit 0

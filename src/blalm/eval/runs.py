@@ -22,6 +22,7 @@ scores only what it had not written yet.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import time
@@ -38,6 +39,8 @@ from blalm.run.checkpoint import list_checkpoints, verify_checkpoint
 from blalm.run.layout import checkpoints_dir
 
 SUMMARY_FILE = "summary.json"
+OOM_WAIT_SECONDS = 30.0          # a follower out of GPU memory waits this long (at least a poll) and tries again
+MIN_OOM_TOKEN_BUDGET = 4096      # ... each time with half the token budget, down to this
 Verified = dict[str, tuple[tuple, list[str]]]    # checkpoint folder -> (its files' stat, what is wrong)
 
 
@@ -136,12 +139,24 @@ def training_alive(run_dir: Path, pid: int | None = None) -> bool | None:
     return pid_alive(pid)
 
 
+def is_device_oom(exc: BaseException) -> bool:
+    """A GPU out-of-memory error: torch's ``OutOfMemoryError`` (the caching allocator) or an
+    ``AcceleratorError`` from a raw allocation (e.g. moving the weights to the device)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, torch.AcceleratorError) and "out of memory" in str(exc).lower())
+
+
 def follow_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, pid: int | None = None,
                poll_seconds: float = 10.0, idle_seconds: float = 0.0,
                log: Callable[[str], None] = lambda s: None) -> dict[str, Any] | None:
     """Score every checkpoint of a training run as it appears (see the module docstring); returns
     the last summary (None when the run wrote no checkpoint before it ended). ``idle_seconds``: give
-    up after that long without a new checkpoint when nothing says whether training runs (0: never)."""
+    up after that long without a new checkpoint when nothing says whether training runs (0: never).
+    Out of GPU memory while the training runs (the trainer and other runs share the GPU), the follower
+    frees what it holds, halves its token budget and tries the same checkpoints again after
+    ``OOM_WAIT_SECONDS``; once the training has ended, an out-of-memory error is raised."""
     run_dir = Path(run_dir)
     session = EvalSession()
     verified: Verified = {}
@@ -153,7 +168,19 @@ def follow_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, pid:
         checkpoints = list_checkpoints(checkpoints_dir(run_dir))
         names = {c["name"] for c in checkpoints}
         if names - seen:
-            summary = evaluate_run(run_dir, cfg, out_dir=out_dir, log=log, session=session, verified=verified)
+            try:
+                summary = evaluate_run(run_dir, cfg, out_dir=out_dir, log=log, session=session, verified=verified)
+            except Exception as exc:
+                if alive is False or not is_device_oom(exc):
+                    raise       # out of memory with the training gone: not the training's memory
+                session.release()
+                budget = max(MIN_OOM_TOKEN_BUDGET, cfg.batching("cuda").token_budget // 2)
+                cfg = dataclasses.replace(cfg, token_budget=budget)
+                log(f"{run_dir}: out of GPU memory while scoring ({str(exc).splitlines()[0][:160]}); the "
+                    f"training holds the GPU, so trying again in {max(poll_seconds, OOM_WAIT_SECONDS):.0f} s "
+                    f"with a token budget of {budget:,} (the scores do not depend on it)")
+                time.sleep(max(poll_seconds, OOM_WAIT_SECONDS))
+                continue
             seen |= names
             last_new = time.monotonic()
         if any(c.get("complete") for c in checkpoints):

@@ -78,6 +78,14 @@ class EvalSession:
             self._encoded[key] = build()
         return self._encoded[key]
 
+    def release(self) -> None:
+        """Drop the held model and return the GPU memory it used (after an out-of-memory error)."""
+        self._model = None
+        import torch
+
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
+
     def load(self, model_path: Path, device: str, compile_model: bool,
              load: Callable[[Path, str], tuple[Any, Any]]) -> tuple[Any, Any, Any]:
         """``(model, tokenizer, compiled or None)`` for ``model_path``: a blalm checkpoint like the
