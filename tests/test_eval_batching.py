@@ -157,10 +157,12 @@ def test_session_reuses_data_tokens_and_the_model_and_scores_the_same(checkpoint
 
 
 @pytest.mark.slow
-def test_compiled_model_with_bucketed_shapes_scores_the_same(checkpoints, eval_dir):  # noqa: F811
+@pytest.mark.parametrize("name", ["transformer", "blalm"])
+def test_compiled_model_with_bucketed_shapes_scores_the_same(checkpoints, eval_dir, name):  # noqa: F811
+    """--compile compiles each decoder block in place (dynamic shapes): the same log-probs as eager."""
     from blalm.eval.scoring import compile_for_scoring
 
-    model, tok = load_for_eval(checkpoints["transformer"])
+    model, tok = load_for_eval(checkpoints[name])
     seqs = encode_items(tok, load_minimal_pairs(eval_dir / "fast_eval/blimp_fast")[::700])
     plain = sequence_logprobs(model, seqs, batching=Batching())
     compiled = sequence_logprobs(model, seqs, batching=Batching(token_budget=1024, widths=(64,)),  # one shape

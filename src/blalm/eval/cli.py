@@ -42,8 +42,9 @@ def register(subparsers) -> None:
                    help="most padded tokens per forward pass; sequences are sorted by length and packed up "
                         "to it (default 0: 1024 on the CPU, 16384 on a GPU; lower it if memory runs out)")
     p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the model once per process, with every batch padded to one of a few "
-                        "widths (changes the speed only; pays off on a GPU over many checkpoints)")
+                   help="torch.compile each decoder block once per process (dynamic shapes, as 'blalm finetune "
+                        "--compile'), every batch padded to one of a few widths (changes the speed only; "
+                        "for a GPU, over many checkpoints)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None,
                    help="where the model runs (default auto: cuda when available)")
     p.add_argument("--precision", choices=("fp32", "tf32", "bf16"), default=None,

@@ -92,8 +92,8 @@ class EvalConfig:
     #                                     16384 on a GPU (blalm.eval.batching.DEFAULT_TOKEN_BUDGET)
     shared_prefix_min: int = 32           # blalm models: candidates sharing this many leading tokens
     #                                     run them once (entity tracking's story); 0 = never
-    compile: bool = False                 # torch.compile the model once per process (static shapes
-    #                                     from blalm.eval.batching.WIDTH_LADDER)
+    compile: bool = False                 # torch.compile each decoder block once per process (dynamic
+    #                                     shapes; batches padded to blalm.eval.batching.WIDTH_LADDER)
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available, else cpu
     precision: Literal["fp32", "tf32", "bf16"] = "bf16"  # GPU forward: bf16 autocast (fast), TF32 tensor
     #                                     cores, or exact fp32 (the official pipeline's numerics);

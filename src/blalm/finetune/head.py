@@ -27,6 +27,8 @@ import inspect
 import torch
 from torch import Tensor, nn
 
+from blalm.model.compile import RECOMPILE_LIMIT, compile_backbone, decoder_layers  # noqa: F401  (re-exported)
+
 
 def last_token_states(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     """``hidden (B, S, H)`` -> ``(B, H)``: each row's state at its last real token (right padding).
@@ -118,43 +120,7 @@ def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int = 1) -> tup
 
 
 # ----------------------------------------------------------------------------------------------
-# Regional compilation (FinetuneConfig.compile)
-
-RECOMPILE_LIMIT = 64   # compiled graphs kept per layer class (widths x training/no_grad x batch-size specials)
-
-
-def decoder_layers(backbone: nn.Module) -> nn.ModuleList | None:
-    """The backbone's list of decoder blocks: the blalm decoder's ``layers``, a Hugging Face base
-    model's ``layers`` (Llama, Qwen, ...) or ``h`` (GPT-2); None when there is no obvious list."""
-    for name in ("layers", "h"):
-        layers = getattr(backbone, name, None)
-        if isinstance(layers, nn.ModuleList) and len(layers) > 0:
-            return layers
-    return None
-
-
-def compile_backbone(backbone: nn.Module, backend: str | object = "inductor") -> int:
-    """Compile each decoder block of ``backbone`` in place with ``torch.compile(dynamic=True)``;
-    return how many were compiled (0: no block list, the backbone stays eager).
-
-    Regional compilation: the blocks of one class share their compiled code (dynamo guards on the
-    module's class and attributes, not its identity), and dynamic shapes let one graph serve many
-    batch sizes and widths. The embedding, the final norm (whose hook stops the blalm decoder
-    before its vocabulary projection) and the head stay eager. ``nn.Module.compile`` keeps the
-    parameter names, so checkpoints are those of the eager model. Raises dynamo's
-    ``recompile_limit`` to :data:`RECOMPILE_LIMIT` (a process-wide setting): the chunkwise mLSTM
-    loops over its chunks in Python, so each chunk count (and training vs ``no_grad``) is a graph
-    of its own."""
-    import torch._dynamo
-
-    layers = decoder_layers(backbone)
-    if layers is None:
-        return 0
-    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
-    for layer in layers:
-        layer.compile(dynamic=True, backend=backend)
-    return len(layers)
-
+# Regional compilation (FinetuneConfig.compile): blalm.model.compile, shared with the scoring
 
 def width_multiple(backbone: nn.Module) -> int:
     """What compiled batches round their width up to: the chunk size for a blalm mLSTM decoder
