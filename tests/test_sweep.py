@@ -286,7 +286,7 @@ def test_every_shipped_experiment_loads_and_its_runs_validate(path):
 
 
 def test_the_shipped_recipe_config_is_the_recipe_search_run_it_reports():
-    """configs/train/strict_small_s384.toml quotes round 2's scores of recipe_search.toml's run
+    """configs/train/strict_small_best.toml quotes round 2's scores of recipe_search.toml's run
     s384_nodrop_ctx128: the two must train the same model the same way (the micro-batch aside, which
     the shipped config leaves to the device)."""
     from blalm.config import to_dict
@@ -295,7 +295,7 @@ def test_the_shipped_recipe_config_is_the_recipe_search_run_it_reports():
     exp = load_experiment(EXPERIMENTS / "recipe_search.toml")
     run = next(r for r in expand_grid(exp, runs=["s384_nodrop_ctx128"]) if r.seed == 0)
     searched = to_dict(load_run_config(exp, run, run_overrides(exp, run, Path("corpus"), Path("tokenizer"))))
-    shipped = to_dict(load_train_config(EXPERIMENTS.parent / "train" / "strict_small_s384.toml"))
+    shipped = to_dict(load_train_config(EXPERIMENTS.parent / "train" / "strict_small_best.toml"))
     differing = {k for k in searched if searched[k] != shipped[k]}
     assert differing == {"corpus_dir", "tokenizer_dir", "micro_batch"}, differing
 

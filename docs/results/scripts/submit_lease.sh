@@ -17,7 +17,7 @@ case "$1" in
 start)
   mkdir -p out "$W/data"
   unpack .carry/ss.tar.xz out && unpack .carry/eval_full.tar.xz "$W/data" || exit 1
-  setsid nohup bash -c "$B train ${CONFIG:-configs/train/strict_small_s384.toml} --out $W/run --eval fast \
+  setsid nohup bash -c "$B train ${CONFIG:-configs/train/strict_small_best.toml} --out $W/run --eval fast \
       --set corpus_dir=out/ss --set tokenizer_dir=out/ss/tokenizer --set progress=false \
     && $B submit $W/run --out $W/sub --main best --name blalm-s384 --quiet" > "$W/chain.log" 2>&1 &
   sleep "${2:-60}" ;;
