@@ -50,6 +50,7 @@ and eager runs agree to float rounding, and a run may be resumed with the other 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -69,6 +70,7 @@ from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, compile_backbone, is_blalm_decoder, pad_batch, width_multiple
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
+from blalm.lock import RunLock
 from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.run.device import precision_context, resolve_device, resolve_precision, seed_everything
 from blalm.run.layout import MODEL_FILE
@@ -94,6 +96,13 @@ def task_settings(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
     out["model"] = str(Path(cfg.model).expanduser().resolve())
     out["metric_for_valid"] = task.primary
     return out
+
+
+def run_plan(train_examples: int, batch_size: int, epochs: int) -> RunPlan:
+    """A task's optimizer steps: ``ceil(train_examples / batch_size)`` per epoch (the last batch of an
+    epoch may be short), ``epochs`` times."""
+    steps_per_epoch = math.ceil(train_examples / batch_size)
+    return RunPlan(steps_per_epoch * epochs, steps_per_epoch)
 
 
 def check_model_dir(model_dir: Path) -> None:
@@ -259,8 +268,7 @@ def _finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, settings: di
     model_dir = Path(cfg.model).expanduser()
     backbone, tokenizer, model_config, kind = load_backbone(model_dir, device)
     data = encode_examples(cfg, examples, tokenizer)
-    steps_per_epoch = math.ceil(len(data["train"]) / settings["batch_size"])
-    spec = RunSpec(task_dir, settings, RunPlan(steps_per_epoch * settings["epochs"], steps_per_epoch),
+    spec = RunSpec(task_dir, settings, run_plan(len(data["train"]), settings["batch_size"], settings["epochs"]),
                    what="fine-tuning run", free_keys=RESUMABLE_KEYS, label=f"{task.name}: ", progress=cfg.progress,
                    desc=f"finetune {task.name}", keep_optimizer=2, keep_folders=None if cfg.keep_all_checkpoints else 2,
                    tensorboard=False, seed=cfg.seed)
@@ -436,8 +444,14 @@ def glue_summary(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"status": "ok", "score": sum(ok.values()) / len(ok), "components": ok, "missing": missing}
 
 
-def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Fine-tune on every task of ``cfg`` (resuming what ``out_dir`` holds) and write OUT/results.json."""
+def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = print,
+             child: bool = False) -> dict[str, Any]:
+    """Fine-tune on every task of ``cfg`` (resuming what ``out_dir`` holds) and write OUT/results.json.
+
+    ``cfg.jobs > 1``: first the tasks not finished yet in up to ``jobs`` child processes
+    (:func:`blalm.finetune.parallel.finetune_in_parallel`; a failed one raises a BlalmError naming its
+    log, after the others end), then the pass here reads every task back and writes the report.
+    ``child``: one such child: it fine-tunes its tasks and leaves OUT/results.json to the parent."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BlalmError(f"--out {out_dir} exists and is not a folder; give a folder path")
@@ -449,20 +463,27 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = pr
     check_model_dir(Path(cfg.model).expanduser())
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    results: dict[str, dict[str, Any]] = {}
-    for name in cfg.tasks:
-        try:
-            res = finetune_task(cfg, TASKS[name], out_dir / name, log)
-        except TaskUnavailable as exc:
-            res = {"status": "not available", "task": name, "reason": str(exc)}
-            log(f"{name}: not available ({exc})")
-        results[name] = res
-    report = {"model": str(cfg.model), "data_dir": str(cfg.glue_dir()), "glue": glue_summary(results),
-              "tasks": {t: {k: v for k, v in r.items() if k != "predictions"} for t, r in results.items()},
-              "seconds": round(time.time() - t0, 3),
-              "task_seconds": {t: r["seconds"] for t, r in results.items() if "seconds" in r},
-              "config": to_dict(cfg)}
-    write_json_atomic(out_dir / RESULTS_FILE, report)
+    parallel = cfg.jobs > 1 and not child
+    with RunLock(out_dir, what="fine-tuning with --jobs", log=log) if parallel else contextlib.nullcontext():
+        if parallel:
+            from blalm.finetune.parallel import finetune_in_parallel
+
+            finetune_in_parallel(cfg, out_dir, log)
+        results: dict[str, dict[str, Any]] = {}
+        for name in cfg.tasks:
+            try:
+                res = finetune_task(cfg, TASKS[name], out_dir / name, log)
+            except TaskUnavailable as exc:
+                res = {"status": "not available", "task": name, "reason": str(exc)}
+                log(f"{name}: not available ({exc})")
+            results[name] = res
+        report = {"model": str(cfg.model), "data_dir": str(cfg.glue_dir()), "glue": glue_summary(results),
+                  "tasks": {t: {k: v for k, v in r.items() if k != "predictions"} for t, r in results.items()},
+                  "seconds": round(time.time() - t0, 3),
+                  "task_seconds": {t: r["seconds"] for t, r in results.items() if "seconds" in r},
+                  "config": to_dict(cfg)}
+        if not child:
+            write_json_atomic(out_dir / RESULTS_FILE, report)
     return report
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import lzma
 from pathlib import Path
 from typing import Any, Callable
 
@@ -210,14 +209,10 @@ def reusable_finetune(folder: Path, cfg: Any, task: str) -> dict[str, Any] | Non
 
 
 def valid_size(glue_dir: Path, task: str) -> int | None:
-    from blalm.finetune.tasks import task_file
+    from blalm.finetune.tasks import count_examples, task_file
 
     path = task_file(glue_dir, task, "valid")
-    if path is None:
-        return None
-    opener = lzma.open if path.suffix == ".xz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return sum(1 for line in fh if line.strip())
+    return None if path is None else count_examples(path)
 
 
 def glue(plan: Plan, log: Log) -> dict[str, dict[str, Any]]:
