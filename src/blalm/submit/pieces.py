@@ -179,9 +179,16 @@ def score_aoa(plan: Plan, revision: str, ckpt: dict[str, Any], model: LazyModel)
 # GLUE
 # ---------------------------------------------------------------------------------------------
 
+AUTO_GLUE_JOBS_CUDA = 3   # glue_jobs = 0 on CUDA: a small model's fine-tuning steps leave a GPU mostly idle
+
+
 def finetune_config(plan: Plan, tasks: list[str]):
+    """The ``blalm finetune`` settings of the submission: ``--finetune-set`` items, the main
+    checkpoint, ``tasks``, the GLUE data, and ``jobs`` from ``--glue-jobs`` (0 = auto:
+    :data:`AUTO_GLUE_JOBS_CUDA` when the fine-tuning device resolves to CUDA, else 1)."""
     from blalm.config import from_dict, parse_override, set_dotted
     from blalm.finetune.config import FinetuneConfig
+    from blalm.run.device import resolve_device
 
     data: dict[str, Any] = {}
     for item in plan.cfg.finetune:
@@ -190,7 +197,9 @@ def finetune_config(plan: Plan, tasks: list[str]):
     data.update(model=str(Path(plan.main["path"]).resolve()), tasks=tasks, data_dir=str(plan.glue_dir),
                 progress=plan.cfg.progress)
     data.setdefault("device", plan.cfg.device)
-    return from_dict(FinetuneConfig, data, where="--finetune-set")
+    cfg = from_dict(FinetuneConfig, data, where="--finetune-set")
+    jobs = plan.cfg.glue_jobs or (AUTO_GLUE_JOBS_CUDA if resolve_device(cfg.device).type == "cuda" else 1)
+    return dataclasses.replace(cfg, jobs=jobs)
 
 
 def reusable_finetune(folder: Path, cfg: Any, task: str) -> dict[str, Any] | None:
