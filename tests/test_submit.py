@@ -482,7 +482,7 @@ def test_glue_jobs_go_to_the_finetuning_and_do_not_block_reuse(tmp_path):
     """--glue-jobs N is the fine-tuning's jobs (0 = auto: 3 on CUDA, 1 on the CPU); jobs is not a
     --finetune-set item; a task fine-tuned with other jobs (or before jobs existed) is reused."""
     from blalm.config import from_dict
-    from blalm.finetune.run import task_settings
+    from blalm.finetune.layout import task_settings
     from blalm.finetune.tasks import TASKS
     from blalm.submit.pieces import finetune_config, reusable_finetune
     from blalm.submit.plan import Plan

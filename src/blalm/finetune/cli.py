@@ -51,7 +51,8 @@ def register(subparsers) -> None:
                     "epochs - 30 for WSC -, max length 512, seed 42), scoring the task's valid file after every "
                     "epoch and reporting the best epoch. Writes DIR/<task>/ (checkpoints, metrics.jsonl, "
                     "results.json) and DIR/results.json (per task accuracy, F1 and MCC, the best epoch, wall "
-                    "time, and the GLUE score). Re-running the same command resumes a killed run. "
+                    "time, and the GLUE score). Re-running the same command resumes a killed run. --jobs N "
+                    "fine-tunes the tasks in N processes side by side on the one device. "
                     "'blalm eval --suite full --glue DIR' shows the GLUE column.", 100))
     p.add_argument("model", metavar="MODEL", type=Path,
                    help="a blalm checkpoint folder (model.safetensors + model_config.json + tokenizer), or a "
@@ -120,7 +121,8 @@ def check_glue_data(cfg) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blalm.cli import check_model_arg
-    from blalm.finetune.run import RESULTS_FILE, finetune, format_results
+    from blalm.finetune.layout import RESULTS_FILE
+    from blalm.finetune.run import finetune, format_results
 
     check_model_arg(args.model, "a blalm checkpoint folder (RUN_DIR/checkpoints/<name>) or a Hugging Face "
                                 "model folder (e.g. from 'blalm export')")

@@ -37,14 +37,11 @@ from blalm.config import to_dict
 from blalm.errors import BlalmError
 from blalm.faults import fault_point
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
-from blalm.finetune.run import RESULTS_FILE, finished_result, run_plan, task_settings
+from blalm.finetune.layout import RESULTS_FILE, finished_result, group_log, run_plan, task_settings
 from blalm.finetune.tasks import TASKS, TaskUnavailable, count_examples, task_paths
 from blalm.jobs import Job, run_jobs
 from blalm.run.layout import CONFIG_FILE
 from blalm.run.resume import check_same_settings
-
-LOGS_DIR = "logs"
-
 
 def split_tasks(steps: Mapping[str, int], jobs: int) -> list[list[str]]:
     """The tasks of ``steps`` (``{task: optimizer steps}``) in at most ``jobs`` groups of about equal
@@ -90,11 +87,6 @@ def tasks_to_train(cfg: FinetuneConfig, out_dir: Path) -> dict[str, int]:
         except TaskUnavailable:
             continue                                    # the in-process pass reports it as not available
     return todo
-
-
-def group_log(out_dir: Path, tasks: Sequence[str]) -> Path:
-    """``OUT/logs/<the tasks joined by '-'>.log``: a group's child's output."""
-    return Path(out_dir) / LOGS_DIR / f"{'-'.join(tasks)}.log"
 
 
 def child_command(cfg: FinetuneConfig, out_dir: Path, tasks: Sequence[str], parent_pid: int) -> list[str]:

@@ -14,7 +14,8 @@ end, every ``save_every`` steps and the end (the fine-tuned decoder as ``model.s
 head as ``head.safetensors``; the AdamW state; ``state.json`` with the step, the RNG states and
 the per-epoch validation records; the newest two folders are kept unless ``keep_all_checkpoints``),
 and ``results.json`` once the last epoch is done. ``OUT/results.json`` gathers every task and the
-GLUE score.
+GLUE score. With ``jobs > 1`` (``--jobs N``) the tasks are first fine-tuned in N child processes
+side by side (:mod:`blalm.finetune.parallel`); the pass over every task here then reads them back.
 
 **Validation and the reported score (as the official pipeline).** After every epoch the model is
 scored on the task's ``valid`` file (accuracy; F1 and MCC for binary tasks). The task's result is
@@ -53,7 +54,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,41 +68,20 @@ from blalm.config import to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, compile_backbone, is_blalm_decoder, pad_batch, width_multiple
+from blalm.finetune.layout import RESULTS_FILE, finished_result, run_plan, task_settings
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
 from blalm.lock import RunLock
 from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.run.device import precision_context, resolve_device, resolve_precision, seed_everything
 from blalm.run.layout import MODEL_FILE
-from blalm.run.resume import check_same_settings
 from blalm.run.schedule import epoch_permutation
-from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
+from blalm.run.session import RunSession, RunSpec, hold_lock
 
-RESULTS_FILE = "results.json"
 HEAD_FILE = "head.safetensors"
 METRIC_KEYS = ("accuracy", "f1", "mcc", "score", "metric")
 AUTO_EVAL_BATCH_CUDA = 128   # eval_batch = 0: no_grad forwards of <= 512 tokens (a 270M model uses a few GiB)
 AUTO_EVAL_BATCH_CPU = 32
-
-
-def task_settings(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
-    """The resolved settings of one task (what its config.json holds and resume compares)."""
-    out = to_dict(cfg)
-    out.pop("tasks")
-    out["task"] = task.name
-    out["batch_size"] = cfg.batch_size or task.batch_size
-    out["epochs"] = cfg.epochs or task.epochs
-    out["data_dir"] = str(cfg.glue_dir())
-    out["model"] = str(Path(cfg.model).expanduser().resolve())
-    out["metric_for_valid"] = task.primary
-    return out
-
-
-def run_plan(train_examples: int, batch_size: int, epochs: int) -> RunPlan:
-    """A task's optimizer steps: ``ceil(train_examples / batch_size)`` per epoch (the last batch of an
-    epoch may be short), ``epochs`` times."""
-    steps_per_epoch = math.ceil(train_examples / batch_size)
-    return RunPlan(steps_per_epoch * epochs, steps_per_epoch)
 
 
 def check_model_dir(model_dir: Path) -> None:
@@ -235,18 +214,6 @@ def build_adamw(model: torch.nn.Module, cfg: FinetuneConfig, device: torch.devic
     for group in opt.param_groups:
         group["base_lr"] = cfg.lr
     return {"adamw": opt}, {"adamw": [decay, no_decay]}
-
-
-def finished_result(task_dir: Path, settings: dict[str, Any], free: tuple[str, ...]) -> dict[str, Any] | None:
-    """A finished task's result (its settings checked), or None when the task is not finished."""
-    path = task_dir / RESULTS_FILE
-    if not path.is_file():
-        return None
-    check_same_settings(task_dir, settings, free, "fine-tuning run")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None   # damaged: the task's final checkpoint gives the result again
 
 
 def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:

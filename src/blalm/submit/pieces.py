@@ -205,7 +205,7 @@ def finetune_config(plan: Plan, tasks: list[str]):
 def reusable_finetune(folder: Path, cfg: Any, task: str) -> dict[str, Any] | None:
     """The task's result in a 'blalm finetune' folder run with the same settings on the same model."""
     from blalm.finetune.config import RESUMABLE_KEYS
-    from blalm.finetune.run import RESULTS_FILE, task_settings
+    from blalm.finetune.layout import RESULTS_FILE, task_settings
     from blalm.run.layout import CONFIG_FILE
     from blalm.finetune.tasks import TASKS
     from blalm.run.resume import config_differences
@@ -227,7 +227,8 @@ def valid_size(glue_dir: Path, task: str) -> int | None:
 def glue(plan: Plan, log: Log) -> dict[str, dict[str, Any]]:
     """The GLUE predictions of ``main``: ``{task: {"status": "ok", "score", ...} | {"status": "missing", ...}}``."""
     from blalm.eval.predictions import glue_predictions
-    from blalm.finetune.run import RESULTS_FILE, finetune
+    from blalm.finetune.layout import RESULTS_FILE
+    from blalm.finetune.run import finetune
 
     if not plan.glue_dir.is_dir():
         for t in GLUE_TASKS:
