@@ -27,7 +27,7 @@ from blalm.finetune.cli import config_from_args
 from blalm.finetune.parallel import child_command, estimated_steps, split_tasks
 from blalm.finetune.run import finetune
 from blalm.finetune.tasks import TaskUnavailable
-from blalm.lock import RunLock
+from blalm.lock import RunLock, RunLocked
 from blalm.run import checkpoint as ckpt
 from test_finetune import _cfg, glue_dir, model_dir  # noqa: F401  (fixtures)
 
@@ -170,6 +170,16 @@ def test_a_failing_group_is_named_with_its_log_after_the_others_finish(model_dir
     report = json.loads((out / "results.json").read_text())
     assert [report["tasks"][t]["status"] for t in ("rte", "wsc")] == ["ok", "ok"]
     assert sorted(p.name for p in (out / "logs").iterdir()) == ["rte.log", "wsc.log"]
+
+
+def test_a_second_parent_into_the_same_out_is_refused_before_any_child_starts(model_dir, glue_dir,  # noqa: F811
+                                                                              tmp_path):
+    out = tmp_path / "ft"
+    lines: list[str] = []
+    with RunLock(out, what="fine-tuning run (--jobs)"):
+        with pytest.raises(RunLocked, match=rf"{out} is in use: pid {os.getpid()} .* fine-tuning run \(--jobs\)"):
+            finetune(_cfg(model_dir, glue_dir, tasks=["rte", "wsc"], jobs=2), out, log=lines.append)
+    assert lines == [] and not (out / "logs").exists()
 
 
 def test_jobs_is_checked_and_explained(model_dir, tmp_path, capsys):  # noqa: F811

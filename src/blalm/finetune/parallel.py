@@ -43,6 +43,7 @@ from blalm.jobs import Job, run_jobs
 from blalm.run.layout import CONFIG_FILE
 from blalm.run.resume import check_same_settings
 
+
 def split_tasks(steps: Mapping[str, int], jobs: int) -> list[list[str]]:
     """The tasks of ``steps`` (``{task: optimizer steps}``) in at most ``jobs`` groups of about equal
     total steps: the longest task first, each to the group with the fewest steps so far (the first

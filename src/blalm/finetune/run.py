@@ -431,7 +431,7 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = pr
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     parallel = cfg.jobs > 1 and not child
-    with RunLock(out_dir, what="fine-tuning with --jobs", log=log) if parallel else contextlib.nullcontext():
+    with RunLock(out_dir, what="fine-tuning run (--jobs)", log=log) if parallel else contextlib.nullcontext():
         if parallel:
             from blalm.finetune.parallel import finetune_in_parallel
 
