@@ -18,11 +18,10 @@
 # DEVICE (default cuda), SETTINGS (extra --set items), COMPILE (default 1: --compile, each decoder block
 # compiled with dynamic shapes, see 'blalm finetune --help'; 0: eager). Each call compiles again (from
 # torch's on-disk cache on a warm machine), which costs its first steps and first validation.
-# JOBS (default 1): fine-tune the tasks in JOBS processes side by side on the one GPU, the tasks
-# split into JOBS groups of about equal steps (a 270M model's small batches leave an H100 mostly
-# idle: three processes did ~16 steps/s in all where one eager process did ~3,
-# docs/results/glue_h100.md); after the groups, one pass over every task writes RUN_DIR/results.json
-# (finished tasks are skipped; an unfinished one continues there).
+# JOBS (default 1): 'blalm finetune --jobs JOBS': the tasks in JOBS processes side by side on the one
+# GPU, split into groups of about equal steps, each group's log in RUN_DIR/logs/<group>.log (copied
+# to $OUT/glue_logs/ when $OUT is set), then one pass that writes RUN_DIR/results.json (see
+# 'blalm finetune --help'). At BUDGET the whole process group is stopped; the next call resumes.
 # Writes RUN_DIR/summary.json and, when $OUT is set, $OUT/glue_results.json (the same) and
 # $OUT/glue_finetune.log. The summary has, per task: status, accuracy/F1/MCC of the best epoch,
 # best_epoch, per-epoch validation scores, seconds (wall time, resumed sessions added), or for an
@@ -38,7 +37,7 @@ TASKS=${TASKS:-mnli,mrpc,multirc,qqp,rte,wsc,boolq}
 DEVICE=${DEVICE:-cuda}          # cpu: a smoke test of this script, with e.g. SETTINGS="max_train=8 epochs=1"
 SETTINGS=${SETTINGS:-}          # more --set KEY=VALUE items, space-separated (keep them between calls)
 COMPILE=${COMPILE:-1}           # 0: --no-compile (eager; e.g. for the CPU smoke test)
-JOBS=${JOBS:-1}                 # fine-tuning processes side by side (task groups of about equal steps)
+JOBS=${JOBS:-1}                 # fine-tuning processes side by side (blalm finetune --jobs)
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 
@@ -51,50 +50,13 @@ mkdir -p "$RUN_DIR" "$(dirname "$LOG")"
 "$PYTHON" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__,
       "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' | tee -a "$LOG"
 
-finetune() {   # finetune TASKS SECONDS: one blalm finetune process on TASKS, stopped after SECONDS
-    timeout --signal=TERM "$2" "$PYTHON" -m blalm.cli finetune "$MODEL" --tasks "$1" --out "$RUN_DIR" \
-        --eval-data "$DATA" --device "$DEVICE" --precision bf16 \
-        "$([ "$COMPILE" = 0 ] && echo --no-compile || echo --compile)" --set "save_every=$SAVE_EVERY" \
-        $(for s in $SETTINGS; do printf -- '--set %s ' "$s"; done) 2>&1 \
-        | tr '\r' '\n' | grep --line-buffered -v -e '^finetune [a-z]*:' -e '^ *$'
-    return "${PIPESTATUS[0]}"
-}
-
 start=$(date +%s)
-if [ "$JOBS" -gt 1 ]; then
-    # the tasks in JOBS groups of about equal steps (training examples x epochs / batch), largest first
-    GROUPS_=$("$PYTHON" - "$DATA" "$TASKS" "$JOBS" <<'PY'
-import sys
-from pathlib import Path
-from blalm.finetune.tasks import TASKS, TaskUnavailable, load_task
-data, tasks, jobs = Path(sys.argv[1]), sys.argv[2].split(","), int(sys.argv[3])
-def steps(t):
-    try:
-        return len(load_task(data, t)[0]) * TASKS[t].epochs / TASKS[t].batch_size
-    except (KeyError, TaskUnavailable):
-        return 0.0
-groups = [[] for _ in range(jobs)]
-load = [0.0] * jobs
-for t in sorted(tasks, key=steps, reverse=True):
-    i = load.index(min(load))
-    groups[i].append(t)
-    load[i] += steps(t)
-print(" ".join(",".join(g) for g in groups if g))
-PY
-)
-    echo "$JOBS processes: ${GROUPS_// / | }" | tee -a "$LOG"
-    for group in $GROUPS_; do    # each group's lines as they come, prefixed with its tasks
-        finetune "$group" "$BUDGET" 2>&1 | sed -u "s/^/[$group] /" | tee -a "$LOG" &
-    done
-    wait
-fi
-left=$(( BUDGET - ($(date +%s) - start) ))
-if [ "$left" -gt 0 ]; then    # every task (done ones skipped): writes RUN_DIR/results.json
-    finetune "$TASKS" "$left" | tee -a "$LOG"
-    rc=${PIPESTATUS[0]}
-else
-    rc=124
-fi
+timeout --signal=TERM "$BUDGET" "$PYTHON" -m blalm.cli finetune "$MODEL" --tasks "$TASKS" --out "$RUN_DIR" \
+    --eval-data "$DATA" --device "$DEVICE" --precision bf16 --jobs "$JOBS" \
+    "$([ "$COMPILE" = 0 ] && echo --no-compile || echo --compile)" --set "save_every=$SAVE_EVERY" \
+    $(for s in $SETTINGS; do printf -- '--set %s ' "$s"; done) 2>&1 \
+    | tr '\r' '\n' | grep --line-buffered -v -e '^finetune [a-z]*:' -e '^ *$' | tee -a "$LOG"
+rc=${PIPESTATUS[0]}
 echo "finetune exit $rc after $(( $(date +%s) - start )) s (124: stopped at BUDGET; run the same command again)" | tee -a "$LOG"
 
 "$PYTHON" - "$RUN_DIR" "$TASKS" "$rc" <<'PY' | tee -a "$LOG"
@@ -124,5 +86,8 @@ for t, r in summary["tasks"].items():
           + (f" (step {r['step']}/{r['total_steps']})" if r["status"] == "running" else ""))
 print("GLUE:", summary.get("glue", "not complete"))
 PY
-[ -n "${OUT:-}" ] && cp "$RUN_DIR/summary.json" "$OUT/glue_results.json"
+if [ -n "${OUT:-}" ]; then
+    cp "$RUN_DIR/summary.json" "$OUT/glue_results.json"
+    if [ -d "$RUN_DIR/logs" ]; then mkdir -p "$OUT/glue_logs" && cp "$RUN_DIR"/logs/*.log "$OUT/glue_logs/"; fi
+fi
 exit "$rc"

@@ -548,7 +548,7 @@ def test_help_explains_every_option(capsys):
     assert info.value.code == 0
     text = capsys.readouterr().out
     for option in ("MODEL", "--tasks", "--out", "--eval-data", "--data-dir", "--device", "--precision", "--compile", "--no-compile",
-                   "--set", "--quiet"):
+                   "--set", "--quiet", "--jobs"):
         assert option in text
     options = {"model", "tasks", "data_dir", "device", "precision", "progress"}     # set by the options above
     for f in dataclasses.fields(FinetuneConfig):
@@ -558,9 +558,10 @@ def test_help_explains_every_option(capsys):
 
 
 def test_glue_device_script_runs_task_groups_side_by_side_then_one_report(model_dir, glue_dir, tmp_path):
-    """scripts/glue_device.sh with JOBS=2 on the CPU: the tasks split into two groups of about equal
-    steps (MRPC alone; RTE + WSC), each fine-tuned by its own process, then one pass writes the
-    run's results.json over every task (done ones skipped) and the summary."""
+    """scripts/glue_device.sh with JOBS=2 on the CPU ('blalm finetune --jobs 2'): the tasks split into
+    two groups of about equal steps (RTE + WSC; MRPC), each fine-tuned by its own process with its
+    own log, then one pass writes the run's results.json over every task (done ones read back) and
+    the script's summary; the groups' logs come back in $OUT/glue_logs."""
     run_dir, out = tmp_path / "glue", tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "DEVICE": "cpu", "COMPILE": "0",
@@ -569,12 +570,13 @@ def test_glue_device_script_runs_task_groups_side_by_side_then_one_report(model_
     run = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "glue_device.sh"), str(model_dir), str(run_dir),
                           str(glue_dir)], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert "2 processes: mrpc | rte,wsc" in run.stdout
-    lines = run.stdout.splitlines()      # each group's lines, prefixed with its tasks
-    assert any(ln.startswith("[mrpc] mrpc: best epoch 1 of 1") for ln in lines)
-    assert any(ln.startswith("[rte,wsc] rte: best epoch") for ln in lines)
-    assert any(ln.startswith("[rte,wsc] wsc: best epoch") for ln in lines)
-    assert "[mrpc] mrpc: best epoch 1 of 1" in (out / "glue_finetune.log").read_text()   # the log ($OUT set)
+    assert "3 task(s) in 2 processes: rte,wsc (~4 steps) | mrpc (~2 steps)" in run.stdout
+    assert "group rte,wsc: done" in run.stdout and "group mrpc: done" in run.stdout
+    assert "group mrpc: done" in (out / "glue_finetune.log").read_text()   # the log ($OUT set)
+    assert sorted(p.name for p in (out / "glue_logs").iterdir()) == ["mrpc.log", "rte-wsc.log"]
+    logs = {p.name: p.read_text() for p in (out / "glue_logs").iterdir()}
+    assert "mrpc: best epoch 1 of 1" in logs["mrpc.log"]
+    assert "rte: best epoch" in logs["rte-wsc.log"] and "wsc: best epoch" in logs["rte-wsc.log"]
     report = json.loads((run_dir / "results.json").read_text())
     assert sorted(report["tasks"]) == ["mrpc", "rte", "wsc"]
     assert all(r["status"] == "ok" for r in report["tasks"].values())

@@ -7,6 +7,7 @@ result, and an incomplete run lists what it lacks by name."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 import contextlib
 import json
 import math
@@ -475,3 +476,37 @@ def test_aoa_scores_carry_their_precision_and_are_not_reused_across_precisions(s
     path.write_text(json.dumps({**piece, "key": {**piece["key"], "precision": "bf16"}, "bos_only": {}}))
     again = pc.score_aoa(plan, m.revision, m.checkpoint, pc.LazyModel(plan, m.checkpoint["path"]))
     assert again["key"] == piece["key"] and again["bos_only"] == piece["bos_only"]
+
+
+def test_glue_jobs_go_to_the_finetuning_and_do_not_block_reuse(tmp_path):
+    """--glue-jobs N is the fine-tuning's jobs (0 = auto: 3 on CUDA, 1 on the CPU); jobs is not a
+    --finetune-set item; a task fine-tuned with other jobs (or before jobs existed) is reused."""
+    from blalm.config import from_dict
+    from blalm.finetune.layout import task_settings
+    from blalm.finetune.tasks import TASKS
+    from blalm.submit.pieces import finetune_config, reusable_finetune
+    from blalm.submit.plan import Plan
+
+    def plan(**extra) -> Plan:
+        return Plan(run_dir=tmp_path / "run", out_dir=tmp_path / "sub", cfg=submit_config(tmp_path, **extra),
+                    track="strict-small", name=NAME, eval_dir=tmp_path / "eval", glue_dir=tmp_path / "glue",
+                    aoa_words=None, run_config={}, run_info={}, milestones=[], main={"path": str(tmp_path / "ckpt")},
+                    git_date="0 +0000")
+
+    assert finetune_config(plan(), ["rte"]).jobs == 1                       # auto on the CPU
+    assert finetune_config(plan(glue_jobs=2), ["rte"]).jobs == 2
+    if torch.cuda.is_available():
+        assert finetune_config(plan(device="cuda"), ["rte"]).jobs == 3
+    with pytest.raises(ConfigError, match=r"'jobs=2': the fine-tuning processes are set by --glue-jobs N"):
+        from_dict(SubmitConfig, {"finetune": ["jobs=2"]})
+    with pytest.raises(ConfigError, match="glue_jobs"):
+        from_dict(SubmitConfig, {"glue_jobs": -1})
+    one, three = finetune_config(plan(glue_jobs=1), ["rte"]), finetune_config(plan(glue_jobs=3), ["rte"])
+    folder = tmp_path / "glue_run"
+    (folder / "rte").mkdir(parents=True)
+    (folder / "rte" / "results.json").write_text(json.dumps({"status": "ok", "score": 50.0}))
+    for settings in (task_settings(one, TASKS["rte"]), {k: v for k, v in task_settings(one, TASKS["rte"]).items()
+                                                       if k != "jobs"}):
+        (folder / "rte" / "config.json").write_text(json.dumps(settings))
+        assert reusable_finetune(folder, three, "rte") == {"status": "ok", "score": 50.0}
+    assert reusable_finetune(folder, dataclasses.replace(three, lr=1e-4), "rte") is None

@@ -15,6 +15,7 @@ The points (the ``POINTS`` table lists them with what has happened when they fir
   ``after_optimizer_step``;
 - the token cache (train): ``token_cache_written``;
 - the sweep (:mod:`blalm.experiments.sweep`): ``sweep_run_trained``, ``sweep_run_scored``;
+- ``finetune --jobs`` (:mod:`blalm.finetune.parallel`, the parent): ``finetune_jobs_task_done``;
 - submit (:mod:`blalm.submit.build`): ``submit_piece``.
 """
 
@@ -38,6 +39,7 @@ POINTS = {
     "token_cache_written": "the token cache written in a temporary folder, not yet renamed into place",
     "sweep_run_trained": "a sweep's run trained, its checkpoints not yet scored",
     "sweep_run_scored": "a sweep's run scored, its sweep_run.json not yet written",
+    "finetune_jobs_task_done": "blalm finetune --jobs: the parent saw a task finish, other children still running",
     "submit_piece": "blalm submit: a piece (a branch, a revision's scores, GLUE, AoA) written, the next not started",
 }
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -31,6 +32,7 @@ from blalm.config import to_dict
 from blalm.errors import BlalmError, ConfigError
 from blalm.experiments.config import ExperimentConfig, PlannedRun, expand_grid, resolve_path
 from blalm.faults import fault_point
+from blalm.jobs import Job, run_jobs
 from blalm.lock import RunLock
 from blalm.run.metrics import checkpoint_val_ppl, read_metrics
 from blalm.runinfo import run_info
@@ -253,30 +255,11 @@ def sweep_in_parallel(exp: ExperimentConfig, grid: Sequence[PlannedRun], out_dir
     corpora here so that no two children build one. Returns the run ids (``track/run/seedN``) of
     the children that failed; the caller (:func:`sweep`, holding the sweep folder's lock) then finds
     every finished run skipped, records the failed ones as failed and writes ``sweep.json``."""
-    import subprocess
-    import sys
-
     for track, corpus in dict.fromkeys((run.track, run.corpus) for run in grid):
         prepare_corpus(exp, track, corpus, Path(out_dir), data_dir, log)
-    pending = list(grid)
     logs = Path(out_dir) / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    running: dict[str, subprocess.Popen] = {}
-    failed: list[str] = []
-    while pending or running:
-        while pending and len(running) < jobs:
-            run = pending.pop(0)
-            cmd = [sys.executable, "-m", "blalm.cli", "sweep", *child_args, "--track", run.track, "--run", run.name,
-                   "--set", f"runs.{run.name}.seeds=[{run.seed}]", "--as-child"]
-            path = logs / child_log_name(run)
-            with open(path, "ab") as fh:
-                running[run.run_id] = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT)
-            log(f"started {run.run_id} (log {path})")
-        time.sleep(1.0)
-        for run_id, proc in list(running.items()):
-            if proc.poll() is not None:
-                del running[run_id]
-                log(f"{run_id}: {'done' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'}")
-                if proc.returncode != 0:
-                    failed.append(run_id)
-    return failed
+    children = [Job(run.run_id, [sys.executable, "-m", "blalm.cli", "sweep", *child_args, "--track", run.track,
+                              "--run", run.name, "--set", f"runs.{run.name}.seeds=[{run.seed}]", "--as-child"],
+                 logs / child_log_name(run)) for run in grid]
+    codes = run_jobs(children, jobs, log)
+    return [run.run_id for run in grid if codes[run.run_id] != 0]

@@ -12,6 +12,7 @@ SETTINGS_HELP = """settings for --config FILE and --set KEY=VALUE (value read as
   data_dir=""           what --eval-data sets ("" = the default evaluation data folder)
   device="auto"         what --device sets; precision="bf16": what --precision sets
   progress=true         false = what --quiet sets
+  jobs=1                what --jobs sets
   lr=3e-5               AdamW peak learning rate
   batch_size=0          examples per step; 0 = the task's official size (32; 16 for BoolQ and MultiRC)
   epochs=0              passes over the training file; 0 = the task's official count (10; 30 for WSC)
@@ -50,7 +51,8 @@ def register(subparsers) -> None:
                     "epochs - 30 for WSC -, max length 512, seed 42), scoring the task's valid file after every "
                     "epoch and reporting the best epoch. Writes DIR/<task>/ (checkpoints, metrics.jsonl, "
                     "results.json) and DIR/results.json (per task accuracy, F1 and MCC, the best epoch, wall "
-                    "time, and the GLUE score). Re-running the same command resumes a killed run. "
+                    "time, and the GLUE score). Re-running the same command resumes a killed run. --jobs N "
+                    "fine-tunes the tasks in N processes side by side on the one device. "
                     "'blalm eval --suite full --glue DIR' shows the GLUE column.", 100))
     p.add_argument("model", metavar="MODEL", type=Path,
                    help="a blalm checkpoint folder (model.safetensors + model_config.json + tokenizer), or a "
@@ -75,13 +77,24 @@ def register(subparsers) -> None:
                         "widths are rounded up to whole chunks); the embedding, final norm and head stay "
                         "eager. For GPU runs: the first batches of each width wait for compilation. "
                         "Default --no-compile")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="fine-tune the tasks in N processes side by side on the same device (a small model's "
+                        "steps leave a GPU mostly idle, so processes sharing it add up their steps): the tasks not "
+                        "finished yet are split into N groups of about equal steps (training examples / batch "
+                        "size x epochs), each group fine-tuned by 'blalm finetune' in a child process with these "
+                        "settings, logging to DIR/logs/<group>.log (e.g. mnli-rte.log); this process prints each "
+                        "task as it is done, then reads every task back and writes DIR/results.json. A group that "
+                        "fails is named with its log once the others have ended (exit status 2); killing this "
+                        "process ends its children, and the same command resumes. The scores are those of one "
+                        "process. Default 1: one task after another in this process")
+    p.add_argument("--child-of", type=int, default=None, help=argparse.SUPPRESS)   # a --jobs child (parallel.py)
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-task lines")
     p.set_defaults(func=run)
 
 
 # command-line option (argparse dest) -> FinetuneConfig key; the options win over --config and --set
 OPTION_KEYS = {"eval_data": "data_dir", "device": "device", "precision": "precision",
-               "compile": "compile"}
+               "compile": "compile", "jobs": "jobs"}
 
 
 def config_from_args(args: argparse.Namespace):
@@ -108,13 +121,24 @@ def check_glue_data(cfg) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from blalm.cli import check_model_arg
-    from blalm.finetune.run import RESULTS_FILE, finetune, format_results
+    from blalm.finetune.layout import RESULTS_FILE
+    from blalm.finetune.run import finetune, format_results
 
     check_model_arg(args.model, "a blalm checkpoint folder (RUN_DIR/checkpoints/<name>) or a Hugging Face "
                                 "model folder (e.g. from 'blalm export')")
     cfg = config_from_args(args)
     check_glue_data(cfg)
-    report = finetune(cfg, args.out, log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)))
+    child = args.child_of is not None
+    if child:
+        from blalm.errors import ConfigError
+        from blalm.jobs import exit_with_parent
+
+        if cfg.jobs != 1:
+            raise ConfigError(f"--child-of: a --jobs child runs jobs=1, got jobs={cfg.jobs}")
+        exit_with_parent(args.child_of)
+    report = finetune(cfg, args.out, log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr)),
+                      child=child)
     print(format_results(report))
-    print(f"wrote {args.out / RESULTS_FILE}")
+    if not child:
+        print(f"wrote {args.out / RESULTS_FILE}")
     return 0

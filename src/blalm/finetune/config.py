@@ -12,8 +12,9 @@ from blalm.finetune.tasks import DEFAULT_TASKS, TASKS
 GLUE_SUBDIR = Path("full_eval") / "glue_filtered"   # where GLUE lies in the evaluation data folder
 
 # keys that may change between a killed run and its resumption (they keep the math: a compiled block
-# computes what the eager one does, and a row's validation result does not depend on its batch mates)
-RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "compile", "eval_batch")
+# computes what the eager one does, a row's validation result does not depend on its batch mates, and
+# a task trained by a --jobs child is the run it would be in this process)
+RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "compile", "eval_batch", "jobs")
 
 
 @dataclass
@@ -42,6 +43,7 @@ class FinetuneConfig:
     keep_all_checkpoints: bool = False    # False: only the newest two checkpoint folders are kept (disk)
     compile: bool = False                 # torch.compile each decoder block (dynamic shapes); GPU runs
     progress: bool = True
+    jobs: int = 1                         # child processes fine-tuning groups of tasks side by side (1 = in this process)
 
     def validate(self) -> None:
         check(bool(self.model), "model: give the model folder to fine-tune")
@@ -56,6 +58,7 @@ class FinetuneConfig:
         check(self.max_train >= 0 and self.max_valid >= 0, "max_train and max_valid must be >= 0")
         check(self.save_every >= 0 and self.log_every >= 1 and self.eval_batch >= 0,
               "save_every and eval_batch must be >= 0 (eval_batch 0 = auto), log_every >= 1")
+        check(self.jobs >= 1, f"jobs must be at least 1 (1 = every task in this process), got {self.jobs}")
 
     def glue_dir(self) -> Path:
         """``data_dir/full_eval/glue_filtered`` when ``data_dir`` is an evaluation data folder, else

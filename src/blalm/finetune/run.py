@@ -14,7 +14,8 @@ end, every ``save_every`` steps and the end (the fine-tuned decoder as ``model.s
 head as ``head.safetensors``; the AdamW state; ``state.json`` with the step, the RNG states and
 the per-epoch validation records; the newest two folders are kept unless ``keep_all_checkpoints``),
 and ``results.json`` once the last epoch is done. ``OUT/results.json`` gathers every task and the
-GLUE score.
+GLUE score. With ``jobs > 1`` (``--jobs N``) the tasks are first fine-tuned in N child processes
+side by side (:mod:`blalm.finetune.parallel`); the pass over every task here then reads them back.
 
 **Validation and the reported score (as the official pipeline).** After every epoch the model is
 scored on the task's ``valid`` file (accuracy; F1 and MCC for binary tasks). The task's result is
@@ -50,9 +51,9 @@ and eager runs agree to float rounding, and a run may be resumed with the other 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,33 +68,20 @@ from blalm.config import to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
 from blalm.finetune.head import SequenceClassifier, compile_backbone, is_blalm_decoder, pad_batch, width_multiple
+from blalm.finetune.layout import RESULTS_FILE, finished_result, run_plan, task_settings
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
+from blalm.lock import RunLock
 from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.run.device import precision_context, resolve_device, resolve_precision, seed_everything
 from blalm.run.layout import MODEL_FILE
-from blalm.run.resume import check_same_settings
 from blalm.run.schedule import epoch_permutation
-from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
+from blalm.run.session import RunSession, RunSpec, hold_lock
 
-RESULTS_FILE = "results.json"
 HEAD_FILE = "head.safetensors"
 METRIC_KEYS = ("accuracy", "f1", "mcc", "score", "metric")
 AUTO_EVAL_BATCH_CUDA = 128   # eval_batch = 0: no_grad forwards of <= 512 tokens (a 270M model uses a few GiB)
 AUTO_EVAL_BATCH_CPU = 32
-
-
-def task_settings(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
-    """The resolved settings of one task (what its config.json holds and resume compares)."""
-    out = to_dict(cfg)
-    out.pop("tasks")
-    out["task"] = task.name
-    out["batch_size"] = cfg.batch_size or task.batch_size
-    out["epochs"] = cfg.epochs or task.epochs
-    out["data_dir"] = str(cfg.glue_dir())
-    out["model"] = str(Path(cfg.model).expanduser().resolve())
-    out["metric_for_valid"] = task.primary
-    return out
 
 
 def check_model_dir(model_dir: Path) -> None:
@@ -228,18 +216,6 @@ def build_adamw(model: torch.nn.Module, cfg: FinetuneConfig, device: torch.devic
     return {"adamw": opt}, {"adamw": [decay, no_decay]}
 
 
-def finished_result(task_dir: Path, settings: dict[str, Any], free: tuple[str, ...]) -> dict[str, Any] | None:
-    """A finished task's result (its settings checked), or None when the task is not finished."""
-    path = task_dir / RESULTS_FILE
-    if not path.is_file():
-        return None
-    check_same_settings(task_dir, settings, free, "fine-tuning run")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None   # damaged: the task's final checkpoint gives the result again
-
-
 def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Fine-tune (or resume, or skip when done) one task; return its result record."""
     settings = task_settings(cfg, task)
@@ -259,8 +235,7 @@ def _finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, settings: di
     model_dir = Path(cfg.model).expanduser()
     backbone, tokenizer, model_config, kind = load_backbone(model_dir, device)
     data = encode_examples(cfg, examples, tokenizer)
-    steps_per_epoch = math.ceil(len(data["train"]) / settings["batch_size"])
-    spec = RunSpec(task_dir, settings, RunPlan(steps_per_epoch * settings["epochs"], steps_per_epoch),
+    spec = RunSpec(task_dir, settings, run_plan(len(data["train"]), settings["batch_size"], settings["epochs"]),
                    what="fine-tuning run", free_keys=RESUMABLE_KEYS, label=f"{task.name}: ", progress=cfg.progress,
                    desc=f"finetune {task.name}", keep_optimizer=2, keep_folders=None if cfg.keep_all_checkpoints else 2,
                    tensorboard=False, seed=cfg.seed)
@@ -436,8 +411,14 @@ def glue_summary(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {"status": "ok", "score": sum(ok.values()) / len(ok), "components": ok, "missing": missing}
 
 
-def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Fine-tune on every task of ``cfg`` (resuming what ``out_dir`` holds) and write OUT/results.json."""
+def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = print,
+             child: bool = False) -> dict[str, Any]:
+    """Fine-tune on every task of ``cfg`` (resuming what ``out_dir`` holds) and write OUT/results.json.
+
+    ``cfg.jobs > 1``: first the tasks not finished yet in up to ``jobs`` child processes
+    (:func:`blalm.finetune.parallel.finetune_in_parallel`; a failed one raises a BlalmError naming its
+    log, after the others end), then the pass here reads every task back and writes the report.
+    ``child``: one such child: it fine-tunes its tasks and leaves OUT/results.json to the parent."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise BlalmError(f"--out {out_dir} exists and is not a folder; give a folder path")
@@ -449,20 +430,27 @@ def finetune(cfg: FinetuneConfig, out_dir: Path, log: Callable[[str], None] = pr
     check_model_dir(Path(cfg.model).expanduser())
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    results: dict[str, dict[str, Any]] = {}
-    for name in cfg.tasks:
-        try:
-            res = finetune_task(cfg, TASKS[name], out_dir / name, log)
-        except TaskUnavailable as exc:
-            res = {"status": "not available", "task": name, "reason": str(exc)}
-            log(f"{name}: not available ({exc})")
-        results[name] = res
-    report = {"model": str(cfg.model), "data_dir": str(cfg.glue_dir()), "glue": glue_summary(results),
-              "tasks": {t: {k: v for k, v in r.items() if k != "predictions"} for t, r in results.items()},
-              "seconds": round(time.time() - t0, 3),
-              "task_seconds": {t: r["seconds"] for t, r in results.items() if "seconds" in r},
-              "config": to_dict(cfg)}
-    write_json_atomic(out_dir / RESULTS_FILE, report)
+    parallel = cfg.jobs > 1 and not child
+    with RunLock(out_dir, what="fine-tuning run (--jobs)", log=log) if parallel else contextlib.nullcontext():
+        if parallel:
+            from blalm.finetune.parallel import finetune_in_parallel
+
+            finetune_in_parallel(cfg, out_dir, log)
+        results: dict[str, dict[str, Any]] = {}
+        for name in cfg.tasks:
+            try:
+                res = finetune_task(cfg, TASKS[name], out_dir / name, log)
+            except TaskUnavailable as exc:
+                res = {"status": "not available", "task": name, "reason": str(exc)}
+                log(f"{name}: not available ({exc})")
+            results[name] = res
+        report = {"model": str(cfg.model), "data_dir": str(cfg.glue_dir()), "glue": glue_summary(results),
+                  "tasks": {t: {k: v for k, v in r.items() if k != "predictions"} for t, r in results.items()},
+                  "seconds": round(time.time() - t0, 3),
+                  "task_seconds": {t: r["seconds"] for t, r in results.items() if "seconds" in r},
+                  "config": to_dict(cfg)}
+        if not child:
+            write_json_atomic(out_dir / RESULTS_FILE, report)
     return report
 
 

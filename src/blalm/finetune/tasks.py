@@ -95,10 +95,8 @@ def read_examples(path: Path, task: Task, limit: int = 0) -> list[dict[str, Any]
     return out
 
 
-def load_task(data_dir: Path, name: str, max_train: int = 0, max_valid: int = 0
-              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(train, valid) examples of task ``name``; TaskUnavailable when a file is missing."""
-    task = TASKS[name]
+def task_paths(data_dir: Path, name: str) -> tuple[Path, Path]:
+    """(train, valid) files of task ``name``; TaskUnavailable, naming the file looked for, when one is missing."""
     train_path, valid_path = task_file(data_dir, name, "train"), task_file(data_dir, name, "valid")
     if train_path is None:
         extra = (" (the official 2025 data has no BoolQ training file; give --eval-data with a "
@@ -108,7 +106,23 @@ def load_task(data_dir: Path, name: str, max_train: int = 0, max_valid: int = 0
     if valid_path is None:
         raise TaskUnavailable(f"no validation data: {Path(data_dir) / (name + '.valid.jsonl')} (or .jsonl.xz) not "
                               f"found; give --eval-data with the folder that holds it")
+    return train_path, valid_path
+
+
+def load_task(data_dir: Path, name: str, max_train: int = 0, max_valid: int = 0
+              ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, valid) examples of task ``name``; TaskUnavailable when a file is missing."""
+    task = TASKS[name]
+    train_path, valid_path = task_paths(data_dir, name)
     return read_examples(train_path, task, max_train), read_examples(valid_path, task, max_valid)
+
+
+def count_examples(path: Path) -> int:
+    """The examples of a JSONL(.xz) file as :func:`read_examples` counts them (its non-empty lines),
+    without parsing them."""
+    opener = lzma.open if Path(path).suffix == ".xz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip())
 
 
 def encode(tokenizer: Any, fields: list[str], max_length: int) -> list[int]:

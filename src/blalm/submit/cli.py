@@ -54,6 +54,10 @@ def register(subparsers) -> None:
                         "when their settings match (default RUN_DIR/glue)")
     p.add_argument("--finetune-set", dest="finetune", action="append", default=[], metavar="KEY=VALUE",
                    help="a 'blalm finetune' setting (e.g. max_train=64, epochs=1 for a CPU demo); repeatable")
+    p.add_argument("--glue-jobs", type=int, default=0, metavar="N",
+                   help="fine-tune the GLUE tasks in N processes side by side ('blalm finetune --jobs N', logs in "
+                        "DIR/work/glue/logs/); default 0 = auto: 3 when the fine-tuning runs on CUDA, 1 on the CPU. "
+                        "The scores do not depend on it: tasks fine-tuned with another N are reused")
     p.add_argument("--aoa-words", type=Path, default=None, metavar="FILE",
                    help="the official AoA word file cdi_childes.json (default: EVAL_DATA/full_eval/aoa/"
                         "cdi_childes.json when there); without it AoA's surprisal.json is missing")
@@ -71,7 +75,8 @@ def config_from_args(args: argparse.Namespace):
     from blalm.config import from_dict
     from blalm.submit.config import SubmitConfig
 
-    data = {"main": args.main, "finetune": list(args.finetune), "batch_size": args.batch_size,
+    data = {"main": args.main, "finetune": list(args.finetune), "glue_jobs": args.glue_jobs,
+            "batch_size": args.batch_size,
             "device": args.device, "precision": args.precision, "progress": not args.quiet}
     for key, value in (("track", args.track), ("name", args.name), ("data_dir", args.eval_data),
                        ("glue_data", args.glue_data), ("glue_results", args.glue), ("aoa_words", args.aoa_words)):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import lzma
 from pathlib import Path
 from typing import Any, Callable
 
@@ -180,9 +179,16 @@ def score_aoa(plan: Plan, revision: str, ckpt: dict[str, Any], model: LazyModel)
 # GLUE
 # ---------------------------------------------------------------------------------------------
 
+AUTO_GLUE_JOBS_CUDA = 3   # glue_jobs = 0 on CUDA: a small model's fine-tuning steps leave a GPU mostly idle
+
+
 def finetune_config(plan: Plan, tasks: list[str]):
+    """The ``blalm finetune`` settings of the submission: ``--finetune-set`` items, the main
+    checkpoint, ``tasks``, the GLUE data, and ``jobs`` from ``--glue-jobs`` (0 = auto:
+    :data:`AUTO_GLUE_JOBS_CUDA` when the fine-tuning device resolves to CUDA, else 1)."""
     from blalm.config import from_dict, parse_override, set_dotted
     from blalm.finetune.config import FinetuneConfig
+    from blalm.run.device import resolve_device
 
     data: dict[str, Any] = {}
     for item in plan.cfg.finetune:
@@ -191,13 +197,15 @@ def finetune_config(plan: Plan, tasks: list[str]):
     data.update(model=str(Path(plan.main["path"]).resolve()), tasks=tasks, data_dir=str(plan.glue_dir),
                 progress=plan.cfg.progress)
     data.setdefault("device", plan.cfg.device)
-    return from_dict(FinetuneConfig, data, where="--finetune-set")
+    cfg = from_dict(FinetuneConfig, data, where="--finetune-set")
+    jobs = plan.cfg.glue_jobs or (AUTO_GLUE_JOBS_CUDA if resolve_device(cfg.device).type == "cuda" else 1)
+    return dataclasses.replace(cfg, jobs=jobs)
 
 
 def reusable_finetune(folder: Path, cfg: Any, task: str) -> dict[str, Any] | None:
     """The task's result in a 'blalm finetune' folder run with the same settings on the same model."""
     from blalm.finetune.config import RESUMABLE_KEYS
-    from blalm.finetune.run import RESULTS_FILE, task_settings
+    from blalm.finetune.layout import RESULTS_FILE, task_settings
     from blalm.run.layout import CONFIG_FILE
     from blalm.finetune.tasks import TASKS
     from blalm.run.resume import config_differences
@@ -210,20 +218,17 @@ def reusable_finetune(folder: Path, cfg: Any, task: str) -> dict[str, Any] | Non
 
 
 def valid_size(glue_dir: Path, task: str) -> int | None:
-    from blalm.finetune.tasks import task_file
+    from blalm.finetune.tasks import count_examples, task_file
 
     path = task_file(glue_dir, task, "valid")
-    if path is None:
-        return None
-    opener = lzma.open if path.suffix == ".xz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:
-        return sum(1 for line in fh if line.strip())
+    return None if path is None else count_examples(path)
 
 
 def glue(plan: Plan, log: Log) -> dict[str, dict[str, Any]]:
     """The GLUE predictions of ``main``: ``{task: {"status": "ok", "score", ...} | {"status": "missing", ...}}``."""
     from blalm.eval.predictions import glue_predictions
-    from blalm.finetune.run import RESULTS_FILE, finetune
+    from blalm.finetune.layout import RESULTS_FILE
+    from blalm.finetune.run import finetune
 
     if not plan.glue_dir.is_dir():
         for t in GLUE_TASKS:
