@@ -557,11 +557,13 @@ def test_help_explains_every_option(capsys):
     assert "Hugging Face" in text and "best" in text
 
 
+@pytest.mark.slow
 def test_glue_device_script_runs_task_groups_side_by_side_then_one_report(model_dir, glue_dir, tmp_path):
     """scripts/glue_device.sh with JOBS=2 on the CPU ('blalm finetune --jobs 2'): the tasks split into
     two groups of about equal steps (RTE + WSC; MRPC), each fine-tuned by its own process with its
     own log, then one pass writes the run's results.json over every task (done ones read back) and
-    the script's summary; the groups' logs come back in $OUT/glue_logs."""
+    the script's summary; the groups' logs come back in $OUT/glue_logs. (Slow: --jobs itself is
+    tested in test_finetune_jobs.py; this holds the script's plumbing around it.)"""
     run_dir, out = tmp_path / "glue", tmp_path / "out"
     out.mkdir()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHON": sys.executable, "DEVICE": "cpu", "COMPILE": "0",
