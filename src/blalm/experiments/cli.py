@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                         "DIR/logs/TRACK-RUN-seedN.log; a run whose process fails is recorded as failed (not "
                         "retrained); then one pass writes DIR/sweep.json (default 1: one run after another in "
                         "this process)")
-    p.add_argument("--as-child", action="store_true", help=argparse.SUPPRESS)   # a --jobs child (see sweep())
+    p.add_argument("--child-of", type=int, default=None, help=argparse.SUPPRESS)   # a --jobs child of this pid
     p.add_argument("--dry-run", action="store_true", help="print the grid (run folders and overrides) and stop")
     p.add_argument("--progress", action="store_true", help="show the training and scoring progress bars")
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines (the summary line is printed)")
@@ -63,12 +63,16 @@ def run_sweep_cli(args: argparse.Namespace) -> int:
         for run in grid:
             print(f"  {run.folder(args.out)}  corpus={run.corpus}  " + " ".join(run.overrides))
         return 0
-    summary = sweep(exp, args.out, jobs=args.jobs, child_args=child_args(args), child=args.as_child,
+    if args.child_of is not None:       # a --jobs child (see sweep()): it ends when its parent does
+        from blalm.jobs import exit_with_parent
+
+        exit_with_parent(args.child_of)
+    summary = sweep(exp, args.out, jobs=args.jobs, child_args=child_args(args), child=args.child_of is not None,
                     tracks=args.tracks, runs=args.runs, train_overrides=args.train_overrides,
                     data_dir=args.data_dir, progress=args.progress,
                     log=(lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True)))
     failed = summary["failed"]          # in this pass (sweep.json may hold older records of other runs)
-    if args.as_child:
+    if args.child_of is not None:
         return 1 if failed else 0
     print(f"wrote {args.out / SWEEP_FILE}: {len(grid) - failed} run(s) done, {failed} failed; "
           f"next: blalm report {args.out} --out {args.out / 'report'}")

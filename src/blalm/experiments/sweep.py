@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -259,7 +260,8 @@ def sweep_in_parallel(exp: ExperimentConfig, grid: Sequence[PlannedRun], out_dir
         prepare_corpus(exp, track, corpus, Path(out_dir), data_dir, log)
     logs = Path(out_dir) / "logs"
     children = [Job(run.run_id, [sys.executable, "-m", "blalm.cli", "sweep", *child_args, "--track", run.track,
-                              "--run", run.name, "--set", f"runs.{run.name}.seeds=[{run.seed}]", "--as-child"],
-                 logs / child_log_name(run)) for run in grid]
+                                 "--run", run.name, "--set", f"runs.{run.name}.seeds=[{run.seed}]",
+                                 "--child-of", str(os.getpid())],     # it ends when this process does
+                    logs / child_log_name(run)) for run in grid]
     codes = run_jobs(children, jobs, log)
     return [run.run_id for run in grid if codes[run.run_id] != 0]
