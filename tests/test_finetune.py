@@ -23,9 +23,10 @@ from safetensors.torch import load_file
 
 from blalm import cli
 from blalm.config import from_dict
-from blalm.errors import BlalmError, InputError
+from blalm.errors import BlalmError, ConfigError, InputError
 from blalm.finetune.config import FinetuneConfig
-from blalm.finetune.head import SequenceClassifier, compile_backbone, last_token_states, pad_batch, width_multiple
+from blalm.finetune.head import (SequenceClassifier, compile_backbone, compiled_width_multiple, last_token_states,
+                                 pad_batch, width_multiple)
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.run import (HEAD_FILE, best_epoch, eval_batch_size, finetune, predict, predict_logits,
                                 task_metrics)
@@ -272,6 +273,39 @@ def test_compiled_blocks_compile_once_per_chunk_count_and_mode():
             torch.testing.assert_close(compiled(ids, mask), eager(ids, mask), rtol=1e-4, atol=1e-5)
     assert backend.graphs == 1                    # the three blocks, every width (no decoding cache filled)
     assert compile_backbone(torch.nn.Linear(2, 2), backend=_CountingBackend()) == 0
+
+
+def test_reduce_overhead_needs_compile_and_rounds_widths_for_its_cuda_graphs(model_dir, glue_dir):
+    """--compile-mode reduce-overhead: a CUDA graph per batch shape, so widths go in steps of 64 (and of
+    the mLSTM chunk); without --compile it is refused, naming the fix."""
+    with pytest.raises(ConfigError, match="add --compile"):
+        _cfg(model_dir, glue_dir, compile_mode="reduce-overhead")
+    chunked, attention = _tiny_decoder(), _tiny_decoder(mixer="attention", short_conv=False)   # chunk 8; none
+    widths = {(net, mode, on): compiled_width_multiple(net, _cfg(model_dir, glue_dir, compile=on, compile_mode=mode))
+              for net in (chunked, attention) for mode, on in (("default", False), ("default", True),
+                                                               ("reduce-overhead", True))}
+    assert list(widths.values()) == [1, 8, 64, 1, 1, 64]
+    ids, _ = pad_batch([[5] * 70, [6] * 3], 0, widths[(chunked, "reduce-overhead", True)])
+    assert ids.shape == (2, 128)
+
+
+@pytest.mark.slow   # torch.compile on the CPU: minutes (make test-all)
+def test_reduce_overhead_finetuning_matches_eager(model_dir, glue_dir, tmp_path):
+    """--compile --compile-mode reduce-overhead runs the loop with its CUDA-graph step marks and
+    widths of 64 (on the CPU inductor runs the compiled code without graphs): the eager run's
+    losses, scores and predictions within float rounding."""
+    kw = dict(tasks=["rte"], max_train=8, max_valid=8, max_length=16, log_every=1)
+    eager = finetune(_cfg(model_dir, glue_dir, **kw), tmp_path / "eager", log=lambda m: None)
+    graphed = finetune(_cfg(model_dir, glue_dir, compile=True, compile_mode="reduce-overhead", **kw),
+                       tmp_path / "graphed", log=lambda m: None)
+    records = [json.loads(line) for line in (tmp_path / "graphed" / "rte" / "metrics.jsonl").read_text().splitlines()]
+    assert records[0]["width_multiple"] == 64
+    loss = {d: [json.loads(line)["loss"] for line in (tmp_path / d / "rte" / "metrics.jsonl").read_text().splitlines()
+                if '"train"' in line] for d in ("eager", "graphed")}
+    assert len(loss["eager"]) == 2 and loss["graphed"] == pytest.approx(loss["eager"], rel=1e-4)
+    res = {d: json.loads((tmp_path / d / "rte" / "results.json").read_text()) for d in ("eager", "graphed")}
+    assert res["graphed"]["predictions"] == res["eager"]["predictions"]
+    assert graphed["tasks"]["rte"]["score"] == eager["tasks"]["rte"]["score"]
 
 
 @pytest.mark.slow   # torch.compile on the CPU: minutes (make test-all)

@@ -31,6 +31,7 @@ SETTINGS_HELP = """settings for --config FILE and --set KEY=VALUE (value read as
   log_every=10          a 'train' record in DIR/<task>/metrics.jsonl every N steps
   keep_all_checkpoints=false   keep every checkpoint folder (default: the newest two, to save disk)
   compile=false         what --compile sets
+  compile_mode="default"   what --compile-mode sets (reduce-overhead: CUDA graphs)
 
 After every epoch the model is scored on the task's valid file; the task's result is the best
 epoch by its validation metric (F1 for MRPC and QQP, accuracy otherwise), as the official
@@ -77,6 +78,11 @@ def register(subparsers) -> None:
                         "widths are rounded up to whole chunks); the embedding, final norm and head stay "
                         "eager. For GPU runs: the first batches of each width wait for compilation. "
                         "Default --no-compile")
+    p.add_argument("--compile-mode", choices=("default", "reduce-overhead"), default=None,
+                   help="with --compile: reduce-overhead replays each decoder block as CUDA graphs (one recorded "
+                        "per batch shape, widths rounded up to multiples of 64), which takes the host's kernel "
+                        "launches out of a small model's step; the CPU runs the compiled code as default does. "
+                        "Changes the speed only. Default: default")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="fine-tune the tasks in N processes side by side on the same device (a small model's "
                         "steps leave a GPU mostly idle, so processes sharing it add up their steps): the tasks not "
@@ -94,7 +100,7 @@ def register(subparsers) -> None:
 
 # command-line option (argparse dest) -> FinetuneConfig key; the options win over --config and --set
 OPTION_KEYS = {"eval_data": "data_dir", "device": "device", "precision": "precision",
-               "compile": "compile", "jobs": "jobs"}
+               "compile": "compile", "compile_mode": "compile_mode", "jobs": "jobs"}
 
 
 def config_from_args(args: argparse.Namespace):

@@ -14,7 +14,7 @@ GLUE_SUBDIR = Path("full_eval") / "glue_filtered"   # where GLUE lies in the eva
 # keys that may change between a killed run and its resumption (they keep the math: a compiled block
 # computes what the eager one does, a row's validation result does not depend on its batch mates, and
 # a task trained by a --jobs child is the run it would be in this process)
-RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "compile", "eval_batch", "jobs")
+RESUMABLE_KEYS = ("progress", "device", "keep_all_checkpoints", "compile", "compile_mode", "eval_batch", "jobs")
 
 
 @dataclass
@@ -42,6 +42,8 @@ class FinetuneConfig:
     precision: Literal["fp32", "tf32", "bf16"] = "bf16"   # CUDA only (bf16 autocast); the CPU runs float32
     keep_all_checkpoints: bool = False    # False: only the newest two checkpoint folders are kept (disk)
     compile: bool = False                 # torch.compile each decoder block (dynamic shapes); GPU runs
+    compile_mode: Literal["default", "reduce-overhead"] = "default"   # with compile: reduce-overhead replays
+    #                                     each block as CUDA graphs (widths rounded to CUDAGRAPH_WIDTH_MULTIPLE)
     progress: bool = True
     jobs: int = 1                         # child processes fine-tuning groups of tasks side by side (1 = in this process)
 
@@ -56,6 +58,8 @@ class FinetuneConfig:
         check(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         check(0.0 <= self.warmup_fraction < 1.0, f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
         check(self.max_train >= 0 and self.max_valid >= 0, "max_train and max_valid must be >= 0")
+        check(self.compile or self.compile_mode == "default",
+              f"compile_mode={self.compile_mode!r} applies to compiled blocks: add --compile (compile=true)")
         check(self.save_every >= 0 and self.log_every >= 1 and self.eval_batch >= 0,
               "save_every and eval_batch must be >= 0 (eval_batch 0 = auto), log_every >= 1")
         check(self.jobs >= 1, f"jobs must be at least 1 (1 = every task in this process), got {self.jobs}")

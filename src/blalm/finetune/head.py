@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 
 import torch
 from torch import Tensor, nn
@@ -121,6 +122,20 @@ def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int = 1) -> tup
 
 # ----------------------------------------------------------------------------------------------
 # Regional compilation (FinetuneConfig.compile): blalm.model.compile, shared with the scoring
+
+CUDAGRAPH_WIDTH_MULTIPLE = 64   # compile_mode reduce-overhead: a CUDA graph per width, so widths in steps of 64
+
+
+def compiled_width_multiple(backbone: nn.Module, cfg) -> int:
+    """What a fine-tuning run (``FinetuneConfig`` ``cfg``) rounds batch widths up to: 1 eager,
+    :func:`width_multiple` compiled, and a multiple of :data:`CUDAGRAPH_WIDTH_MULTIPLE` too with
+    ``compile_mode = "reduce-overhead"`` (each width a CUDA graph of its own: at most
+    ``max_length / 64`` of them per mode, instead of one per width that a task's lengths make)."""
+    if not cfg.compile:
+        return 1
+    multiple = width_multiple(backbone)
+    return math.lcm(multiple, CUDAGRAPH_WIDTH_MULTIPLE) if cfg.compile_mode == "reduce-overhead" else multiple
+
 
 def width_multiple(backbone: nn.Module) -> int:
     """What compiled batches round their width up to: the chunk size for a blalm mLSTM decoder

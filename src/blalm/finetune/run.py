@@ -45,7 +45,9 @@ is scored in batches of similar length (sorted by length; predictions come back 
 compiles each decoder block with ``torch.compile(dynamic=True)`` (regional compilation, see
 :func:`blalm.finetune.head.compile_backbone`; a Hugging Face base model's ``layers``/``h`` blocks,
 else it stays eager) and rounds batch widths up to whole mLSTM chunks, which keeps the compiled
-graphs to one per chunk count for training and one for validation. It changes no math: compiled
+graphs to one per chunk count for training and one for validation; ``compile_mode =
+"reduce-overhead"`` (``--compile-mode``) also replays each block as CUDA graphs, widths rounded to
+multiples of 64 (a graph per shape). It changes no math: compiled
 and eager runs agree to float rounding, and a run may be resumed with the other setting.
 """
 
@@ -67,7 +69,8 @@ from blalm.atomic import write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
-from blalm.finetune.head import SequenceClassifier, compile_backbone, is_blalm_decoder, pad_batch, width_multiple
+from blalm.finetune.head import (SequenceClassifier, compile_backbone, compiled_width_multiple, is_blalm_decoder,
+                                 pad_batch)
 from blalm.finetune.layout import RESULTS_FILE, finished_result, run_plan, task_settings
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
@@ -156,6 +159,7 @@ def predict_logits(model: SequenceClassifier, sequences: list[list[int]], pad_id
     parts = []
     for start in range(0, len(order), batch):
         ids, mask = pad_batch([sequences[i] for i in order[start:start + batch]], pad_id, multiple)
+        torch.compiler.cudagraph_mark_step_begin()   # compile_mode reduce-overhead: a new replay (else a no-op)
         with precision_context(device, precision):
             parts.append(model(to_device(ids, device), to_device(mask, device)).float())
     model.train(was)
@@ -244,10 +248,11 @@ def _finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, settings: di
         seed_everything(cfg.seed)      # after loading: the head's initialisation depends on the seed alone
         model = SequenceClassifier(backbone, task.num_labels, cfg.dropout).to(device)
         # compiled blocks (compiled on their first call); batch widths rounded to what keeps their graphs few
-        compiled_layers = compile_backbone(backbone) if cfg.compile else 0
+        mode = None if cfg.compile_mode == "default" else cfg.compile_mode
+        compiled_layers = compile_backbone(backbone, mode=mode) if cfg.compile else 0
         tuning = TaskLoop(cfg=cfg, task=task, session=session, model=model, data=data, device=device,
                           precision=precision, pad_id=_pad_id(tokenizer), eval_batch=eval_batch_size(cfg, device),
-                          multiple=width_multiple(backbone) if cfg.compile else 1, kind=kind,
+                          multiple=compiled_width_multiple(backbone, cfg), kind=kind,
                           model_config=model_config, tokenizer_files=[model_dir / n for n in TOKENIZER_FILES
                                                                       if (model_dir / n).is_file()])
         tuning.restore_or_set_up(compiled_layers)
@@ -333,6 +338,7 @@ class TaskLoop:
         """One optimizer step on the examples ``rows``; (loss, gradient norm), left on the device."""
         ids, mask = pad_batch([self.data["train"][i] for i in rows], self.pad_id, self.multiple)
         labels = to_device(torch.tensor([self.data["train_labels"][i] for i in rows], dtype=torch.long), self.device)
+        torch.compiler.cudagraph_mark_step_begin()   # compile_mode reduce-overhead: a new replay (else a no-op)
         with precision_context(self.device, self.precision):
             loss = F.cross_entropy(self.model(to_device(ids, self.device), to_device(mask, self.device)).float(),
                                    labels)
