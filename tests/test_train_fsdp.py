@@ -146,6 +146,7 @@ def test_fsdp_refuses_ddp_only_settings(train_data):
     assert load_train_config(DEMO_TRAIN_CONFIG).parallelism == "ddp"
 
 
+@pytest.mark.slow   # the bench under torchrun (a device concern); FSDP training itself is tested above
 def test_bench_train_under_torchrun_with_fsdp(repo_root):
     """``blalm bench train`` under torchrun times FSDP steps (a row from rank 0 only)."""
     tiny = {"model.hidden_size": 32, "model.intermediate_size": 63, "model.num_layers": 2, "model.num_heads": 2,
