@@ -178,7 +178,7 @@ def follow_run(run_dir: Path, cfg: EvalConfig, out_dir: Path | None = None, pid:
                 cfg = dataclasses.replace(cfg, token_budget=budget)
                 log(f"{run_dir}: out of GPU memory while scoring ({str(exc).splitlines()[0][:160]}); the "
                     f"training holds the GPU, so trying again in {max(poll_seconds, OOM_WAIT_SECONDS):.0f} s "
-                    f"with a token budget of {budget:,} (the scores do not depend on it)")
+                    f"with a token budget of {budget:,} (a speed setting: the same scores)")
                 time.sleep(max(poll_seconds, OOM_WAIT_SECONDS))
                 continue
             seen |= names
