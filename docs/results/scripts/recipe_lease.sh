@@ -13,6 +13,7 @@
 #   SWEEP_SET='runs.s384_ctx128_ema.seeds=[1, 2]' bash docs/results/scripts/recipe_lease.sh start recipe_search \
 #     's384_ctx128_ema s384_nodrop_ctx128_ema t384_ctx128_ema'      # SWEEP_SET: one more --set of the sweep
 #   bash docs/results/scripts/recipe_lease.sh poll 540
+#   bash docs/results/scripts/recipe_lease.sh full recipe_search 's384_ctx128_ema'   # after: full suite, bf16 + fp32
 # The carried tarballs are made here: `tar cJf .carry/ss.tar.xz -C out ss` (a corpus folder with its
 # tokenizer/ inside; mix2 likewise), `tar cJf .carry/eval.tar.xz -C ../shared/data eval/fast_eval eval/aoa`.
 set -u
@@ -38,6 +39,22 @@ start)
   sleep "${4:-60}" ;;
 poll)
   wait_while "blalm.cli sweep" "$2" ;;
+full)
+  # `full EXP 'RUNS'`: the full zero-shot suite (BLiMP, supplement, EWoK, entity tracking, WUG, reading)
+  # of each named run's best checkpoint (RUN_DIR/eval/summary.json), in bf16 and in fp32, written to
+  # RUN_DIR/eval_full_<precision>/ (packed with the rest); carry .carry/eval_full.tar.xz.
+  unpack .carry/eval_full.tar.xz "$L/data" || exit 1
+  for r in $3; do
+    for s in "$L/$2"/runs/*/"$r"/seed*/eval/summary.json; do
+      [ -f "$s" ] || continue
+      run=$(dirname "$(dirname "$s")")
+      best=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['best']['checkpoint'])" "$s")
+      for p in bf16 fp32; do
+        python3 -m blalm.cli eval "$run/checkpoints/$best" --suite full --precision "$p" --out "$run/eval_full_$p" \
+          --quiet > "$run/eval_full_$p.log" 2>&1 && echo "$run $best $p: $(tail -1 "$run/eval_full_$p.log")"
+      done
+    done
+  done ;;
 esac
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv > "$L/nvidia-smi.txt" 2>&1
 for s in "$L"/*.log; do
