@@ -117,7 +117,7 @@ def test_fixed_shapes_are_planned_for_the_inputs_fed(repo_root):
     eager = sequence_logprobs(model, seqs, batching=Batching(shared_prefix_min=0))
     shapes.clear()
     fixed = Batching(token_budget=1024, shared_prefix_min=0, widths=(16, 32, 64))
-    got = sequence_logprobs(model, seqs, batching=fixed, compiled=model)
+    got = sequence_logprobs(model, seqs, batching=fixed)
     assert shapes == [(32, 32), (32, 32)]          # 1024 tokens each, every row a real one
     assert got == pytest.approx(eager, abs=TOL)
 
@@ -165,6 +165,6 @@ def test_compiled_model_with_bucketed_shapes_scores_the_same(checkpoints, eval_d
     model, tok = load_for_eval(checkpoints[name])
     seqs = encode_items(tok, load_minimal_pairs(eval_dir / "fast_eval/blimp_fast")[::700])
     plain = sequence_logprobs(model, seqs, batching=Batching())
-    compiled = sequence_logprobs(model, seqs, batching=Batching(token_budget=1024, widths=(64,)),  # one shape
-                                 compiled=compile_for_scoring(model))
+    compiled = sequence_logprobs(compile_for_scoring(model), seqs,   # one shape
+                                 batching=Batching(token_budget=1024, widths=(64,)))
     assert compiled == pytest.approx(plain, abs=TOL)

@@ -74,13 +74,13 @@ def reading_queries(tokenizer: Any, rows: Sequence[ReadingRow], prepend_bos: boo
 
 def reading_surprisals(model: Any, tokenizer: Any, rows: Sequence[ReadingRow], batch_size: int = 64,
                        prepend_bos: bool = False, progress: bool = False, batching: Batching | None = None,
-                       compiled: Any = None, prepared: ReadingQueries | None = None
+                       prepared: ReadingQueries | None = None
                        ) -> tuple[list[float], list[float]]:
     """``(pred, prev_pred)``: each row's word surprisal and its previous word's (NaN when none), in nats.
     ``prepared``: :func:`reading_queries` of ``rows`` when the caller already has it."""
     prepared = prepared or reading_queries(tokenizer, rows, prepend_bos)
     logps = next_token_logprobs(model, prepared.queries, batch_size=batch_size, progress=progress,
-                                desc="reading", batching=batching, compiled=compiled)
+                                desc="reading", batching=batching)
     surprisals = [-math.fsum(logps[a:b]) for a, b in prepared.spans]
     pred, prev, k = [], [], 0
     for hp in prepared.has_prev:

@@ -148,12 +148,11 @@ def _check_ids(max_id: int, vocab: int) -> None:
 
 
 class _Forward:
-    """One model's forward passes for scoring: the (optionally compiled) plain forward, the
-    shared-prefix passes through the decoding cache, and what was checked once."""
+    """One model's forward passes for scoring: the plain forward, the shared-prefix passes through
+    the decoding cache, and what was checked once."""
 
-    def __init__(self, model: Any, batching: Batching, compiled: Any = None) -> None:
+    def __init__(self, model: Any, batching: Batching) -> None:
         self.model = model
-        self.compiled = compiled
         self.batching = batching
         self.device = model_device(model)
         self.mask_free = is_blalm_model(model)
@@ -175,8 +174,7 @@ class _Forward:
             self.checked = True
 
     def plain(self, input_ids, mask):
-        fn = self.compiled if self.compiled is not None else self.model
-        logits = forward_logits(fn, input_ids, None if self.mask_free else mask, self.use_cache_kw)
+        logits = forward_logits(self.model, input_ids, None if self.mask_free else mask, self.use_cache_kw)
         self.check(logits)
         return logits
 
@@ -228,8 +226,9 @@ def _padded_rows(seqs: Sequence[Sequence[int]], n_rows: int, width: int) -> tupl
 
 
 def _plain_shape(fwd: _Forward, longest: int, n: int) -> tuple[int, int]:
-    """(rows, width) of a plain batch: as needed, or a fixed ladder shape for a compiled model."""
-    if fwd.compiled is None or not fwd.batching.widths:
+    """(rows, width) of a plain batch: as needed, or a fixed ladder shape (``Batching.widths``, what a
+    compiled model is given)."""
+    if not fwd.batching.widths:
         return n, longest
     width = fwd.batching.padded_width(longest)
     return max(n, fwd.batching.rows_for(width)), width
@@ -281,12 +280,11 @@ def _shared_sums(fwd: _Forward, seqs: Sequence[Encoded], groups: Sequence[Shared
 
 
 def sequence_logprobs(model: Any, seqs: Sequence[Encoded], batch_size: int = 64, progress: bool = False,
-                      desc: str = "scoring", batching: Batching | None = None, compiled: Any = None
-                      ) -> list[float]:
+                      desc: str = "scoring", batching: Batching | None = None) -> list[float]:
     """Summed log-probability of each sequence's scored positions (0.0 when none is scored).
 
     ``batching`` (default: ``Batching(batch_size=batch_size)``) says how sequences share forward
-    passes; ``compiled``: ``torch.compile(model)`` for the plain passes (see :func:`compile_for_scoring`)."""
+    passes (a compiled model, :func:`compile_for_scoring`, is given the ladder's fixed shapes)."""
     import torch
     from tqdm import tqdm
 
@@ -298,7 +296,7 @@ def sequence_logprobs(model: Any, seqs: Sequence[Encoded], batch_size: int = 64,
     todo = [s for s in unique if s.scored]
     results: dict[Encoded, float] = {s: 0.0 for s in unique if not s.scored}
     if todo:
-        fwd = _Forward(model, batching, compiled)
+        fwd = _Forward(model, batching)
         fwd.max_id = max(max(s.ids) for s in todo)
         groups, alone = (shared_prefix_groups([s.ids for s in todo], batching.shared_prefix_min)
                          if fwd.mask_free else ([], list(range(len(todo)))))
@@ -324,8 +322,8 @@ def sequence_logprobs(model: Any, seqs: Sequence[Encoded], batch_size: int = 64,
 
 
 def next_token_logprobs(model: Any, queries: Sequence[tuple[tuple[int, ...], int]], batch_size: int = 64,
-                        progress: bool = False, desc: str = "next-token", batching: Batching | None = None,
-                        compiled: Any = None) -> list[float]:
+                        progress: bool = False, desc: str = "next-token", batching: Batching | None = None
+                        ) -> list[float]:
     """``log P(target | context)`` for each ``(context ids, target id)``, read at the context's last
     position; each distinct context is run once."""
     import torch
@@ -345,7 +343,7 @@ def next_token_logprobs(model: Any, queries: Sequence[tuple[tuple[int, ...], int
             wanted[ctx].append(int(tgt))
     if not ctx_list:
         return []
-    fwd = _Forward(model, batching, compiled)
+    fwd = _Forward(model, batching)
     fwd.max_id = max(max(max(c) for c in ctx_list), max(int(t) for _, t in queries))
     keys: list[tuple[tuple[int, ...], int]] = []
     values = []

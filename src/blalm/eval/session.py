@@ -50,7 +50,7 @@ class EvalSession:
         self._data: dict[tuple, Any] = {}
         self._encoded: dict[tuple, Any] = {}
         self._fingerprints: dict[int, tuple[Any, str]] = {}
-        self._model: tuple[tuple, Any, Any, Any] | None = None   # (key, model, tokenizer, compiled)
+        self._model: tuple[tuple, Any, Any] | None = None   # (key, model, tokenizer)
         self.hits = {"data": 0, "encoded": 0, "model": 0}
 
     def data(self, what: str, path: Path, load: Callable[[], Any]) -> Any:
@@ -87,23 +87,25 @@ class EvalSession:
             torch.cuda.empty_cache()
 
     def load(self, model_path: Path, device: str, compile_model: bool,
-             load: Callable[[Path, str], tuple[Any, Any]]) -> tuple[Any, Any, Any]:
-        """``(model, tokenizer, compiled or None)`` for ``model_path``: a blalm checkpoint like the
-        one held (same model config and tokenizer files) is copied into the held model in place."""
+             load: Callable[[Path, str], tuple[Any, Any]]) -> tuple[Any, Any]:
+        """``(model, tokenizer)`` for ``model_path``, its decoder blocks compiled in place when
+        ``compile_model`` (:func:`blalm.eval.scoring.compile_for_scoring`): a blalm checkpoint like
+        the one held (same model config, tokenizer files, device and compilation) is copied into the
+        held model in place."""
         key = _checkpoint_key(Path(model_path), device)
+        key = None if key is None else (*key, compile_model)
         if key is not None and self._model is not None and self._model[0] == key:
-            _, model, tokenizer, compiled = self._model
+            _, model, tokenizer = self._model
             _copy_checkpoint_weights(Path(model_path), model)
             self.hits["model"] += 1
-            return model, tokenizer, compiled
+            return model, tokenizer
         model, tokenizer = load(Path(model_path), device)
-        compiled = None
         if compile_model:
             from blalm.eval.scoring import compile_for_scoring
 
-            compiled = compile_for_scoring(model)
-        self._model = (key, model, tokenizer, compiled) if key is not None else None
-        return model, tokenizer, compiled
+            compile_for_scoring(model)
+        self._model = (key, model, tokenizer) if key is not None else None
+        return model, tokenizer
 
 
 def _checkpoint_key(folder: Path, device: str) -> tuple | None:

@@ -42,11 +42,10 @@ def _skipped(reason: str) -> dict[str, Any]:
 
 
 def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], None] = lambda s: None,
-              session: EvalSession | None = None, compiled: Any = None) -> dict[str, dict[str, Any]]:
+              session: EvalSession | None = None) -> dict[str, dict[str, Any]]:
     """Every asked task's result (see the module docstring); data errors raise InputError.
 
-    ``session`` keeps the data read and tokenized for the next model (a fresh one by default);
-    ``compiled``: the model compiled for scoring (``scoring.compile_for_scoring``), or None."""
+    ``session`` keeps the data read and tokenized for the next model (a fresh one by default)."""
     from blalm.eval.aoa import aoa_words
     from blalm.eval.reading import reading_queries, reading_results, reading_surprisals
     from blalm.eval.scoring import model_device
@@ -54,7 +53,7 @@ def run_tasks(model: Any, tokenizer: Any, cfg: EvalConfig, log: Callable[[str], 
 
     session = session or EvalSession()
     tasks = expand_tasks(cfg.tasks)
-    kw = {"batching": cfg.batching(model_device(model).type), "compiled": compiled, "progress": cfg.progress}
+    kw = {"batching": cfg.batching(model_device(model).type), "progress": cfg.progress}
     results: dict[str, dict[str, Any]] = {}
     timings: dict[str, float] = {}
     sentences: list[int] = []      # candidate texts (or reading queries) the task scored
@@ -209,12 +208,12 @@ def evaluate_model(model_path: str | Path, cfg: EvalConfig, out_dir: Path | None
     torch_device = resolve_device(cfg.device)
     device = str(torch_device)
     loader = _load_quietly if not cfg.progress else _load
-    model, tokenizer, compiled = session.load(Path(model_path), device, cfg.compile, loader)
+    model, tokenizer = session.load(Path(model_path), device, cfg.compile, loader)
     load_seconds = round(time.perf_counter() - t0, 2)
     info = run_info(config=to_dict(cfg))   # after torch is loaded, so that it names the GPU
     log(f"loaded {model_path} on {device} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     with precision_context(torch_device, resolve_precision(cfg.precision, torch_device)):
-        results = run_tasks(model, tokenizer, cfg, log, session=session, compiled=compiled)
+        results = run_tasks(model, tokenizer, cfg, log, session=session)
     report = {
         "model": str(model_path), "suite": cfg.suite, "data_dir": str(eval_dir), "device": device,
         "prepend_bos": cfg.prepend_bos,

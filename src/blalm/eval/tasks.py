@@ -37,14 +37,14 @@ def encode_items(tokenizer: Any, items: Sequence[RankingItem], prepend_bos: bool
 
 def score_items(model: Any, tokenizer: Any, items: Sequence[RankingItem], batch_size: int = 64,
                 prepend_bos: bool = False, progress: bool = False, desc: str = "scoring",
-                batching: Batching | None = None, compiled: Any = None,
+                batching: Batching | None = None,
                 encoded: Sequence[Encoded] | None = None) -> list[tuple[float, ...]]:
     """Each item's candidates' summed log-probabilities (``scoring.sequence_logprobs``);
     ``encoded``: :func:`encode_items` of ``items`` when the caller already has it."""
     if encoded is None:
         encoded = encode_items(tokenizer, items, prepend_bos)
     flat = sequence_logprobs(model, encoded, batch_size=batch_size, progress=progress, desc=desc,
-                             batching=batching, compiled=compiled)
+                             batching=batching)
     out, k = [], 0
     for it in items:
         n = len(it.sentences)
