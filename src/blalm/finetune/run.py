@@ -248,8 +248,7 @@ def _finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, settings: di
         seed_everything(cfg.seed)      # after loading: the head's initialisation depends on the seed alone
         model = SequenceClassifier(backbone, task.num_labels, cfg.dropout).to(device)
         # compiled blocks (compiled on their first call); batch widths rounded to what keeps their graphs few
-        mode = None if cfg.compile_mode == "default" else cfg.compile_mode
-        compiled_layers = compile_backbone(backbone, mode=mode) if cfg.compile else 0
+        compiled_layers = compile_backbone(backbone, mode=cfg.compile_mode) if cfg.compile else 0
         tuning = TaskLoop(cfg=cfg, task=task, session=session, model=model, data=data, device=device,
                           precision=precision, pad_id=_pad_id(tokenizer), eval_batch=eval_batch_size(cfg, device),
                           multiple=compiled_width_multiple(backbone, cfg), kind=kind,

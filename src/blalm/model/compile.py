@@ -22,10 +22,10 @@ def decoder_layers(backbone: nn.Module) -> nn.ModuleList | None:
     return None
 
 
-def compile_backbone(backbone: nn.Module, backend: str | object = "inductor", mode: str | None = None) -> int:
+def compile_backbone(backbone: nn.Module, backend: str | object = "inductor", mode: str = "default") -> int:
     """Compile each decoder block of ``backbone`` in place with ``torch.compile(dynamic=True)``;
     return how many were compiled (0: no block list, the backbone stays eager). ``mode``: torch's
-    compile mode (None: the default; ``"reduce-overhead"``: each block's kernels replayed as a CUDA
+    compile mode (``"default"``, or ``"reduce-overhead"``: each block's kernels replayed as a CUDA
     graph, one recorded per input shape — on a GPU only; the CPU runs the compiled code as is).
 
     Regional compilation: the blocks of one class share their compiled code (dynamo guards on the
@@ -43,5 +43,5 @@ def compile_backbone(backbone: nn.Module, backend: str | object = "inductor", mo
         return 0
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     for layer in layers:
-        layer.compile(dynamic=True, backend=backend, **({"mode": mode} if mode else {}))
+        layer.compile(dynamic=True, backend=backend, **({} if mode == "default" else {"mode": mode}))
     return len(layers)
