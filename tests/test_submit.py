@@ -48,8 +48,8 @@ def submit_eval(data_dir, train_data, tmp_path_factory) -> Path:  # noqa: F811
 
 
 def submit_config(eval_dir: Path, **extra) -> SubmitConfig:
-    return SubmitConfig(name=NAME, data_dir=str(eval_dir), finetune=list(FINETUNE), device="cpu",
-                        progress=False, **extra)
+    extra = {"finetune": list(FINETUNE), "device": "cpu", **extra}
+    return SubmitConfig(name=NAME, data_dir=str(eval_dir), progress=False, **extra)
 
 
 @pytest.fixture(scope="module")
@@ -479,8 +479,8 @@ def test_aoa_scores_carry_their_precision_and_are_not_reused_across_precisions(s
 
 
 def test_glue_jobs_go_to_the_finetuning_and_do_not_block_reuse(tmp_path):
-    """--glue-jobs N is the fine-tuning's jobs (0 = auto: 3 on CUDA, 1 on the CPU); jobs is not a
-    --finetune-set item; a task fine-tuned with other jobs (or before jobs existed) is reused."""
+    """--glue-jobs N is the fine-tuning's jobs (0 = auto: 3 on CUDA, 1 on the CPU); the fine-tuning is
+    compiled on CUDA unless --finetune-set says compile=false; jobs is not a --finetune-set item; a task fine-tuned with other jobs (or before jobs existed) is reused."""
     from blalm.config import from_dict
     from blalm.finetune.layout import task_settings
     from blalm.finetune.tasks import TASKS
@@ -493,10 +493,14 @@ def test_glue_jobs_go_to_the_finetuning_and_do_not_block_reuse(tmp_path):
                     aoa_words=None, run_config={}, run_info={}, milestones=[], main={"path": str(tmp_path / "ckpt")},
                     git_date="0 +0000")
 
-    assert finetune_config(plan(), ["rte"]).jobs == 1                       # auto on the CPU
+    cpu = finetune_config(plan(), ["rte"])
+    assert (cpu.jobs, cpu.compile) == (1, False)                             # auto on the CPU: eager
     assert finetune_config(plan(glue_jobs=2), ["rte"]).jobs == 2
+    assert finetune_config(plan(finetune=[*FINETUNE, "compile=true"]), ["rte"]).compile is True
     if torch.cuda.is_available():
-        assert finetune_config(plan(device="cuda"), ["rte"]).jobs == 3
+        cuda = finetune_config(plan(device="cuda"), ["rte"])
+        assert (cuda.jobs, cuda.compile) == (3, True)                        # auto on CUDA: compiled
+        assert finetune_config(plan(device="cuda", finetune=[*FINETUNE, "compile=false"]), ["rte"]).compile is False
     with pytest.raises(ConfigError, match=r"'jobs=2': the fine-tuning processes are set by --glue-jobs N"):
         from_dict(SubmitConfig, {"finetune": ["jobs=2"]})
     with pytest.raises(ConfigError, match="glue_jobs"):

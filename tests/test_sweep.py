@@ -285,17 +285,19 @@ def test_every_shipped_experiment_loads_and_its_runs_validate(path):
         assert cfg.seed == run.seed and cfg.track == run.track
 
 
-def test_the_shipped_recipe_config_is_the_recipe_search_run_it_reports():
+@pytest.mark.parametrize("shipped_name, run_name", [("strict_small_best", "s384_nodrop_ctx128"),
+                                                    ("strict_small_ema", "s384_ctx128_ema")])
+def test_the_shipped_recipe_configs_are_the_recipe_search_runs_they_report(shipped_name, run_name):
     """configs/train/strict_small_best.toml quotes round 2's scores of recipe_search.toml's run
-    s384_nodrop_ctx128: the two must train the same model the same way (the micro-batch aside, which
-    the shipped config leaves to the device)."""
+    s384_nodrop_ctx128, strict_small_ema.toml round 4's of s384_ctx128_ema: each must train the same
+    model the same way as its run (the micro-batch aside, which the shipped config leaves to the device)."""
     from blalm.config import to_dict
     from blalm.train.config import load_train_config
 
     exp = load_experiment(EXPERIMENTS / "recipe_search.toml")
-    run = next(r for r in expand_grid(exp, runs=["s384_nodrop_ctx128"]) if r.seed == 0)
+    run = next(r for r in expand_grid(exp, runs=[run_name]) if r.seed == 0)
     searched = to_dict(load_run_config(exp, run, run_overrides(exp, run, Path("corpus"), Path("tokenizer"))))
-    shipped = to_dict(load_train_config(EXPERIMENTS.parent / "train" / "strict_small_best.toml"))
+    shipped = to_dict(load_train_config(EXPERIMENTS.parent / "train" / f"{shipped_name}.toml"))
     differing = {k for k in searched if searched[k] != shipped[k]}
     assert differing == {"corpus_dir", "tokenizer_dir", "micro_batch"}, differing
 

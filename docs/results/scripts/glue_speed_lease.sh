@@ -5,7 +5,9 @@
 # training step (the step time does not depend on the weights), then MultiRC (the protocol's longest
 # task: 17,030 of its 25,760 steps; batch 16, inputs up to 512 tokens) for STEPS steps in each mode,
 # each in its own process. Prints one JSON line per mode: steps/s over the steps after the first
-# WARM (compilation and graph recording excluded) and the wall time with them. Carry .carry/ss.tar.xz
+# WARM (compilation and graph recording excluded) and the wall time with them; each mode's log (with
+# dynamo's recompilations, TORCH_LOGS=recompiles) and metrics.jsonl are copied to $OUT. Session 15 ran
+# STEPS=150 WARM=30 LIMIT=150 (docs/results/glue_h100.md). Carry .carry/ss.tar.xz
 # and .carry/eval_full.tar.xz (as recipe_lease.sh and submit_lease.sh say).
 #   bash docs/results/scripts/glue_speed_lease.sh        # results also in $OUT/glue_speed.jsonl
 set -u
@@ -23,8 +25,9 @@ CKPT=$(ls -d "$W"/run/checkpoints/*/ | grep -v /latest/ | tail -1)
 for mode in eager compile graphs; do
   case $mode in eager) flags=();; compile) flags=(--compile);; graphs) flags=(--compile --compile-mode reduce-overhead);; esac
   t0=$(date +%s.%N)
-  timeout "${LIMIT:-240}" $B finetune "$CKPT" --tasks multirc --out "$W/$mode" "${flags[@]}" --quiet \
-    --set max_train=$((STEPS * 16)) --set max_valid=64 --set epochs=1 --set log_every=10 > "$W/$mode.log" 2>&1
+  TORCH_LOGS=recompiles timeout "${LIMIT:-240}" $B finetune "$CKPT" --tasks multirc --out "$W/$mode" \
+    "${flags[@]}" --set progress=false --set max_train=$((STEPS * 16)) --set max_valid=64 --set epochs=1 --set log_every=10 \
+    > "$W/$mode.log" 2>&1
   rc=$?; t1=$(date +%s.%N)
   python3 - "$W/$mode/multirc/metrics.jsonl" "$mode" "$rc" "$t0" "$t1" "$WARM" <<'PY' | tee -a "$OUT/glue_speed.jsonl"
 import json, sys
@@ -41,7 +44,8 @@ print(json.dumps({"mode": mode, "rc": rc, "wall_s": round(t1 - t0, 1), "steps": 
                   "steps_per_s_after_warmup": round(steps / secs, 2) if secs else None,
                   "setup": next((r for r in rows if r.get("kind") == "setup"), {}).get("width_multiple")}))
 PY
-  tail -3 "$W/$mode.log" > "$OUT/glue_speed_$mode.tail"
+  cp "$W/$mode.log" "$OUT/glue_speed_$mode.log"     # with dynamo's recompilation reasons
+  cp "$W/$mode/multirc/metrics.jsonl" "$OUT/glue_speed_$mode.metrics.jsonl" 2>/dev/null
 done
 nvidia-smi --query-gpu=name,memory.used --format=csv >> "$OUT/glue_speed.jsonl" 2>&1
 exit 0

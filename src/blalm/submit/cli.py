@@ -53,7 +53,8 @@ def register(subparsers) -> None:
                    help="an earlier 'blalm finetune' --out folder of the main checkpoint whose tasks are reused "
                         "when their settings match (default RUN_DIR/glue)")
     p.add_argument("--finetune-set", dest="finetune", action="append", default=[], metavar="KEY=VALUE",
-                   help="a 'blalm finetune' setting (e.g. max_train=64, epochs=1 for a CPU demo); repeatable")
+                   help="a 'blalm finetune' setting (e.g. max_train=64, epochs=1 for a CPU demo); repeatable. On CUDA "
+                        "the fine-tuning is compiled (compile=true; give compile=false for eager)")
     p.add_argument("--glue-jobs", type=int, default=0, metavar="N",
                    help="fine-tune the GLUE tasks in N processes side by side ('blalm finetune --jobs N', logs in "
                         "DIR/work/glue/logs/); default 0 = auto: 3 when the fine-tuning runs on CUDA, 1 on the CPU. "

@@ -180,12 +180,16 @@ def score_aoa(plan: Plan, revision: str, ckpt: dict[str, Any], model: LazyModel)
 # ---------------------------------------------------------------------------------------------
 
 AUTO_GLUE_JOBS_CUDA = 3   # glue_jobs = 0 on CUDA: a small model's fine-tuning steps leave a GPU mostly idle
+# On CUDA the fine-tuning is compiled unless --finetune-set compile=false: on one H200 the 34M recipe
+# model's MultiRC step ran 15.2 steps/s compiled against 7.0 eager after ~2 min of compilation per
+# process (docs/results/glue_h100.md), and the protocol's 25,760 steps are ~1 h eager.
 
 
 def finetune_config(plan: Plan, tasks: list[str]):
     """The ``blalm finetune`` settings of the submission: ``--finetune-set`` items, the main
     checkpoint, ``tasks``, the GLUE data, and ``jobs`` from ``--glue-jobs`` (0 = auto:
-    :data:`AUTO_GLUE_JOBS_CUDA` when the fine-tuning device resolves to CUDA, else 1)."""
+    :data:`AUTO_GLUE_JOBS_CUDA` when the fine-tuning device resolves to CUDA, else 1). On CUDA
+    ``compile`` is on unless a ``--finetune-set compile=...`` item says otherwise."""
     from blalm.config import from_dict, parse_override, set_dotted
     from blalm.finetune.config import FinetuneConfig
     from blalm.run.device import resolve_device
@@ -197,9 +201,10 @@ def finetune_config(plan: Plan, tasks: list[str]):
     data.update(model=str(Path(plan.main["path"]).resolve()), tasks=tasks, data_dir=str(plan.glue_dir),
                 progress=plan.cfg.progress)
     data.setdefault("device", plan.cfg.device)
+    cuda = resolve_device(data["device"]).type == "cuda"
+    data.setdefault("compile", cuda)
     cfg = from_dict(FinetuneConfig, data, where="--finetune-set")
-    jobs = plan.cfg.glue_jobs or (AUTO_GLUE_JOBS_CUDA if resolve_device(cfg.device).type == "cuda" else 1)
-    return dataclasses.replace(cfg, jobs=jobs)
+    return dataclasses.replace(cfg, jobs=plan.cfg.glue_jobs or (AUTO_GLUE_JOBS_CUDA if cuda else 1))
 
 
 def reusable_finetune(folder: Path, cfg: Any, task: str) -> dict[str, Any] | None:
