@@ -39,7 +39,7 @@ def load_for_eval(path: str | Path, device: str = "cpu", dtype: Any = None) -> t
     from blalm.model.checkpoint import is_model_checkpoint
 
     if is_model_checkpoint(folder):
-        return _load_blalm_checkpoint(folder, device, dtype)
+        return load_blalm_checkpoint(folder, device, dtype)
     if not (folder / "config.json").is_file():
         raise InputError(f"{folder}: not a Hugging Face model folder (no config.json); "
                          f"give the folder written by save_pretrained")
@@ -65,18 +65,23 @@ def load_for_eval(path: str | Path, device: str = "cpu", dtype: Any = None) -> t
     return model, tokenizer
 
 
-def _load_blalm_checkpoint(folder: Path, device: str, dtype: Any) -> tuple[Any, Any]:
+def load_blalm_checkpoint(folder: Path, device: str, dtype: Any, hf: bool = True) -> tuple[Any, Any]:
+    """A blalm checkpoint folder's model (on ``device``, in eval mode) and tokenizer: wrapped as a
+    Hugging Face model (``hf``, what the scorers call), or the blalm model itself (``hf=False``, what
+    the fine-tuning puts its head on; it spares the process the import of transformers' modelling code)."""
     from blalm.model.checkpoint import load_model
-    from blalm.model.hf_model import hf_model_from_blalm  # not blalm.model.hf: no Auto registration
     from blalm.tokenizer.train import load_tokenizer
 
     if not (folder / "tokenizer.json").is_file():
         raise InputError(f"{folder}: this blalm checkpoint has no tokenizer files (tokenizer.json); "
                          f"save it with save_model(..., tokenizer_dir=...) or export it with blalm export")
     tokenizer = load_tokenizer(folder)
-    model = hf_model_from_blalm(load_model(folder, dtype=None if dtype in (None, "auto") else dtype),
-                                bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                                pad_token_id=tokenizer.pad_token_id)
+    model = load_model(folder, dtype=None if dtype in (None, "auto") else dtype)
+    if hf:
+        from blalm.model.hf_model import hf_model_from_blalm  # not blalm.model.hf: no Auto registration
+
+        model = hf_model_from_blalm(model, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                    pad_token_id=tokenizer.pad_token_id)
     check_vocab(model, tokenizer, folder)
     model.to(_device(device))
     model.eval()
@@ -86,7 +91,7 @@ def _load_blalm_checkpoint(folder: Path, device: str, dtype: Any) -> tuple[Any, 
 def check_vocab(model: Any, tokenizer: Any, where: str | Path = "model") -> None:
     """InputError unless every token id of ``tokenizer`` is inside the model's vocabulary."""
     n_tok = len(tokenizer)
-    emb = model.get_input_embeddings()
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
     rows = getattr(emb, "num_embeddings", None)
     if rows is None and hasattr(emb, "weight"):
         rows = emb.weight.shape[0]

@@ -106,9 +106,13 @@ def load_backbone(model_dir: Path, device: torch.device) -> tuple[torch.nn.Modul
     kind ``"blalm"``: the backbone is the blalm decoder (of a blalm checkpoint or an exported folder)
     and its checkpoints are blalm checkpoints; ``"hf"``: the Hugging Face base model of another
     causal LM (its checkpoints are for resuming only: ``model_config.json`` holds its HF config)."""
-    from blalm.eval.loading import load_for_eval
+    from blalm.eval.loading import load_blalm_checkpoint, load_for_eval
+    from blalm.model.checkpoint import is_model_checkpoint
 
     check_model_dir(model_dir)
+    if is_model_checkpoint(model_dir):   # the blalm model itself: no Hugging Face wrapper around it
+        inner, tokenizer = load_blalm_checkpoint(model_dir, str(device), torch.float32, hf=False)
+        return inner, tokenizer, dataclasses.asdict(inner.config), "blalm"
     lm, tokenizer = load_for_eval(model_dir, device=str(device), dtype=torch.float32)
     inner = getattr(lm, "model", None)
     if getattr(lm.config, "model_type", None) == "blalm" and inner is not None and is_blalm_decoder(inner):
@@ -143,6 +147,14 @@ def eval_batch_size(cfg: FinetuneConfig, device: torch.device) -> int:
     return AUTO_EVAL_BATCH_CUDA if device.type == "cuda" else AUTO_EVAL_BATCH_CPU
 
 
+def mark_replay(device: torch.device) -> None:
+    """Tell compile_mode reduce-overhead's CUDA graphs that a new step begins (its outputs of the last
+    replay may be overwritten). CUDA graphs exist on CUDA only; elsewhere nothing is called, which also
+    spares an eager CPU process the ~1.3 s import of torch's CUDA-graph machinery."""
+    if device.type == "cuda":
+        torch.compiler.cudagraph_mark_step_begin()
+
+
 @torch.no_grad()
 def predict_logits(model: SequenceClassifier, sequences: list[list[int]], pad_id: int, batch: int,
                    device: torch.device, precision: str = "fp32", multiple: int = 1) -> torch.Tensor:
@@ -159,7 +171,7 @@ def predict_logits(model: SequenceClassifier, sequences: list[list[int]], pad_id
     parts = []
     for start in range(0, len(order), batch):
         ids, mask = pad_batch([sequences[i] for i in order[start:start + batch]], pad_id, multiple)
-        torch.compiler.cudagraph_mark_step_begin()   # compile_mode reduce-overhead: a new replay (else a no-op)
+        mark_replay(device)
         with precision_context(device, precision):
             parts.append(model(to_device(ids, device), to_device(mask, device)).float())
     model.train(was)
@@ -337,7 +349,7 @@ class TaskLoop:
         """One optimizer step on the examples ``rows``; (loss, gradient norm), left on the device."""
         ids, mask = pad_batch([self.data["train"][i] for i in rows], self.pad_id, self.multiple)
         labels = to_device(torch.tensor([self.data["train_labels"][i] for i in rows], dtype=torch.long), self.device)
-        torch.compiler.cudagraph_mark_step_begin()   # compile_mode reduce-overhead: a new replay (else a no-op)
+        mark_replay(self.device)
         with precision_context(self.device, self.precision):
             loss = F.cross_entropy(self.model(to_device(ids, self.device), to_device(mask, self.device)).float(),
                                    labels)

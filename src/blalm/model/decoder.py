@@ -87,7 +87,8 @@ class BlalmForCausalLM(nn.Module):
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
         self.lm_head = None if config.tie_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta, config.max_position_embeddings)
-        self.init_weights()
+        if not self.embed_tokens.weight.is_meta:   # meta holds no values (and its normal_ costs ~1 s of imports)
+            self.init_weights()
 
     # -- initialisation ------------------------------------------------------------------------
     def init_weights(self) -> None:
