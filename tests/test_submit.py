@@ -480,7 +480,8 @@ def test_aoa_scores_carry_their_precision_and_are_not_reused_across_precisions(s
 
 def test_glue_jobs_go_to_the_finetuning_and_do_not_block_reuse(tmp_path):
     """--glue-jobs N is the fine-tuning's jobs (0 = auto: 3 on CUDA, 1 on the CPU); the fine-tuning is
-    compiled on CUDA unless --finetune-set says compile=false; jobs is not a --finetune-set item; a task fine-tuned with other jobs (or before jobs existed) is reused."""
+    compiled on CUDA unless --finetune-set says compile=false; jobs is not a --finetune-set item; a
+    task fine-tuned with other jobs (or before jobs existed) is reused."""
     from blalm.config import from_dict
     from blalm.finetune.layout import task_settings
     from blalm.finetune.tasks import TASKS
