@@ -12,7 +12,7 @@
 #   bash docs/results/scripts/recipe_lease.sh start data_mix 'current mix2'
 #   SWEEP_SET='runs.s384_ctx128_ema.seeds=[1, 2]' bash docs/results/scripts/recipe_lease.sh start recipe_search \
 #     's384_ctx128_ema s384_nodrop_ctx128_ema t384_ctx128_ema'      # SWEEP_SET: one more --set of the sweep
-#   bash docs/results/scripts/recipe_lease.sh poll 540
+#   bash docs/results/scripts/recipe_lease.sh poll 540      # waits for the sweeps and an `after` command
 #   bash docs/results/scripts/recipe_lease.sh full recipe_search 's384_ctx128_ema'   # after: full suite, bf16 + fp32
 # The carried tarballs are made here: `tar cJf .carry/ss.tar.xz -C out ss` (a corpus folder with its
 # tokenizer/ inside; mix2 likewise), `tar cJf .carry/eval.tar.xz -C ../shared/data eval/fast_eval eval/aoa`.
@@ -37,8 +37,16 @@ start)
     --train-set compile=true --train-set 'model.mlstm_kernel="triton"' --train-set 'score_suite="fast"' \
     > "$L/$2.log" 2>&1 &
   sleep "${4:-60}" ;;
+after)
+  # `after 'CMD'`: run CMD detached once every sweep has ended (the GPU to itself), with OUT=$L/after
+  # (packed by the polls as after.tar.gz beside after.log); session 15 chained issue 16's GLUE speed so:
+  #   recipe_lease.sh after 'STEPS=150 WARM=30 LIMIT=150 bash docs/results/scripts/glue_speed_lease.sh'
+  mkdir -p "$L/after"
+  OUT=$L/after setsid nohup bash -c ": lease-after; while pgrep -f 'blalm.cli swee[p]' > /dev/null; do sleep 3; done; $2" \
+    > "$L/after.log" 2>&1 < /dev/null &
+  sleep 2 ;;
 poll)
-  wait_while "blalm.cli sweep" "$2" ;;
+  wait_while "blalm.cli sweep|lease-after" "$2" ;;
 full)
   # `full EXP 'RUNS'`: the full zero-shot suite (BLiMP, supplement, EWoK, entity tracking, WUG, reading)
   # of each named run's best checkpoint (RUN_DIR/eval/summary.json), in bf16 and in fp32, written to
