@@ -10,6 +10,7 @@
 # STEPS=150 WARM=30 LIMIT=150 (docs/results/glue_h100.md). Carry .carry/ss.tar.xz
 # and .carry/eval_full.tar.xz (as recipe_lease.sh and submit_lease.sh say).
 #   bash docs/results/scripts/glue_speed_lease.sh        # results also in $OUT/glue_speed.jsonl
+#   MODES=graphs STEPS=150 WARM=30 LIMIT=200 bash docs/results/scripts/glue_speed_lease.sh   # one mode
 set -u
 OUT=${OUT:-out/lease}; mkdir -p "$OUT"
 W=/tmp/glue_speed; mkdir -p "$W/data" out
@@ -22,7 +23,7 @@ STEPS=${STEPS:-300}; WARM=${WARM:-50}
   --set corpus_dir=out/ss --set tokenizer_dir=out/ss/tokenizer --set 'model.mlstm_kernel="triton"' \
   --set progress=false > "$W/train.log" 2>&1 || { tail -20 "$W/train.log"; exit 1; }
 CKPT=$(ls -d "$W"/run/checkpoints/*/ | grep -v /latest/ | tail -1)
-for mode in eager compile graphs; do
+for mode in ${MODES:-eager compile graphs}; do
   case $mode in eager) flags=();; compile) flags=(--compile);; graphs) flags=(--compile --compile-mode reduce-overhead);; esac
   t0=$(date +%s.%N)
   TORCH_LOGS=recompiles timeout "${LIMIT:-240}" $B finetune "$CKPT" --tasks multirc --out "$W/$mode" \
