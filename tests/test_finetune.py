@@ -25,13 +25,14 @@ from blalm import cli
 from blalm.config import from_dict
 from blalm.errors import BlalmError, ConfigError, InputError
 from blalm.finetune.config import FinetuneConfig
-from blalm.finetune.head import (SequenceClassifier, compile_backbone, compiled_width_multiple, last_token_states,
-                                 pad_batch, width_multiple)
+from blalm.finetune.head import (SequenceClassifier, compiled_width_multiple, last_token_states, pad_batch,
+                                 width_multiple)
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.run import (HEAD_FILE, best_epoch, eval_batch_size, finetune, predict, predict_logits,
                                 task_metrics)
 from blalm.finetune.tasks import TASKS, encode, load_task
 from blalm.model.checkpoint import load_model, save_model
+from blalm.model.compile import compile_backbone
 from blalm.model.cli import load_model_config
 from blalm.model.decoder import build_model
 from blalm.tokenizer.train import load_tokenizer, train_tokenizer

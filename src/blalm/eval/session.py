@@ -80,9 +80,9 @@ class EvalSession:
 
     def release(self) -> None:
         """Drop the held model and return the GPU memory it used (after an out-of-memory error)."""
-        self._model = None
         import torch
 
+        self._model = None
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()
 

@@ -11,8 +11,9 @@ vocabulary projection is never computed; or a Hugging Face base model (``AutoMod
 ``base_model``, e.g. ``GPT2Model``, ``LlamaModel``), whose ``last_hidden_state`` is read (after the
 final norm in every standard causal LM).
 
-``compile_backbone`` compiles the backbone's decoder blocks one by one (``--compile``) and
-``width_multiple`` says what batch widths are rounded up to for it.
+With ``--compile`` the backbone's decoder blocks are compiled one by one
+(:func:`blalm.model.compile.compile_backbone`); ``width_multiple`` says what batch widths are
+rounded up to for them.
 
 Note: the official BabyLM 2025 fine-tuning script pools the FIRST token's hidden state for causal
 models too (evaluation-pipeline-2025 issue #38), which for a decoder sees only the first token; we
@@ -27,8 +28,6 @@ import math
 
 import torch
 from torch import Tensor, nn
-
-from blalm.model.compile import RECOMPILE_LIMIT, compile_backbone, decoder_layers  # noqa: F401  (re-exported)
 
 
 def last_token_states(hidden: Tensor, attention_mask: Tensor) -> Tensor:

@@ -43,7 +43,7 @@ last-token gather needs no check there), so the host queues steps ahead of the G
 is scored in batches of similar length (sorted by length; predictions come back in file order),
 ``eval_batch`` examples each (0 = auto: 128 on CUDA, 32 on the CPU). ``compile`` (``--compile``)
 compiles each decoder block with ``torch.compile(dynamic=True)`` (regional compilation, see
-:func:`blalm.finetune.head.compile_backbone`; a Hugging Face base model's ``layers``/``h`` blocks,
+:func:`blalm.model.compile.compile_backbone`; a Hugging Face base model's ``layers``/``h`` blocks,
 else it stays eager) and rounds batch widths up to whole mLSTM chunks, which keeps the compiled
 graphs to one per chunk count for training and one for validation; ``compile_mode =
 "reduce-overhead"`` (``--compile-mode``) also replays each block as CUDA graphs, widths rounded to
@@ -69,13 +69,13 @@ from blalm.atomic import write_json_atomic
 from blalm.config import to_dict
 from blalm.errors import BlalmError, InputError
 from blalm.finetune.config import RESUMABLE_KEYS, FinetuneConfig
-from blalm.finetune.head import (SequenceClassifier, compile_backbone, compiled_width_multiple, is_blalm_decoder,
-                                 pad_batch)
+from blalm.finetune.head import SequenceClassifier, compiled_width_multiple, is_blalm_decoder, pad_batch
 from blalm.finetune.layout import RESULTS_FILE, finished_result, run_plan, task_settings
 from blalm.finetune.metrics import accuracy, binary_f1, binary_mcc
 from blalm.finetune.tasks import TASKS, Task, TaskUnavailable, encode, load_task
 from blalm.lock import RunLock
 from blalm.model.checkpoint import TOKENIZER_FILES
+from blalm.model.compile import compile_backbone
 from blalm.run.device import precision_context, resolve_device, resolve_precision, seed_everything
 from blalm.run.layout import MODEL_FILE
 from blalm.run.schedule import epoch_permutation

@@ -43,5 +43,5 @@ def compile_backbone(backbone: nn.Module, backend: str | object = "inductor", mo
         return 0
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     for layer in layers:
-        layer.compile(dynamic=True, backend=backend, **({} if mode == "default" else {"mode": mode}))
+        layer.compile(dynamic=True, backend=backend, mode=mode)
     return len(layers)
