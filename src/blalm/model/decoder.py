@@ -81,18 +81,13 @@ class BlalmForCausalLM(nn.Module):
         super().__init__()
         config.validate()
         self.config = config
-        # on meta (a parameter count, a model about to receive a checkpoint's weights) nothing is
-        # initialised: meta holds no values, and its normal_ costs a process ~2 s of torch imports
-        on_meta = torch.empty(0).is_meta
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size,
-                                         _weight=torch.empty(config.vocab_size, config.hidden_size) if on_meta else None)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.num_layers))
         self.norm = RMSNorm(config.hidden_size, config.norm_eps)
         self.lm_head = None if config.tie_embeddings else nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.rotary = RotaryEmbedding(config.head_dim, config.rope_theta, config.max_position_embeddings)
-        if not on_meta:
-            self.init_weights()
+        self.init_weights()
 
     # -- initialisation ------------------------------------------------------------------------
     def init_weights(self) -> None:
