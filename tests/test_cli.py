@@ -196,3 +196,21 @@ def test_a_reader_that_stops_early_ends_the_command_quietly(tmp_path, repo_root)
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 141, err
     assert first.startswith(b"recipe_search") and "Traceback" not in err
+
+
+def test_a_crash_in_native_code_prints_the_python_stack(repo_root):
+    """A verb that dies in native code (session 16: CUDA graphs ended a GLUE fine-tuning with SIGSEGV
+    and an empty log) leaves the Python stack of the crash on stderr, naming the function."""
+    import subprocess
+    import sys
+
+    script = ("import argparse, ctypes, blalm.cli as cli\n"
+              "def native_crash(args):\n"
+              "    ctypes.string_at(0)\n"
+              "parser = argparse.ArgumentParser()\n"
+              "parser.set_defaults(func=native_crash, verb='crash')\n"
+              "cli.build_parser = lambda: parser\n"
+              "cli.main([])\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=repo_root, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0
+    assert "Segmentation fault" in proc.stderr and "native_crash" in proc.stderr, proc.stderr

@@ -111,6 +111,27 @@ def test_weight_average_follows_the_formula_with_its_warm_up():
     assert all(torch.equal(p, p0 + 1.0) for p, p0 in zip(model.parameters(), start))   # its own weights back
 
 
+def test_weight_average_without_warm_up_uses_its_decay_from_the_first_step():
+    from blalm.train.ema import WeightAverage, describe_ema, ema_decay_at, ema_full_decay_step
+
+    torch.manual_seed(0)
+    model = build_model(TINY)
+    ema = WeightAverage(model, 0.9, warmup=False)
+    start = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update(step=1)
+    for avg, p0 in zip(ema.average, start):
+        torch.testing.assert_close(avg, 0.9 * p0 + 0.1 * (p0 + 1.0))
+    # the warm-up reaches 0.999 only at step 8,990: a 4,240-step run never uses the decay it was given
+    assert ema_full_decay_step(0.999) == 8990
+    assert ema_decay_at(8990, 0.999) == 0.999 > ema_decay_at(8989, 0.999)
+    assert ema_decay_at(4240, 0.999) == ema_decay_at(4240, 0.998) < 0.998
+    assert "not reached" in describe_ema(0.999, True, 4240) and "8,990" in describe_ema(0.999, True, 4240)
+    assert "reached at step 890" in describe_ema(0.99, True, 4240)
+
+
 def test_ema_checkpoints_hold_the_average_and_train_exactly_as_without(train_data, tmp_path):
     """The average changes nothing of the training: the trained weights (train_weights.safetensors)
     equal a run without it, bit for bit; model.safetensors holds the average; a killed run resumes

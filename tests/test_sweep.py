@@ -285,12 +285,11 @@ def test_every_shipped_experiment_loads_and_its_runs_validate(path):
         assert cfg.seed == run.seed and cfg.track == run.track
 
 
-@pytest.mark.parametrize("shipped_name, run_name", [("strict_small_best", "s384_nodrop_ctx128"),
-                                                    ("strict_small_ema", "s384_ctx128_ema")])
+@pytest.mark.parametrize("shipped_name, run_name", [("strict_small_best", "s384_d05_ctx128_ema")])
 def test_the_shipped_recipe_configs_are_the_recipe_search_runs_they_report(shipped_name, run_name):
-    """configs/train/strict_small_best.toml quotes round 2's scores of recipe_search.toml's run
-    s384_nodrop_ctx128, strict_small_ema.toml round 4's of s384_ctx128_ema: each must train the same
-    model the same way as its run (the micro-batch aside, which the shipped config leaves to the device)."""
+    """configs/train/strict_small_best.toml quotes round 5's scores of recipe_search.toml's run
+    s384_d05_ctx128_ema: it must train the same model the same way as that run (the micro-batch
+    aside, which the shipped config leaves to the device)."""
     from blalm.config import to_dict
     from blalm.train.config import load_train_config
 

@@ -8,6 +8,7 @@ those modules import heavy libraries (torch, transformers) only inside the verb'
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import os
 import sys
@@ -134,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not faulthandler.is_enabled():   # a crash in native code (a kernel, a CUDA graph) prints the Python stack
+        faulthandler.enable()
     try:
         return int(args.func(args) or 0)
     except BlalmError as exc:

@@ -7,14 +7,16 @@
 # each in its own process. Prints one JSON line per mode: steps/s over the steps after the first
 # WARM (compilation and graph recording excluded) and the wall time with them; each mode's log (with
 # dynamo's recompilations, TORCH_LOGS=recompiles) and metrics.jsonl are copied to $OUT. Session 15 ran
-# STEPS=150 WARM=30 LIMIT=150 (docs/results/glue_h100.md). Carry .carry/ss.tar.xz
+# STEPS=150 WARM=30 LIMIT=150 (docs/results/glue_h100.md); session 16 the graphs mode (SIGSEGV). Carry .carry/ss.tar.xz
 # and .carry/eval_full.tar.xz (as recipe_lease.sh and submit_lease.sh say).
 #   bash docs/results/scripts/glue_speed_lease.sh        # results also in $OUT/glue_speed.jsonl
 #   MODES=graphs STEPS=150 WARM=30 LIMIT=200 bash docs/results/scripts/glue_speed_lease.sh   # one mode
 set -u
 OUT=${OUT:-out/lease}; mkdir -p "$OUT"
 W=/tmp/glue_speed; mkdir -p "$W/data" out
-export PYTHONPATH=$PWD/src BLALM_DATA_DIR=$W/data PYTHONUNBUFFERED=1
+# PYTHONFAULTHANDLER: a crash in native code (session 16: reduce-overhead ended with SIGSEGV, no
+# traceback) prints the Python stack of every thread into the mode's log
+export PYTHONPATH=$PWD/src BLALM_DATA_DIR=$W/data PYTHONUNBUFFERED=1 PYTHONFAULTHANDLER=1
 . "$(dirname "$0")/lease_lib.sh"     # unpack
 unpack .carry/ss.tar.xz out && unpack .carry/eval_full.tar.xz "$W/data" || exit 1
 B="python3 -m blalm.cli"
@@ -48,5 +50,5 @@ PY
   cp "$W/$mode.log" "$OUT/glue_speed_$mode.log"     # with dynamo's recompilation reasons
   cp "$W/$mode/multirc/metrics.jsonl" "$OUT/glue_speed_$mode.metrics.jsonl" 2>/dev/null
 done
-nvidia-smi --query-gpu=name,memory.used --format=csv >> "$OUT/glue_speed.jsonl" 2>&1
+nvidia-smi --query-gpu=name,memory.used --format=csv > "$OUT/nvidia-smi.txt" 2>&1
 exit 0

@@ -41,8 +41,11 @@ after)
   # `after 'CMD'`: run CMD detached once every sweep has ended (the GPU to itself), with OUT=$L/after
   # (packed by the polls as after.tar.gz beside after.log); session 15 chained issue 16's GLUE speed so:
   #   recipe_lease.sh after 'STEPS=150 WARM=30 LIMIT=150 bash docs/results/scripts/glue_speed_lease.sh'
+  # (CMD is not the script's last command: bash would exec it, its command line would lose the
+  # lease-after mark, and `poll` would stop waiting for it, as in session 16)
   mkdir -p "$L/after"
-  OUT=$L/after setsid nohup bash -c ": lease-after; while pgrep -f 'blalm.cli swee[p]' > /dev/null; do sleep 3; done; $2" \
+  OUT=$L/after setsid nohup bash -c ": lease-after; while pgrep -f 'blalm.cli swee[p]' > /dev/null; do sleep 3; done
+    $2; echo \"lease-after: exit status \$?\"" \
     > "$L/after.log" 2>&1 < /dev/null &
   sleep 2 ;;
 poll)

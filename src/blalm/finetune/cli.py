@@ -82,7 +82,9 @@ def register(subparsers) -> None:
                    help="with --compile: reduce-overhead replays each decoder block as CUDA graphs (one recorded "
                         "per batch shape, widths rounded up to multiples of 64), which takes the host's kernel "
                         "launches out of a small model's step; the CPU runs the compiled code as default does. "
-                        "Changes the speed only. Default: default")
+                        "Changes the speed only. Experimental: on an H200 (torch 2.11) it ended with a "
+                        "segmentation fault before the first step (docs/results/glue_h100.md); --compile "
+                        "alone is the measured fast path (2.2x eager). Default: default")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="fine-tune the tasks in N processes side by side on the same device (a small model's "
                         "steps leave a GPU mostly idle, so processes sharing it add up their steps): the tasks not "

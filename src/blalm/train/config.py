@@ -97,6 +97,9 @@ class TrainConfig:
     ema_decay: float = 0.0             # > 0: keep an exponential moving average of the weights with this
     #                                    decay (e.g. 0.999); checkpoints save and validate the average as the
     #                                    model (blalm.train.ema); 0 = off (the paper)
+    ema_warmup: bool = True            # the average's decay after step t is min(ema_decay, (1 + t) / (10 + t)),
+    #                                    which reaches 0.999 only at step 8,990 (a 4,240-step strict-small run
+    #                                    ends at 0.9979); false: ema_decay from the first step (GPT-BERT)
     max_nonfinite_steps: int = 10      # a non-finite loss or gradient skips the step; stop after this many in a row
     seed: int = 0
 

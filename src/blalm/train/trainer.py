@@ -67,7 +67,7 @@ from blalm.run.parallel import Parallel, parallelize
 from blalm.run.schedule import epoch_permutation
 from blalm.run.session import RunPlan, RunSession, RunSpec, hold_lock
 from blalm.train import milestones as ms
-from blalm.train.ema import WeightAverage
+from blalm.train.ema import WeightAverage, describe_ema
 from blalm.train.execution import resolve_for
 from blalm.train.scoring import scoring_beside
 from blalm.train.config import (
@@ -379,7 +379,9 @@ class TrainLoop:
                     f"of {cfg.global_batch} blocks ({cfg.micro_batch} x {plan.accumulation} accumulation x "
                     f"{dist.world_size} process(es){', ' + parallel.kind if dist.enabled else ''}); "
                     f"{plan.total_steps} steps; device {device}, {precision}")
-        ema = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        ema = WeightAverage(model, cfg.ema_decay, cfg.ema_warmup) if cfg.ema_decay > 0 else None
+        if ema is not None:
+            session.say(describe_ema(cfg.ema_decay, cfg.ema_warmup, plan.total_steps))
         session.restore({MODEL_FILE: model} if ema is None else {TRAIN_WEIGHTS_FILE: model, MODEL_FILE: ema},
                         optimizers, names, device)
         if ema is not None:
