@@ -14,6 +14,7 @@
 #     's384_ctx128_ema s384_nodrop_ctx128_ema t384_ctx128_ema'      # SWEEP_SET: one more --set of the sweep
 #   bash docs/results/scripts/recipe_lease.sh poll 540      # waits for the sweeps and an `after` command
 #   bash docs/results/scripts/recipe_lease.sh full recipe_search 's384_ctx128_ema'   # after: full suite, bf16 + fp32
+#   SEEDS=2 bash docs/results/scripts/recipe_lease.sh full recipe_search 's384_d05_ctx128_ema'   # seed 2 only
 # The carried tarballs are made here: `tar cJf .carry/ss.tar.xz -C out ss` (a corpus folder with its
 # tokenizer/ inside; mix2 likewise), `tar cJf .carry/eval.tar.xz -C ../shared/data eval/fast_eval eval/aoa`.
 set -u
@@ -54,9 +55,10 @@ full)
   # `full EXP 'RUNS'`: the full zero-shot suite (BLiMP, supplement, EWoK, entity tracking, WUG, reading)
   # of each named run's best checkpoint (RUN_DIR/eval/summary.json), in bf16 and in fp32, written to
   # RUN_DIR/eval_full_<precision>/ (packed with the rest); carry .carry/eval_full.tar.xz.
+  # SEEDS='2' (a glob) limits it to those seeds' runs (default: every seed).
   unpack .carry/eval_full.tar.xz "$L/data" || exit 1
   for r in $3; do
-    for s in "$L/$2"/runs/*/"$r"/seed*/eval/summary.json; do
+    for s in "$L/$2"/runs/*/"$r"/seed${SEEDS:-*}/eval/summary.json; do
       [ -f "$s" ] || continue
       run=$(dirname "$(dirname "$s")")
       best=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['best']['checkpoint'])" "$s")
