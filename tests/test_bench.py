@@ -78,3 +78,23 @@ def test_a_peer_that_cannot_run_is_an_error_row_not_a_crash():
     rows = list(bench_peers(shape, ["nxai_triton_limit_chunk", "fla_chunk_simple_gla"], warmup=0, reps=1))
     assert [r["mixer"] for r in rows] == ["peer_nxai_triton_limit_chunk", "peer_fla_chunk_simple_gla"]
     assert all(r.get("error") for r in rows), rows
+
+
+def test_eval_profile_prints_the_warm_pass_operators_and_writes_its_trace(data_dir, tmp_path, capsys):
+    """``blalm bench eval MODEL --profile --trace FILE``: the operators of a warm scoring pass, and a
+    Chrome trace of it (the GPU's version answers issue 15's "where do the 10 s of full BLiMP go")."""
+    import json
+
+    from blalm.cli import main
+    from test_eval_scoring import build_tiny_lm
+    from test_eval_suite import make_mini_eval
+
+    model = build_tiny_lm(tmp_path / "lm", data_dir)
+    mini = make_mini_eval(data_dir / "eval", tmp_path / "mini_eval")
+    trace = tmp_path / "trace.json"
+    assert main(["bench", "eval", str(model), "--data-dir", str(mini), "--device", "cpu", "--tasks", "blimp",
+                 "--profile", "--trace", str(trace)]) == 0
+    table = capsys.readouterr().out
+    assert "Self CPU" in table and "aten::linear" in table
+    events = json.loads(trace.read_text())["traceEvents"]
+    assert any(e.get("name") == "aten::log_softmax" for e in events)

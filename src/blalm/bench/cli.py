@@ -101,6 +101,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="blalm models: run a prefix of at least N tokens shared by candidates once (0 = never; default 32)")
     e.add_argument("--compile", action="store_true", help="torch.compile the model (static bucketed shapes)")
     e.add_argument("--repeat", type=int, default=2, metavar="N", help="passes over the suite in one process (default 2)")
+    e.add_argument("--profile", action="store_true",
+                   help="instead of timing, print a torch-profiler table of one warm pass (after a cold one): "
+                        "where the scoring time goes, by device time on a GPU")
+    e.add_argument("--trace", type=Path, default=None, metavar="FILE",
+                   help="with --profile: also write the warm pass's Chrome trace to FILE (chrome://tracing, Perfetto)")
     e.add_argument("--official", action="store_true",
                    help="also run the official pipeline (BLALM_PIPELINE_DIR, else ../shared/babylm-pipeline) on the "
                         "same model in a subprocess and print its seconds per task beside ours")
@@ -175,7 +180,7 @@ def run_decode(args: argparse.Namespace) -> int:
 
 
 def run_eval_bench(args: argparse.Namespace) -> int:
-    from blalm.bench.eval import bench_official, bench_ours, format_bench_table
+    from blalm.bench.eval import bench_official, bench_ours, format_bench_table, profile_ours
     from blalm.config import from_dict
     from blalm.eval.config import EvalConfig
 
@@ -185,6 +190,9 @@ def run_eval_bench(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         data["data_dir"] = str(args.data_dir)
     cfg = from_dict(EvalConfig, data, where="command line")
+    if args.profile:
+        print(profile_ours(args.model, cfg, trace=args.trace, log=lambda m: print(m, file=sys.stderr)))
+        return 0
     rows = bench_ours(args.model, cfg, repeat=max(1, args.repeat), log=lambda m: print(m, file=sys.stderr))
     if args.official:
         rows += bench_official(args.model, cfg, args.workdir, deps=args.official_deps)

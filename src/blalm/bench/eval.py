@@ -303,6 +303,20 @@ def bench_ours(model_path: Path, cfg: Any, repeat: int = 2, log: Callable[[str],
     return rows
 
 
+def profile_ours(model_path: Path, cfg: Any, row_limit: int = 25, trace: Path | None = None,
+                 log: Callable[[str], None] = lambda s: None) -> str:
+    """A torch-profiler table of one warm pass over the suite (after a cold one that reads, tokenizes
+    and loads): where the scoring time goes."""
+    from blalm.bench import profiler_table
+    from blalm.eval.session import EvalSession
+    from blalm.eval.suite import evaluate_model
+
+    session = EvalSession()
+    report = evaluate_model(model_path, cfg, log=log, session=session)
+    return profiler_table(lambda: evaluate_model(model_path, cfg, log=log, session=session), report["device"],
+                          row_limit, trace)
+
+
 def format_bench_table(rows: Sequence[dict[str, Any]]) -> str:
     """Task | ours cold | ours warm | official, in seconds (sentences/s of the warm pass)."""
     tasks: list[str] = []

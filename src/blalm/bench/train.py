@@ -191,19 +191,12 @@ def profile_blalm(cfg: TrainConfig, device: torch.device, steps: int = 2, warmup
     Under ``torchrun`` every rank runs the profiled steps (DDP or FSDP, as :func:`bench_blalm`) and
     the table is this rank's; ``trace``: also write this rank's Chrome trace there (the collectives'
     overlap with the backward is seen on its timeline)."""
-    from torch.profiler import ProfilerActivity, profile
-
+    from blalm.bench import profiler_table
     from blalm.train.execution import resolve_for
 
     _, _, step = blalm_step(resolve_for(cfg, device, dist.world_size if dist is not None else 1), device, dist)
     time_steps(step, 0, warmup, device)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with profile(activities=activities) as prof:
-        time_steps(step, steps, 0, device)
-    if trace is not None:
-        prof.export_chrome_trace(str(trace))
-    key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=row_limit)
+    return profiler_table(lambda: time_steps(step, steps, 0, device), device, row_limit, trace)
 
 
 def bench_train(cfg: TrainConfig, device: torch.device, steps: int = 10, warmup: int = 3,
