@@ -16,7 +16,9 @@
 #   bash docs/results/scripts/recipe_lease.sh full recipe_search 's384_ctx128_ema'   # after: full suite, bf16 + fp32
 #   SEEDS=2 bash docs/results/scripts/recipe_lease.sh full recipe_search 's384_d05_ctx128_ema'   # seed 2 only
 # The carried tarballs are made here: `tar cJf .carry/ss.tar.xz -C out ss` (a corpus folder with its
-# tokenizer/ inside; mix2 likewise), `tar cJf .carry/eval.tar.xz -C ../shared/data eval/fast_eval eval/aoa`.
+# tokenizer/ inside; mix2 likewise), `tar cJf .carry/eval.tar.xz -C ../shared/data eval/fast_eval eval/aoa`,
+# `tar cJf .carry/tok8k.tar.xz -C out ss_tok8k` (recipe_search.toml's corpus curated8k: out/ss with an 8k
+# tokenizer, `blalm tokenizer out/ss --out out/ss_tok8k --vocab-size 8000`).
 set -u
 OUT=${OUT:-out/lease}; mkdir -p "$OUT"
 L=/tmp/lease; mkdir -p "$L/data"
@@ -26,7 +28,8 @@ corpus() { echo "tracks.strict-small.corpora.$1={dir=\"out/$2\", tokenizer_dir=\
 case "$1" in
 start)
   mkdir -p out
-  unpack .carry/eval.tar.xz "$L/data" && unpack .carry/ss.tar.xz out && unpack .carry/mix2.tar.xz out || exit 1
+  unpack .carry/eval.tar.xz "$L/data" && unpack .carry/ss.tar.xz out && unpack .carry/mix2.tar.xz out \
+    && unpack .carry/tok8k.tar.xz out || exit 1
   case "$2" in
   recipe_search) args=(--set "$(corpus curated ss)" --train-set milestone_scale=1000) ;;
   data_mix) args=(--scale medium --set "$(corpus current ss)" --set "$(corpus mix2 mix2)") ;;
