@@ -6,11 +6,15 @@ GPU's arithmetic. This script times the step as ``blalm finetune`` takes it (bat
 MultiRC-like lengths up to 512 tokens, bf16, AdamW, gradient clipping) on a random-init model of
 ``configs/train/strict_small_best.toml`` and profiles a window of steps with torch.profiler: the
 wall per step against the GPU's busy time per step (kernels summed), the kernel launches per step,
-and the top operators by host and by device time. One JSON line per mode on stdout; the tables go
-to ``$OUT/finetune_profile_<mode>.txt``. On a CUDA machine from the repository root:
+and the top operators by host and by device time. Modes (run each in its own process: a crash
+takes one mode only): ``eager``; ``regional`` (each block compiled, dynamic shapes: what
+``blalm finetune --compile`` runs); ``whole`` (the whole forward in one static graph, every batch
+padded to 512 tokens, MultiRC's width anyway); ``whole-graphs`` (the same as CUDA graphs,
+``reduce-overhead``: does the SIGSEGV of session 16 come from dynamic shapes?). One JSON line per
+mode on stdout; the tables go to ``$OUT/finetune_profile_<mode>.txt``. On a CUDA machine from the
+repository root:
 
-    python docs/results/scripts/finetune_profile.py eager
-    python docs/results/scripts/finetune_profile.py compile
+    for m in eager regional whole whole-graphs; do python docs/results/scripts/finetune_profile.py $m; done
 """
 
 from __future__ import annotations
@@ -27,12 +31,23 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, "src")
-from blalm.finetune.head import SequenceClassifier, pad_batch, width_multiple  # noqa: E402
+from blalm.finetune.head import SequenceClassifier, last_token_states, pad_batch, width_multiple  # noqa: E402
 from blalm.finetune.run import to_device  # noqa: E402
 from blalm.model.compile import compile_backbone  # noqa: E402
 from blalm.model.decoder import build_model  # noqa: E402
 from blalm.run.device import precision_context  # noqa: E402
 from blalm.train.config import load_train_config  # noqa: E402
+
+def whole_forward(clf: SequenceClassifier, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The classifier's logits written out (embedding, blocks, final norm, last real token, head):
+    what the norm hook of ``final_hidden_states`` does, in a form one graph can hold."""
+    model = clf.backbone
+    x = model.embed_dropout(model.embed_tokens(ids))
+    rope = model.rotary(ids.shape[1], 0, device=ids.device)
+    for layer in model.layers:
+        x = layer(x, rope)
+    return clf.head(clf.dropout(last_token_states(model.norm(x), mask)).float())
+
 
 BATCH, WARM, PROFILED = (16, 30, 20) if not os.environ.get("SMOKE") else (2, 2, 2)
 
@@ -49,17 +64,25 @@ def main(mode: str) -> None:
     labels = [torch.tensor([rng.randrange(2) for _ in range(BATCH)]) for _ in batches]
     torch.manual_seed(0)
     clf = SequenceClassifier(build_model(cfg.model, device=dev), 2, 0.1).to(dev)
-    multiple = 1
-    if mode == "compile":
+    multiple, forward = 1, clf
+    if mode == "regional":                       # what `blalm finetune --compile` runs
         compile_backbone(clf.backbone)
         multiple = width_multiple(clf.backbone)
+    elif mode in ("whole", "whole-graphs"):      # one static graph: every batch padded to 512 (MultiRC's width)
+        multiple = 512
+        forward = torch.compile(lambda ids, mask: whole_forward(clf, ids, mask), dynamic=False,
+                                mode="reduce-overhead" if mode == "whole-graphs" else "default")
+    elif mode != "eager":
+        raise SystemExit(f"unknown mode {mode!r}: eager, regional, whole, whole-graphs")
     params = [p for p in clf.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=3e-5, fused=True)
 
     def step(i: int) -> None:
         ids, mask = pad_batch(batches[i], 0, multiple)
+        if mode == "whole-graphs":
+            torch.compiler.cudagraph_mark_step_begin()
         with precision_context(dev, "bf16"):
-            loss = F.cross_entropy(clf(to_device(ids, dev), to_device(mask, dev)).float(), to_device(labels[i], dev))
+            loss = F.cross_entropy(forward(to_device(ids, dev), to_device(mask, dev)).float(), to_device(labels[i], dev))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
