@@ -100,7 +100,7 @@ def test_every_available_task_finetunes_and_reports(model_dir, glue_dir, tmp_pat
         assert task_res["accuracy"] == pytest.approx(accuracy(task_res["predictions"], gold))
         latest = ckpt.read_latest(out / name / "checkpoints")
         load_model(latest)
-        assert load_file(str(latest / HEAD_FILE))["weight"].shape[0] == TASKS[name].num_labels
+        assert load_file(str(latest / HEAD_FILE))["5.weight"].shape[0] == TASKS[name].num_labels
         kinds = [json.loads(line)["kind"] for line in (out / name / "metrics.jsonl").read_text().splitlines()]
         assert kinds[0] == "setup" and "train" in kinds and kinds[-2:] == ["valid", "eval"]
     # fine-tuning changed the decoder's weights
@@ -464,9 +464,10 @@ def test_best_epoch_is_chosen_by_the_tasks_validation_metric(model_dir, glue_dir
         # only the newest two checkpoint folders are kept (a damaged newest one can be skipped)
         assert sorted(p.name for p in (out / name / "checkpoints").iterdir() if p.is_dir()) == \
             ["step0000012", "step0000016"]
-    # in this fixed-seed run rte's best epoch is not the last, and mrpc's best score is tied (epochs 3, 4)
-    assert json.loads((out / "rte" / "results.json").read_text())["best_epoch"] == 2
+    # in this fixed-seed run mrpc's best epoch is not the last (F1 50.0 at epoch 3, 48.3 at epoch 4);
+    # rte's is (accuracy 50.0); ties are the next test's
     assert json.loads((out / "mrpc" / "results.json").read_text())["best_epoch"] == 3
+    assert json.loads((out / "rte" / "results.json").read_text())["best_epoch"] == 4
 
 
 def test_validation_metric_is_f1_for_mrpc_and_qqp_and_accuracy_otherwise():

@@ -18,11 +18,11 @@ SETTINGS_HELP = """settings for --config FILE and --set KEY=VALUE (value read as
   epochs=0              passes over the training file; 0 = the task's official count (10; 30 for WSC)
   max_length=512        tokens per input; the longest field loses tokens first
   seed=42               seeds the head's initialisation, dropout and the example order
-  weight_decay=0.01     AdamW weight decay on 2-D weights
-  dropout=0.1           dropout on the head's input
-  warmup_fraction=0.0   linear warm-up share of the steps (then cosine decay to min_lr_fraction * lr)
-  min_lr_fraction=0.0   final learning rate as a share of lr
-  grad_clip=1.0         gradient-norm clipping (0 = none)
+  weight_decay=0.01     AdamW weight decay on every parameter (the official trainer's)
+  dropout=0.1           the head's dropout (the official classifier_dropout)
+  warmup_fraction=0.06  linear warm-up share of the steps from lr 0 (then cosine decay to min_lr_fraction * lr)
+  min_lr_fraction=0.1   final learning rate as a share of lr
+  grad_clip=0           gradient-norm clipping (0 = none, as the official trainer)
   eval_batch=0          examples per forward when scoring the valid file (in batches of similar
                         length); 0 = auto: 128 on CUDA, 32 on the CPU
   max_train=0           first N training examples per task (0 = all; for tests and demos)
@@ -48,8 +48,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=SETTINGS_HELP,
         description=textwrap.fill(
                     "Fine-tune MODEL with a classification head on the last real token, per task, with the "
-                    "BabyLM 2025 protocol's defaults (AdamW lr 3e-5, batch 32 - 16 for BoolQ and MultiRC -, 10 "
-                    "epochs - 30 for WSC -, max length 512, seed 42), scoring the task's valid file after every "
+                    "BabyLM 2025 protocol's defaults and its trainer's recipe (its head; AdamW lr 3e-5, weight decay "
+                    "0.01; 6% warm-up, cosine to 0.1; no clipping; batch 32 - 16 for BoolQ and MultiRC -, full "
+                    "batches only; 10 epochs - 30 for WSC -, max length 512, seed 42), scoring the task's valid file after every "
                     "epoch and reporting the best epoch. Writes DIR/<task>/ (checkpoints, metrics.jsonl, "
                     "results.json) and DIR/results.json (per task accuracy, F1 and MCC, the best epoch, wall "
                     "time, and the GLUE score). Re-running the same command resumes a killed run. --jobs N "

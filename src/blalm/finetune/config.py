@@ -28,11 +28,11 @@ class FinetuneConfig:
     epochs: int = 0                       # 0 = the task's official epochs (10; 30 WSC)
     max_length: int = 512                 # tokens per input (longest field truncated first)
     seed: int = 42
-    weight_decay: float = 0.01
-    dropout: float = 0.1                  # on the head's input
-    warmup_fraction: float = 0.0          # linear warm-up share of the steps, then cosine decay
-    min_lr_fraction: float = 0.0
-    grad_clip: float = 1.0                # 0 = no clipping
+    weight_decay: float = 0.01            # on every parameter, as the official trainer's AdamW
+    dropout: float = 0.1                  # the head's dropout (the official classifier_dropout)
+    warmup_fraction: float = 0.06         # linear warm-up share of the steps, then cosine decay (official)
+    min_lr_fraction: float = 0.1          # the cosine ends at lr x this (the official min_factor)
+    grad_clip: float = 0.0                # 0 = no clipping (the official trainer clips nothing)
     eval_batch: int = 0                   # examples per validation forward; 0 = auto (128 on CUDA, 32 on the CPU)
     max_train: int = 0                    # first N training examples per task (0 = all; tests, demos)
     max_valid: int = 0                    # first N evaluation examples per task (0 = all)

@@ -2,8 +2,8 @@
 
 ``SequenceClassifier(backbone, num_labels)`` runs the decoder on right-padded input, takes the
 final (normed) hidden state of each row's last real token (position ``attention_mask.sum(1) - 1``)
-and applies dropout and a linear layer (``hidden -> num_labels``). For a causal decoder that is
-the only position that has seen the whole input.
+and applies the official pipeline's head (:class:`ClassifierHead`). For a causal decoder the last
+real token is the only position that has seen the whole input.
 
 ``backbone`` is either a blalm decoder (``BlalmForCausalLM``, also the copy bundled in an exported
 Hugging Face folder): its final norm's output is read and the forward stops there, so the
@@ -81,13 +81,23 @@ def _takes_use_cache(cls: type) -> bool:
     return "use_cache" in inspect.signature(cls.forward).parameters
 
 
+class ClassifierHead(nn.Sequential):
+    """The official pipeline's classification head (``evaluation_pipeline/finetune/classifier_model.py``,
+    ``ClassifierHead``), layer for layer: LayerNorm (no affine) -> Linear(h, h) -> GELU -> LayerNorm
+    (no affine) -> Dropout -> Linear(h, labels), PyTorch's default initialisation; its state dict has
+    the official ``nonlinearity``'s keys (``1.weight`` ... ``5.bias``)."""
+
+    def __init__(self, hidden: int, num_labels: int, dropout: float = 0.1, eps: float = 1e-5) -> None:
+        super().__init__(nn.LayerNorm(hidden, eps, elementwise_affine=False), nn.Linear(hidden, hidden), nn.GELU(),
+                         nn.LayerNorm(hidden, eps, elementwise_affine=False), nn.Dropout(dropout),
+                         nn.Linear(hidden, num_labels))
+
+
 class SequenceClassifier(nn.Module):
     def __init__(self, backbone: nn.Module, num_labels: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.backbone = backbone
-        hidden = backbone.config.hidden_size
-        self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(hidden, num_labels)
+        self.head = ClassifierHead(backbone.config.hidden_size, num_labels, dropout)
 
     def pooled(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """The head's input: the last real token's final hidden state (after the final norm)."""
@@ -96,7 +106,7 @@ class SequenceClassifier(nn.Module):
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         """Logits ``(B, num_labels)`` (float32 outside autocast; under CUDA autocast the head's matmul
         runs in its dtype and the loss is taken in float32 by the caller)."""
-        return self.head(self.dropout(self.pooled(input_ids, attention_mask)).float())
+        return self.head(self.pooled(input_ids, attention_mask).float())
 
 
 def pad_batch(sequences: list[list[int]], pad_id: int, multiple: int = 1) -> tuple[Tensor, Tensor]:

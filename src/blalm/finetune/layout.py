@@ -13,7 +13,6 @@ A task takes :func:`run_plan`'s optimizer steps.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,9 +40,9 @@ def task_settings(cfg: FinetuneConfig, task: Task) -> dict[str, Any]:
 
 
 def run_plan(train_examples: int, batch_size: int, epochs: int) -> RunPlan:
-    """A task's optimizer steps: ``ceil(train_examples / batch_size)`` per epoch (the last batch of an
-    epoch may be short), ``epochs`` times."""
-    steps_per_epoch = math.ceil(train_examples / batch_size)
+    """A task's optimizer steps: ``train_examples // batch_size`` per epoch (the official trainer's
+    ``drop_last``: a short last batch is left out), at least one, ``epochs`` times."""
+    steps_per_epoch = max(1, train_examples // batch_size)
     return RunPlan(steps_per_epoch * epochs, steps_per_epoch)
 
 

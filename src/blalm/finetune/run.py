@@ -31,9 +31,15 @@ ends with the same weights, per-epoch scores and predictions as an uninterrupted
 order of each epoch is a pure function of (seed, epoch), the learning rate of the step, the
 checkpoint holds weights, optimizer state and RNG states, and validation draws no random numbers.
 
-Optimizer: AdamW over every parameter (decoder and head), peak ``lr`` (3e-5), weight decay on 2-D
-weights, the training stage's schedule (warm-up, then cosine decay), gradient clipping at
-``grad_clip``. Loss: cross-entropy of the head's logits (float32). On CUDA the forward runs under
+**The official trainer's recipe** (``evaluation_pipeline/finetune``, held to it by
+``tests/test_finetune_official.py``): its head (:class:`~blalm.finetune.head.ClassifierHead`), AdamW
+over every parameter (decoder and head) with peak ``lr`` 3e-5 and weight decay 0.01 on all of them,
+its schedule (:func:`~blalm.run.schedule.official_finetune_lr_factor`: 6% linear warm-up from 0, then
+cosine down to 0.1 of the peak), no gradient clipping (``grad_clip = 0``), full batches only (a short
+last batch of an epoch is left out, its ``drop_last``). Ours on purpose: the head reads the last
+real token (the official script reads the first, see :mod:`blalm.finetune.head`), the epoch order
+is a pure function of (seed, epoch), and CUDA runs bf16 autocast. Loss: cross-entropy of the head's
+logits (float32). On CUDA the forward runs under
 ``precision`` (bf16 autocast by default; weights and optimizer state stay float32); on the CPU in
 float32.
 
@@ -78,7 +84,7 @@ from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.model.compile import compile_backbone
 from blalm.run.device import precision_context, resolve_device, resolve_precision, seed_everything
 from blalm.run.layout import MODEL_FILE
-from blalm.run.schedule import epoch_permutation
+from blalm.run.schedule import epoch_permutation, official_finetune_lr_factor, set_learning_rates
 from blalm.run.session import RunSession, RunSpec, hold_lock
 
 HEAD_FILE = "head.safetensors"
@@ -219,17 +225,13 @@ def encode_examples(cfg: FinetuneConfig, examples: tuple[list[dict], list[dict]]
 
 def build_adamw(model: torch.nn.Module, cfg: FinetuneConfig, device: torch.device
                 ) -> tuple[dict[str, torch.optim.Optimizer], dict[str, list[list[str]]]]:
-    """AdamW over every trainable parameter, weight decay on the 2-D ones; with the names per group."""
+    """AdamW over every trainable parameter with one weight decay (the official trainer's
+    ``AdamW(model.parameters(), ...)``); with the names of its one group."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    decay = [n for n, p in named if p.ndim >= 2]
-    no_decay = [n for n, p in named if p.ndim < 2]
-    params = dict(named)
-    opt = torch.optim.AdamW([{"params": [params[n] for n in decay], "weight_decay": cfg.weight_decay},
-                             {"params": [params[n] for n in no_decay], "weight_decay": 0.0}], lr=cfg.lr,
+    opt = torch.optim.AdamW([p for _, p in named], lr=cfg.lr, weight_decay=cfg.weight_decay,
                             fused=device.type == "cuda")   # one kernel for all parameters on a GPU
-    for group in opt.param_groups:
-        group["base_lr"] = cfg.lr
-    return {"adamw": opt}, {"adamw": [decay, no_decay]}
+    opt.param_groups[0]["base_lr"] = cfg.lr
+    return {"adamw": opt}, {"adamw": [[n for n, _ in named]]}
 
 
 def finetune_task(cfg: FinetuneConfig, task: Task, task_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -332,7 +334,8 @@ class TaskLoop:
                 if perm[0] != epoch:      # the epoch's order, drawn once per epoch (as the trainer does)
                     perm = (epoch, epoch_permutation(len(self.data["train"]), cfg.seed, epoch))
                 B = session.spec.settings["batch_size"]
-                lrs = session.apply_schedule(self.optimizers, cfg.warmup_fraction, cfg.min_lr_fraction)
+                lrs = set_learning_rates(self.optimizers, official_finetune_lr_factor(
+                    session.step, session.total_steps, cfg.warmup_fraction, cfg.min_lr_fraction))
                 loss, grad_norm = self.step(perm[1][s * B:(s + 1) * B])
                 session.advance()
                 interval["loss"] += loss.float()

@@ -40,6 +40,19 @@ def lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.1, min_lr_
     return min_lr_fraction + (1.0 - min_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
+def official_finetune_lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.06,
+                                min_factor: float = 0.1) -> float:
+    """The official fine-tuning schedule (``evaluation_pipeline/finetune/utils.py``,
+    ``cosine_schedule_with_warmup``, stepped after each optimizer step) for the optimizer step
+    ``step`` (0-based): ``step / W`` over the ``W = int(warmup_fraction * total_steps)`` warm-up steps
+    (the first step has lr 0), then cosine from 1 down to ``min_factor``."""
+    w = int(warmup_fraction * total_steps)
+    if step < w:
+        return step / max(1, w)
+    progress = (step - w) / max(1, total_steps - w)
+    return max(min_factor, min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> dict[str, float]:
     """Scale every group's ``base_lr`` by ``factor``; return each optimizer's current peak-group lr."""
     out = {}

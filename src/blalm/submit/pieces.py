@@ -182,7 +182,7 @@ def score_aoa(plan: Plan, revision: str, ckpt: dict[str, Any], model: LazyModel)
 AUTO_GLUE_JOBS_CUDA = 3   # glue_jobs = 0 on CUDA: a small model's fine-tuning steps leave a GPU mostly idle
 # On CUDA the fine-tuning is compiled unless --finetune-set compile=false: on one H200 the 34M recipe
 # model's MultiRC step ran 15.2 steps/s compiled against 7.0 eager after ~2 min of compilation per
-# process (docs/results/glue_h100.md), and the protocol's 25,760 steps are ~1 h eager.
+# process (docs/results/glue_h100.md), and the protocol's 25,680 steps are ~1 h eager.
 
 
 def finetune_config(plan: Plan, tasks: list[str]):
