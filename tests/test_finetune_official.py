@@ -17,7 +17,7 @@ from blalm.finetune.config import FinetuneConfig
 from blalm.finetune.head import ClassifierHead
 from blalm.finetune.layout import run_plan
 from blalm.finetune.run import build_adamw
-from blalm.run.schedule import official_finetune_lr_factor
+from blalm.run.schedule import lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_learning_rate_at_every_step_is_the_official_schedules(official, total):
         theirs.append(opt.param_groups[0]["lr"])
         opt.step()
         sched.step()
-    ours = [official_finetune_lr_factor(s, total, 0.06, 0.1) for s in range(total)]
+    ours = [lr_factor(s, total, 0.06, 0.1, schedule="official") for s in range(total)]
     assert ours == pytest.approx(theirs, rel=1e-12, abs=1e-15)
 
 

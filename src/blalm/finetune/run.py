@@ -34,7 +34,7 @@ checkpoint holds weights, optimizer state and RNG states, and validation draws n
 **The official trainer's recipe** (``evaluation_pipeline/finetune``, held to it by
 ``tests/test_finetune_official.py``): its head (:class:`~blalm.finetune.head.ClassifierHead`), AdamW
 over every parameter (decoder and head) with peak ``lr`` 3e-5 and weight decay 0.01 on all of them,
-its schedule (:func:`~blalm.run.schedule.official_finetune_lr_factor`: 6% linear warm-up from 0, then
+its schedule (:func:`~blalm.run.schedule.lr_factor`'s ``"official"``: 6% linear warm-up from 0, then
 cosine down to 0.1 of the peak), no gradient clipping (``grad_clip = 0``), full batches only (a short
 last batch of an epoch is left out, its ``drop_last``). Ours on purpose: the head reads the last
 real token (the official script reads the first, see :mod:`blalm.finetune.head`), the epoch order
@@ -84,7 +84,7 @@ from blalm.model.checkpoint import TOKENIZER_FILES
 from blalm.model.compile import compile_backbone
 from blalm.run.device import precision_context, resolve_device, resolve_precision, seed_everything
 from blalm.run.layout import MODEL_FILE
-from blalm.run.schedule import epoch_permutation, official_finetune_lr_factor, set_learning_rates
+from blalm.run.schedule import epoch_permutation
 from blalm.run.session import RunSession, RunSpec, hold_lock
 
 HEAD_FILE = "head.safetensors"
@@ -334,8 +334,8 @@ class TaskLoop:
                 if perm[0] != epoch:      # the epoch's order, drawn once per epoch (as the trainer does)
                     perm = (epoch, epoch_permutation(len(self.data["train"]), cfg.seed, epoch))
                 B = session.spec.settings["batch_size"]
-                lrs = set_learning_rates(self.optimizers, official_finetune_lr_factor(
-                    session.step, session.total_steps, cfg.warmup_fraction, cfg.min_lr_fraction))
+                lrs = session.apply_schedule(self.optimizers, cfg.warmup_fraction, cfg.min_lr_fraction,
+                                             schedule="official")
                 loss, grad_norm = self.step(perm[1][s * B:(s + 1) * B])
                 session.advance()
                 interval["loss"] += loss.float()

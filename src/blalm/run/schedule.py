@@ -23,8 +23,18 @@ def lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.1, min_lr_
     * ``schedule = "cosine"``: cosine from 1 down to ``min_lr_fraction`` over the remaining steps
       (reached at the last step's end);
     * ``schedule = "wsd"`` (warm-up, stable, decay): 1 until the last ``D = ceil(decay_fraction *
-      total_steps)`` steps, then linear from 1 down to ``min_lr_fraction`` over those D steps.
+      total_steps)`` steps, then linear from 1 down to ``min_lr_fraction`` over those D steps;
+    * ``schedule = "official"`` (the fine-tuning's): the official BabyLM trainer's scheduler
+      (``evaluation_pipeline/finetune/utils.py``, ``cosine_schedule_with_warmup``, stepped after each
+      optimizer step): ``step / W`` over ``W = int(warmup_fraction * total_steps)`` warm-up steps (the
+      first step has lr 0), then the same cosine.
     """
+    if schedule == "official":
+        w = int(warmup_fraction * total_steps)
+        if step < w:
+            return step / w
+        progress = (step - w) / max(1, total_steps - w)
+        return min_lr_fraction + (1.0 - min_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
     w = warmup_steps(total_steps, warmup_fraction)
     if step < w:
         return (step + 1) / w
@@ -35,22 +45,9 @@ def lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.1, min_lr_
             return 1.0
         return 1.0 - (1.0 - min_lr_fraction) * min(1.0, (into_decay + 1) / decay)
     if schedule != "cosine":
-        raise ValueError(f"unknown learning-rate schedule {schedule!r} (cosine or wsd)")
+        raise ValueError(f"unknown learning-rate schedule {schedule!r} (cosine, wsd or official)")
     progress = (step - w) / max(1, total_steps - w)
     return min_lr_fraction + (1.0 - min_lr_fraction) * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def official_finetune_lr_factor(step: int, total_steps: int, warmup_fraction: float = 0.06,
-                                min_factor: float = 0.1) -> float:
-    """The official fine-tuning schedule (``evaluation_pipeline/finetune/utils.py``,
-    ``cosine_schedule_with_warmup``, stepped after each optimizer step) for the optimizer step
-    ``step`` (0-based): ``step / W`` over the ``W = int(warmup_fraction * total_steps)`` warm-up steps
-    (the first step has lr 0), then cosine from 1 down to ``min_factor``."""
-    w = int(warmup_fraction * total_steps)
-    if step < w:
-        return step / max(1, w)
-    progress = (step - w) / max(1, total_steps - w)
-    return max(min_factor, min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def set_learning_rates(optimizers: dict[str, torch.optim.Optimizer], factor: float) -> dict[str, float]:
